@@ -1,0 +1,1 @@
+"""PyTorch -> artifact: one module per format, the variant catalog and a content-addressed cache."""

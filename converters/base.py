@@ -1,0 +1,45 @@
+"""The converter seam: one small class per format, registered under the format's name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from profiles.catalog import Variant
+from profiles.zoo import LoadedModel
+
+
+class VariantSkipped(Exception):
+    """A recipe that cannot be built on this host or for this model, with the reason (not an error)."""
+
+
+@dataclass
+class ConversionContext:
+    """What a recipe may need beyond the model: calibration inputs (one array per model input, N x ...)."""
+
+    calibration: tuple[Any, ...] = ()
+    seed: int = 0
+
+
+@dataclass
+class Converted:
+    """What `convert` reports; sizes and hashes are computed by the caller over every file written."""
+
+    main_file: str
+    converter_path: str
+    opset: int | None = None
+    deployment_target: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+class Converter:
+    format: ClassVar[str]
+
+    def convert(self, model: LoadedModel, variant: Variant, out_dir: Path, ctx: ConversionContext) -> Converted:
+        """Write the artifact's files into `out_dir` (empty, owned by the caller)."""
+        raise NotImplementedError
+
+    def inspect(self, main_file: Path) -> tuple[dict[str, int], dict[str, int]]:
+        """(op histogram, weight bytes by dtype) of a written artifact."""
+        raise NotImplementedError

@@ -1,0 +1,55 @@
+"""Build one model x variant artifact: from the cache when intact, else by its format's converter."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any
+
+from converters.base import ConversionContext
+from converters.cache import ArtifactCache, cache_key
+from converters.registry import CONVERTERS
+from profiles.catalog import Variant
+from profiles.errors import ConversionError
+from profiles.zoo import LoadedModel
+
+__all__ = ["build_artifact"]
+
+
+def build_artifact(
+    model: LoadedModel, fingerprint: str, variant: Variant, ctx: ConversionContext, cache: ArtifactCache
+) -> dict[str, Any]:
+    """Artifact metadata (keys of `harness.schema.ArtifactInfo`); raises `ConversionError` or `VariantSkipped`."""
+    key = cache_key(fingerprint, variant, {"calibration": len(ctx.calibration[0]) if ctx.calibration else 0})
+    stored = cache.lookup(key)
+    if stored is not None:
+        return {**stored, "cache_hit": True}
+    converter = CONVERTERS[variant.format]()
+    staging = cache.staging(key)
+    try:
+        started = time.perf_counter()
+        try:
+            converted = converter.convert(model, variant, staging, ctx)
+        except ConversionError:
+            raise
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ConversionError(f"{type(exc).__name__}: {message}") from exc
+        elapsed = time.perf_counter() - started
+        ops, weights = converter.inspect(staging / converted.main_file)
+        info = cache.store(
+            key,
+            staging,
+            converted.main_file,
+            {
+                "conversion_s": elapsed,
+                "converter_path": converted.converter_path,
+                "opset": converted.opset,
+                "deployment_target": converted.deployment_target,
+                "op_histogram": ops,
+                "weight_bytes_by_dtype": weights,
+            },
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {**info, "cache_hit": False}

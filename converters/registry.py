@@ -1,0 +1,9 @@
+"""Every converter, by the format it writes. Adding one: a new module and one line here."""
+
+from __future__ import annotations
+
+from converters.base import Converter
+from converters.onnx_export import OnnxConverter
+from converters.torch_state import TorchStateDict
+
+CONVERTERS: dict[str, type[Converter]] = {cls.format: cls for cls in (TorchStateDict, OnnxConverter)}

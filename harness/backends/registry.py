@@ -1,0 +1,9 @@
+"""Every backend, by name. Adding one: a new module and one line here."""
+
+from __future__ import annotations
+
+from harness.backends.base import Backend
+from harness.backends.onnxruntime import OnnxRuntimeBackend
+from harness.backends.torch_eager import TorchBackend
+
+BACKENDS: dict[str, type[Backend]] = {cls.name: cls for cls in (TorchBackend, OnnxRuntimeBackend)}

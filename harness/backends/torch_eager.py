@@ -1,0 +1,98 @@
+"""PyTorch eager: the reference runtime, on the CPU, or CUDA/MPS for `gpu`."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness.backends.base import Backend, LoadRequest, Session
+
+
+def _outputs_to_numpy(outputs: Any) -> list[np.ndarray]:
+    import torch
+
+    if isinstance(outputs, torch.Tensor):
+        outputs = (outputs,)
+    return [o.detach().float().cpu().numpy() for o in outputs]
+
+
+class TorchSession(Session):
+    def __init__(self, module: Any, device: Any) -> None:
+        self.module = module
+        self.device = device
+
+    def _tensors(self, inputs: list[np.ndarray]) -> list[Any]:
+        import torch
+
+        return [torch.from_numpy(np.ascontiguousarray(x)).to(self.device) for x in inputs]
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            return _outputs_to_numpy(self.module(*self._tensors(inputs)))
+
+    def runner(self, inputs: list[np.ndarray]) -> Callable[[], Any]:
+        import torch
+
+        tensors = self._tensors(inputs)
+        module = self.module
+
+        def call() -> Any:
+            with torch.inference_mode():
+                return module(*tensors)
+
+        return call
+
+    def sync(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+
+        return {"torch": torch.__version__, "device": str(self.device), "threads": torch.get_num_threads()}
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "gpu")
+
+    def available(self, device: str) -> str | None:
+        if device not in self.devices:
+            return f"torch has no '{device}' device (it runs cpu and gpu)"
+        if importlib.util.find_spec("torch") is None:
+            return "torch is not installed"
+        if device == "gpu":
+            import torch
+
+            if not (torch.cuda.is_available() or torch.backends.mps.is_available()):
+                return "no CUDA or MPS device visible to torch"
+        return None
+
+    def prepare(self, threads: int) -> None:
+        import torch
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+            torch.set_num_interop_threads(1)
+
+    def load(self, request: LoadRequest) -> Session:
+        import torch
+
+        from profiles.zoo import load_model, resolve_model
+
+        if request.device == "gpu":
+            device = torch.device("cuda" if torch.cuda.is_available() else "mps")
+        else:
+            device = torch.device("cpu")
+        module = load_model(resolve_model(request.model_ref)).module
+        module.load_state_dict(torch.load(request.artifact_path, weights_only=True, map_location="cpu"))
+        return TorchSession(module.to(device).eval(), device)

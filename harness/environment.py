@@ -1,0 +1,55 @@
+"""The environment a run measured in: what a comparison must match before it compares."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from importlib import metadata
+from pathlib import Path
+
+from harness.schema import Environment
+
+PACKAGES = ("ondevice-bench", "torch", "onnx", "onnxruntime", "onnxscript", "coremltools", "numpy", "scipy")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    if platform.system() == "Darwin":
+        import subprocess
+
+        out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
+        if out.returncode == 0:
+            return out.stdout.strip()
+    return platform.processor() or "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def capture(intra_op_threads: int) -> Environment:
+    return Environment(
+        os=f"{platform.system()} {platform.release()}",
+        machine=platform.machine(),
+        cpu=cpu_model(),
+        cores=os.cpu_count() or 0,
+        python=platform.python_version(),
+        packages=package_versions(),
+        threads={
+            "intra_op": intra_op_threads,
+            **{name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ},
+        },
+        hostname=socket.gethostname(),
+    )

@@ -1,0 +1,122 @@
+"""Run a function in a fresh (spawned) process: a crash, a hang or an exception there is one failure here.
+
+The child sends messages over a pipe; the parent relays them as they arrive, kills the child at the
+deadline, and turns an abnormal end into a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Message = dict[str, Any]
+
+
+@dataclass
+class WorkerOutcome:
+    messages: list[Message] = field(default_factory=list)
+    failure: str | None = None  # None when the child finished normally
+
+
+def _child(target: Callable[..., None], args: tuple[Any, ...], conn: Any, log_path: str | None) -> None:
+    if log_path:
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+    try:
+        target(*args, conn.send)
+    except BaseException as exc:
+        traceback.print_exc()
+        sys.stderr.flush()
+        conn.send({"kind": "error", "error": f"{type(exc).__name__}: {exc}".strip().splitlines()[0]})
+    finally:
+        conn.close()
+
+
+def _last_log_line(log_path: str | None) -> str:
+    if not log_path or not Path(log_path).exists():
+        return ""
+    lines = [ln.strip() for ln in Path(log_path).read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def run_isolated(
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    timeout_s: float,
+    on_message: Callable[[Message], None] | None = None,
+    log_path: Path | None = None,
+) -> WorkerOutcome:
+    """Call ``target(*args, send)`` in a spawned process; `send` takes picklable dict messages.
+
+    A message ``{"kind": "error", ...}`` is sent for an exception; the outcome's `failure` says why the
+    child ended abnormally (exception, exit code or signal, or the timeout), else None.
+    """
+    context = mp.get_context("spawn")
+    parent_conn, child_conn = context.Pipe(duplex=False)
+    log = str(log_path) if log_path else None
+    process = context.Process(target=_child, args=(target, args, child_conn, log), daemon=True)
+    process.start()
+    child_conn.close()
+    outcome = WorkerOutcome()
+    deadline = time.monotonic() + timeout_s
+
+    def receive(message: Message) -> None:
+        if message.get("kind") == "error":
+            outcome.failure = message["error"]
+        outcome.messages.append(message)
+        if on_message:
+            on_message(message)
+
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                process.kill()
+                process.join()
+                outcome.failure = f"timed out after {timeout_s:g} s"
+                return outcome
+            if parent_conn.poll(min(remaining, 0.5)):
+                try:
+                    receive(parent_conn.recv())
+                except EOFError:
+                    break
+            elif not process.is_alive():
+                while parent_conn.poll():
+                    try:
+                        receive(parent_conn.recv())
+                    except EOFError:
+                        break
+                break
+        process.join(timeout=max(1.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+        if outcome.failure is None and process.exitcode != 0:
+            detail = _last_log_line(log)
+            outcome.failure = f"worker {describe_exit(process.exitcode)}" + (f" ({detail})" if detail else "")
+        return outcome
+    finally:
+        if process.is_alive():
+            process.kill()
+            process.join()
+        parent_conn.close()

@@ -1,0 +1,91 @@
+"""Per-model preparation, run in a worker: reference outputs on the parity inputs, then the artifacts.
+
+Everything that calls the user's model (its factory, its forward, the exporters tracing it) happens
+here, in a child process, so a model that crashes or hangs fails its own cases and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Send = Callable[[dict[str, Any]], None]
+
+
+def _parity_inputs(spec: Any, loaded: Any, count: int, seed: int) -> tuple[list[np.ndarray], Any, str]:
+    if spec.dataset is not None:
+        data = spec.dataset(count)
+        return list(data.inputs), data.labels, f"dataset:{spec.name}"
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for example in loaded.example_inputs:
+        sample = example.numpy()
+        if np.issubdtype(sample.dtype, np.floating):
+            arrays.append(rng.standard_normal((count, *sample.shape[1:])).astype(sample.dtype))
+        else:
+            arrays.append(np.repeat(sample, count, axis=0))
+    return arrays, None, "synthetic"
+
+
+def _reference_outputs(loaded: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    import torch
+
+    rows: list[list[np.ndarray]] = []
+    with torch.inference_mode():
+        for i in range(len(inputs[0])):
+            outputs = loaded.module(*(torch.from_numpy(x[i : i + 1]) for x in inputs))
+            outputs = (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
+            rows.append([o.float().numpy() for o in outputs])
+    return [np.concatenate([row[j] for row in rows]) for j in range(len(rows[0]))]
+
+
+def prepare_model(
+    model_ref: str, variants: list[str], work_dir: str, parity_samples: int, seed: int, send: Send
+) -> None:
+    """Sends `stage` messages as it goes, one `prepared`, then one `artifact` message per variant."""
+    from converters.base import ConversionContext, VariantSkipped
+    from converters.build import build_artifact
+    from converters.cache import ArtifactCache, model_fingerprint
+    from profiles.catalog import VARIANTS
+    from profiles.errors import ConversionError
+    from profiles.zoo import load_model, resolve_model
+
+    send({"kind": "stage", "stage": "building the model"})
+    spec = resolve_model(model_ref)
+    loaded = load_model(spec)
+    fingerprint = model_fingerprint(loaded, spec.factory)
+    out = Path(work_dir) / f"{spec.name.replace(':', '_').replace('/', '_')}-{fingerprint[:12]}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    send({"kind": "stage", "stage": "computing reference outputs"})
+    inputs, labels, source = _parity_inputs(spec, loaded, parity_samples, seed)
+    references = _reference_outputs(loaded, inputs)
+    example = [t.numpy() for t in loaded.example_inputs]
+    np.savez(out / "inputs.npz", *example)
+    parity = {f"input_{i}": x for i, x in enumerate(inputs)} | {f"ref_{j}": r for j, r in enumerate(references)}
+    if labels is not None:
+        parity["labels"] = np.asarray(labels)
+    np.savez(out / "parity.npz", **parity)
+    send({
+        "kind": "prepared",
+        "fingerprint": fingerprint,
+        "inputs_path": str(out / "inputs.npz"),
+        "parity_path": str(out / "parity.npz"),
+        "parity_source": source,
+        "classifier": spec.task == "classification",
+    })
+
+    cache = ArtifactCache()
+    ctx = ConversionContext(calibration=tuple(inputs), seed=seed)
+    for name in variants:
+        send({"kind": "stage", "stage": f"converting {name}", "variant": name})
+        try:
+            info = build_artifact(loaded, fingerprint, VARIANTS[name], ctx, cache)
+            send({"kind": "artifact", "variant": name, "status": "ok", "info": info})
+        except VariantSkipped as exc:
+            send({"kind": "artifact", "variant": name, "status": "skipped", "reason": str(exc)})
+        except ConversionError as exc:
+            send({"kind": "artifact", "variant": name, "status": "failed", "reason": f"conversion failed: {exc}"})

@@ -1,0 +1,296 @@
+"""`bench run`: prepare each model in a worker, then measure every case in fresh worker processes,
+interleaved in a seeded random order, writing each result as soon as it exists."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.environment import capture
+from harness.isolation import run_isolated
+from harness.plan import Case, plan
+from harness.prepare import prepare_model
+from harness.schema import (
+    ArtifactInfo,
+    EnergyStats,
+    LoadTimes,
+    MemoryStats,
+    ParityResult,
+    Result,
+    RunRecord,
+    write_results,
+)
+from harness.stats import latency_warnings, summarise
+from harness.worker import WorkerSpec, measure
+from profiles.paths import cache_root
+from profiles.schema import ResolvedProfile
+
+
+class Observer:
+    """Progress hooks for a front end; the default does nothing."""
+
+    def start(self, total_steps: int) -> None: ...
+
+    def step(self, label: str, advance: int = 1) -> None: ...
+
+    def result(self, result: Result) -> None: ...
+
+
+@dataclass
+class _Prepared:
+    inputs_path: str = ""
+    parity_path: str = ""
+    parity_source: str = ""
+    classifier: bool = False
+    failure: str | None = None
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> artifact message
+
+
+@dataclass
+class _Progress:
+    """One measurable case across its worker processes."""
+
+    case: Case
+    spec: WorkerSpec
+    artifact: ArtifactInfo
+    samples: list[list[float]] = field(default_factory=list)
+    measured: list[dict[str, Any]] = field(default_factory=list)
+    parity: ParityResult | None = None
+    failure: str | None = None
+    skipped: str | None = None  # the runtime refused the device when loading
+
+    @property
+    def done(self) -> bool:
+        return self.failure is not None or self.skipped is not None
+
+
+def _result(case: Case, status: str, reason: str | None = None, artifact: ArtifactInfo | None = None) -> Result:
+    return Result(
+        model=case.model.name,
+        variant=case.variant.name,
+        format=case.variant.format,
+        device=case.device,
+        backend=case.backend,
+        status=status,  # type: ignore[arg-type]
+        reason=reason,
+        artifact=artifact or ArtifactInfo(),
+    )
+
+
+class Runner:
+    def __init__(self, resolved: ResolvedProfile, json_path: Path | None, observer: Observer | None = None):
+        self.resolved = resolved
+        self.profile = resolved.profile
+        self.json_path = json_path
+        self.observer = observer or Observer()
+        self.cases = plan(self.profile)
+        self.run_id = uuid.uuid4().hex[:12]
+        self.logs = cache_root() / "logs" / self.run_id
+        self.record = RunRecord(
+            run_id=self.run_id,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            environment=capture(self.profile.measure.threads),
+            profile={"name": resolved.name, "source": resolved.source, **resolved.profile.model_dump()},
+        )
+
+    def _emit(self, result: Result) -> None:
+        self.record.results.append(result)
+        if self.json_path:
+            write_results(self.record, self.json_path)
+        self.observer.result(result)
+
+    def _log(self, name: str) -> Path:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        return self.logs / f"{name.replace(':', '_').replace('/', '_')}.log"
+
+    def _prepare(self, model_ref: str, variants: list[str], work_dir: Path) -> _Prepared:
+        """Run preparation; a worker dying while converting one variant fails that variant and a new
+        worker carries on with the rest."""
+        prepared = _Prepared()
+        pending = list(variants)
+        measure = self.profile.measure
+        while True:
+            stage: dict[str, Any] = {}
+
+            def on_message(message: dict[str, Any]) -> None:
+                if message["kind"] == "stage":
+                    stage.clear()
+                    stage.update(message)
+                    self.observer.step(f"{model_ref}: {message['stage']}", advance=0)
+                elif message["kind"] == "prepared":
+                    prepared.inputs_path = message["inputs_path"]
+                    prepared.parity_path = message["parity_path"]
+                    prepared.parity_source = message["parity_source"]
+                    prepared.classifier = message["classifier"]
+                elif message["kind"] == "artifact":
+                    prepared.artifacts[message["variant"]] = message
+                    pending.remove(message["variant"])
+
+            outcome = run_isolated(
+                prepare_model,
+                (model_ref, list(pending), str(work_dir), self.profile.parity.samples, measure.seed),
+                measure.timeout_s,
+                on_message,
+                self._log(f"prepare-{model_ref}"),
+            )
+            if outcome.failure is None:
+                return prepared
+            variant = stage.get("variant")
+            if variant is None:
+                prepared.failure = f"{outcome.failure} while {stage.get('stage', 'starting')}"
+                return prepared
+            prepared.artifacts[variant] = {"status": "failed", "reason": f"conversion {outcome.failure}"}
+            pending.remove(variant)
+            if not pending:
+                return prepared
+
+    def run(self) -> RunRecord:
+        runnable = [c for c in self.cases if not c.skip_reason]
+        per_model: dict[str, list[Case]] = {}
+        for case in runnable:
+            per_model.setdefault(case.model.ref, []).append(case)
+        measure = self.profile.measure
+        self.observer.start(len(per_model) + len(runnable) * measure.processes)
+        for case in self.cases:
+            if case.skip_reason:
+                self._emit(_result(case, "skipped", case.skip_reason))
+
+        work_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))
+        progress: list[_Progress] = []
+        try:
+            for model_ref, cases in per_model.items():
+                variants = list(dict.fromkeys(c.variant.name for c in cases))
+                prepared = self._prepare(model_ref, variants, work_dir)
+                self.observer.step(f"{model_ref}: prepared")
+                for case in cases:
+                    progress += self._plan_measurement(case, prepared)
+            self._measure_interleaved(progress)
+        except KeyboardInterrupt:
+            for item in progress:
+                if not item.done and item.measured and not self._is_emitted(item.case):
+                    self._emit(self._finish(item, interrupted=True))
+            raise
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        return self.record
+
+    def _is_emitted(self, case: Case) -> bool:
+        key = (case.model.name, case.variant.name, case.device, case.backend)
+        return any(r.case_key == key for r in self.record.results)
+
+    def _plan_measurement(self, case: Case, prepared: _Prepared) -> list[_Progress]:
+        if prepared.failure:
+            self._emit(_result(case, "failed", prepared.failure))
+            self.observer.step(case.label, advance=self.profile.measure.processes)
+            return []
+        message = prepared.artifacts[case.variant.name]
+        info = message.get("info")
+        artifact = ArtifactInfo(**info) if info else ArtifactInfo()
+        if message["status"] != "ok":
+            self._emit(_result(case, message["status"], message["reason"], artifact))
+            self.observer.step(case.label, advance=self.profile.measure.processes)
+            return []
+        measure = self.profile.measure
+        gate = self.profile.parity.gates.get(case.variant.family)  # type: ignore[call-overload]
+        spec = WorkerSpec(
+            model_ref=case.model.ref,
+            backend=case.backend,
+            device=case.device,
+            artifact_path=artifact.path or "",
+            inputs_path=prepared.inputs_path,
+            parity_path=prepared.parity_path,
+            classifier=prepared.classifier,
+            gate=gate.model_dump() if gate else {},
+            parity_source=prepared.parity_source,
+            warmup=measure.warmup,
+            budget_s=measure.budget_s / measure.processes,
+            min_sample_ms=measure.min_sample_ms,
+            threads=measure.threads,
+            calls_per_sample=None,
+        )
+        return [_Progress(case, spec, artifact)]
+
+    def _measure_interleaved(self, progress: list[_Progress]) -> None:
+        """Round r runs process r of every case, in a seeded random order, so drift hits all alike."""
+        measure = self.profile.measure
+        rng = np.random.default_rng(measure.seed)
+        for round_index in range(measure.processes):
+            for position in rng.permutation(len(progress)):
+                item = progress[position]
+                if item.done:
+                    continue
+                self.observer.step(f"{item.case.label} (process {round_index + 1}/{measure.processes})")
+                self._measure_once(item, do_parity=round_index == 0)
+                if item.done:
+                    status, reason = ("failed", item.failure) if item.failure else ("skipped", item.skipped)
+                    self._emit(_result(item.case, status, reason, item.artifact))
+                    self.observer.step(item.case.label, advance=measure.processes - round_index - 1)
+                elif round_index == measure.processes - 1:
+                    self._emit(self._finish(item))
+
+    def _measure_once(self, item: _Progress, do_parity: bool) -> None:
+        log = self._log(f"measure-{item.case.label.replace(' ', '-')}")
+        outcome = run_isolated(measure, (item.spec, do_parity), self.profile.measure.timeout_s, None, log)
+        kinds = {m["kind"]: m for m in outcome.messages}
+        if "unavailable" in kinds:
+            item.skipped = kinds["unavailable"]["reason"]
+            return
+        if outcome.failure is not None or "measured" not in kinds:
+            item.failure = f"measurement {outcome.failure or 'worker sent no result'} (log: {log})"
+            return
+        measured = kinds["measured"]
+        if item.spec.calls_per_sample is None:
+            item.spec = WorkerSpec(**{**item.spec.__dict__, "calls_per_sample": measured["calls_per_sample"]})
+        if measured["parity"] is not None:
+            item.parity = ParityResult(**measured["parity"])
+        item.samples.append(measured["samples_ms"])
+        item.measured.append(measured)
+
+    def _finish(self, item: _Progress, interrupted: bool = False) -> Result:
+        measure = self.profile.measure
+        runs = item.measured
+        latency = summarise(item.samples, item.spec.calls_per_sample or 1, seed=measure.seed)
+        result = _result(item.case, "ok", None, item.artifact)
+        result.latency_ms = latency
+        result.samples_ms = item.samples
+        result.load_ms = LoadTimes(
+            cold=float(np.median([m["cold_ms"] for m in runs])), warm=float(np.median([m["warm_ms"] for m in runs]))
+        )
+        result.first_inference_ms = float(np.median([m["first_inference_ms"] for m in runs]))
+        peak_run = max(runs, key=lambda m: m["memory"]["peak_rss_bytes"] or 0)
+        result.memory = MemoryStats(**peak_run["memory"])
+        result.energy = EnergyStats(
+            source=runs[0]["energy"]["source"],
+            cpu_ms_per_inference=float(np.median([m["energy"]["cpu_ms_per_inference"] for m in runs])),
+        )
+        result.parity = item.parity
+        result.runtime = runs[0]["runtime"]
+        result.placement = runs[0]["placement"]
+        result.warnings = latency_warnings(latency, item.samples)
+        if interrupted:
+            result.warnings.append(f"interrupted: {len(runs)} of {measure.processes} processes measured")
+        return result
+
+
+def exit_code(record: RunRecord) -> int:
+    """0 when every case ran or was skipped with a reason and every parity gate held, else 1."""
+    for result in record.results:
+        if result.status == "failed" or (result.parity is not None and not result.parity.passed):
+            return 1
+    return 0
+
+
+def execute(
+    resolved: ResolvedProfile, json_path: Path | None = None, observer: Observer | None = None
+) -> RunRecord:
+    return Runner(resolved, json_path, observer).run()
+
+
+__all__ = ["Observer", "Runner", "execute", "exit_code"]

@@ -1,0 +1,189 @@
+"""The results contract (schema_version 1): the one thing the harness writes and the reports read.
+
+Version history:
+  1 - first version: environment, resolved profile, one record per case (see DESIGN.md).
+
+Add keys freely; never rename or drop one without a new version and a loader that still reads 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import TypeAdapter, ValidationError
+
+from profiles.errors import SchemaError
+
+SCHEMA_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+Status = Literal["ok", "failed", "skipped"]
+
+
+@dataclass
+class ArtifactInfo:
+    """What a converter wrote: the files together (graph plus external data), hashed as one."""
+
+    path: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    files: list[str] = field(default_factory=list)
+    conversion_s: float | None = None
+    converter_path: str | None = None  # e.g. "torch.onnx dynamo", "torch.onnx torchscript", "state_dict"
+    opset: int | None = None
+    deployment_target: str | None = None
+    op_histogram: dict[str, int] = field(default_factory=dict)
+    weight_bytes_by_dtype: dict[str, int] = field(default_factory=dict)
+    cache_hit: bool = False
+    cache_key: str | None = None
+
+
+@dataclass
+class LoadTimes:
+    cold: float | None = None  # ms, first load in a fresh process
+    warm: float | None = None  # ms, a second load in the same process
+
+
+@dataclass
+class LatencyStats:
+    """Milliseconds per inference. `median` is the median of per-process medians."""
+
+    median: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    p90: float
+    p99: float
+    ci95: list[float]
+    n: int
+    cv: float
+    process_medians: list[float]
+    calls_per_sample: int
+    outliers_mild: int = 0
+    outliers_severe: int = 0
+
+
+@dataclass
+class MemoryStats:
+    """Bytes. `peak_rss_bytes` is the high-water mark during inference; `load_peak_bytes` during load."""
+
+    source: str = "unknown"
+    before_load_bytes: int | None = None
+    after_load_bytes: int | None = None
+    load_delta_bytes: int | None = None
+    load_peak_bytes: int | None = None
+    peak_rss_bytes: int | None = None
+
+
+@dataclass
+class EnergyStats:
+    source: str = "cpu-time"
+    cpu_ms_per_inference: float | None = None
+    mj_per_inference: float | None = None
+
+
+@dataclass
+class ParityResult:
+    passed: bool
+    gate: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    samples: int = 0
+    inputs: str = ""  # where the parity inputs came from: "dataset:digits" or "synthetic"
+
+
+@dataclass
+class Result:
+    model: str
+    variant: str
+    format: str
+    device: str
+    backend: str
+    status: Status
+    reason: str | None = None
+    artifact: ArtifactInfo = field(default_factory=ArtifactInfo)
+    load_ms: LoadTimes = field(default_factory=LoadTimes)
+    first_inference_ms: float | None = None
+    latency_ms: LatencyStats | None = None
+    samples_ms: list[list[float]] = field(default_factory=list)
+    memory: MemoryStats = field(default_factory=MemoryStats)
+    energy: EnergyStats = field(default_factory=EnergyStats)
+    parity: ParityResult | None = None
+    placement: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    runtime: dict[str, Any] = field(default_factory=dict)  # what the backend says it actually used
+
+    @property
+    def case_key(self) -> tuple[str, str, str, str]:
+        return (self.model, self.variant, self.device, self.backend)
+
+
+@dataclass
+class Environment:
+    os: str
+    machine: str
+    cpu: str
+    cores: int
+    python: str
+    packages: dict[str, str]
+    threads: dict[str, Any]
+    hostname: str = ""
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    created_at: str
+    environment: Environment
+    profile: dict[str, Any]
+    results: list[Result] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+
+_RUN_ADAPTER = TypeAdapter(RunRecord)
+
+
+def to_json(run: RunRecord) -> str:
+    return json.dumps(asdict(run), indent=1, allow_nan=False)
+
+
+def write_results(run: RunRecord, path: Path) -> None:
+    """Atomic rewrite, so a reader (or a Ctrl-C) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(to_json(run))
+    os.replace(tmp, path)
+
+
+def parse_results(data: Any, source: str) -> RunRecord:
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise SchemaError(f"{source}: not an ondevice-bench results file (no schema_version)")
+    version = data["schema_version"]
+    if version not in SUPPORTED_VERSIONS:
+        raise SchemaError(
+            f"{source}: schema_version {version!r} is not supported by this bench "
+            f"(reads {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade ondevice-bench to read it"
+        )
+    try:
+        return _RUN_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SchemaError(f"{source}: {where}: {first['msg']}") from exc
+
+
+def load_results(path: Path) -> RunRecord:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise SchemaError(f"{path}: no such results file") from exc
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"{path}: not valid JSON: {exc}") from exc
+    return parse_results(data, str(path))

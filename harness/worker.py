@@ -1,0 +1,160 @@
+"""One measurement process of one case: load (cold), first inference, parity, warmup, samples, memory,
+CPU time, then a warm load. Runs in a fresh spawned process and sends one `measured` message."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+MAX_CALLS_PER_SAMPLE = 1 << 16
+MIN_SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """A serialisable case plus how to measure it: what crosses the process boundary."""
+
+    model_ref: str
+    backend: str
+    device: str
+    artifact_path: str
+    inputs_path: str
+    parity_path: str | None
+    classifier: bool
+    gate: dict[str, Any]
+    parity_source: str
+    warmup: int
+    budget_s: float
+    min_sample_ms: float
+    threads: int
+    calls_per_sample: int | None  # None: calibrate here (the first process of a case)
+
+
+def _npz_list(path: str, prefix: str) -> list[np.ndarray]:
+    with np.load(path) as data:
+        keys = sorted((k for k in data.files if k.startswith(prefix)), key=lambda k: int(k.rsplit("_", 1)[1]))
+        return [data[k] for k in keys]
+
+
+def calibrate(call: Callable[[], Any], sync: Callable[[], None], min_sample_ms: float) -> int:
+    """Calls per sample: doubled until one sample lasts at least `min_sample_ms`."""
+    calls = 1
+    while calls < MAX_CALLS_PER_SAMPLE:
+        started = time.perf_counter_ns()
+        for _ in range(calls):
+            call()
+        sync()
+        if (time.perf_counter_ns() - started) / 1e6 >= min_sample_ms:
+            break
+        calls *= 2
+    return calls
+
+
+def sample(call: Callable[[], Any], sync: Callable[[], None], calls: int, budget_s: float) -> list[float]:
+    """Milliseconds per call, one value per batch of `calls`, until the budget is spent."""
+    values: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(values) < MIN_SAMPLES or time.perf_counter() < deadline:
+        started = time.perf_counter_ns()
+        for _ in range(calls):
+            call()
+        sync()
+        values.append((time.perf_counter_ns() - started) / 1e6 / calls)
+    return values
+
+
+def _parity(session: Any, spec: WorkerSpec) -> dict[str, Any] | None:
+    from harness.parity import evaluate
+
+    if spec.parity_path is None:
+        return None
+    inputs = _npz_list(spec.parity_path, "input_")
+    references = _npz_list(spec.parity_path, "ref_")
+    with np.load(spec.parity_path) as data:
+        labels = data["labels"] if "labels" in data.files else None
+    rows = [session.run([x[i : i + 1] for x in inputs]) for i in range(len(inputs[0]))]
+    actuals = [np.concatenate([row[j] for row in rows]) for j in range(len(references))]
+    result = evaluate(references, actuals, labels, spec.classifier, spec.gate, spec.parity_source)
+    return asdict(result)
+
+
+def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], None]) -> None:
+    if spec.threads > 0:
+        for name in THREAD_VARIABLES:
+            os.environ[name] = str(spec.threads)
+    from harness.backends.base import DeviceUnavailable, LoadRequest
+    from harness.backends.registry import BACKENDS
+    from harness.energy import CpuTimeWindow
+    from harness.memory import PeakTracker
+
+    backend = BACKENDS[spec.backend]()
+    backend.prepare(spec.threads)
+    request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
+    inputs = _npz_list(spec.inputs_path, "arr_")
+    memory = PeakTracker()
+    gc.collect()
+    before_load = memory.rss()
+    memory.reset()
+
+    started = time.perf_counter_ns()
+    try:
+        session = backend.load(request)
+    except DeviceUnavailable as exc:
+        send({"kind": "unavailable", "reason": str(exc)})
+        return
+    cold_ms = (time.perf_counter_ns() - started) / 1e6
+    after_load, load_peak = memory.rss(), memory.peak()
+
+    call = session.runner(inputs)
+    memory.reset()
+    started = time.perf_counter_ns()
+    call()
+    session.sync()
+    first_ms = (time.perf_counter_ns() - started) / 1e6
+
+    parity = _parity(session, spec) if do_parity else None
+    for _ in range(spec.warmup):
+        call()
+    session.sync()
+    calls = spec.calls_per_sample or calibrate(call, session.sync, spec.min_sample_ms)
+    energy = CpuTimeWindow()
+    energy.begin()
+    samples = sample(call, session.sync, calls, spec.budget_s)
+    energy_stats = energy.end(len(samples) * calls)
+    peak = memory.peak()
+    describe, placement = session.describe(), session.placement()
+
+    del session, call
+    gc.collect()
+    started = time.perf_counter_ns()
+    warm = backend.load(request)
+    warm_ms = (time.perf_counter_ns() - started) / 1e6
+    del warm
+
+    send({
+        "kind": "measured",
+        "cold_ms": cold_ms,
+        "warm_ms": warm_ms,
+        "first_inference_ms": first_ms,
+        "calls_per_sample": calls,
+        "samples_ms": samples,
+        "memory": {
+            "source": memory.source,
+            "before_load_bytes": before_load,
+            "after_load_bytes": after_load,
+            "load_delta_bytes": after_load - before_load,
+            "load_peak_bytes": load_peak,
+            "peak_rss_bytes": peak,
+        },
+        "energy": asdict(energy_stats),
+        "parity": parity,
+        "runtime": describe,
+        "placement": placement,
+    })

@@ -1,0 +1,1 @@
+"""The "what" of a run: built-in profiles, their validated schema, the model zoo and its datasets."""

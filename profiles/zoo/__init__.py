@@ -1,0 +1,163 @@
+"""The model zoo and the user-model protocol.
+
+A model is a factory returning ``(module, example_inputs)``: an ``nn.Module`` and one tensor or a
+tuple of tensors with batch size 1. Zoo models are named here; a user model is referred to as
+``package.module:factory`` (importable from the current directory or ``sys.path``) or
+``path/to/file.py:factory``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from profiles.errors import ModelError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Real inputs for parity and calibration: one array per model input (N x ...), labels where known."""
+
+    inputs: tuple[np.ndarray, ...]
+    labels: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    ref: str
+    description: str
+    task: str  # "classification" | "generic"
+    factory: Callable[[], Any]
+    dataset: Callable[[int], Dataset] | None = None
+
+
+@dataclass
+class LoadedModel:
+    module: Any  # torch.nn.Module in eval mode
+    example_inputs: tuple[Any, ...]  # torch tensors, batch 1
+
+    @property
+    def input_names(self) -> list[str]:
+        return input_names(len(self.example_inputs))
+
+
+def input_names(count: int) -> list[str]:
+    return ["input"] if count == 1 else [f"input_{i}" for i in range(count)]
+
+
+def _seeded(build: Callable[[], Any]) -> Any:
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return build().eval()
+
+
+def _image_model(cls_name: str, size: int) -> Callable[[], Any]:
+    def factory() -> tuple[Any, Any]:
+        import torch
+
+        from profiles.zoo import nets
+
+        model = _seeded(getattr(nets, cls_name))
+        example = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, size, size), np.float32))
+        return model, example
+
+    return factory
+
+
+def _digits_factory() -> tuple[Any, Any]:
+    import torch
+
+    from profiles.zoo.digits import digits_split, trained_digits_cnn
+
+    return trained_digits_cnn(), torch.from_numpy(digits_split().x_test[:1])
+
+
+def _digits_dataset(count: int) -> Dataset:
+    from profiles.zoo.digits import digits_split
+
+    split = digits_split()
+    return Dataset((split.x_test[:count],), split.y_test[:count])
+
+
+ZOO: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("digits_cnn", "digits_cnn", "small CNN trained on scikit-learn digits (8x8, 10 classes)",
+                  "classification", _digits_factory, _digits_dataset),
+        ModelSpec("mobilenet_v3_small", "mobilenet_v3_small",
+                  "MobileNetV3-Small layout, 224x224, fixed-seed weights", "classification",
+                  _image_model("MobileNetV3Small", 224)),
+        ModelSpec("resnet18", "resnet18", "ResNet-18 layout, 224x224, fixed-seed weights", "classification",
+                  _image_model("ResNet18", 224)),
+        ModelSpec("vit_small", "vit_small", "ViT-Tiny-shaped encoder, 64x64, 8x8 patches, 6 blocks",
+                  "classification", _image_model("SmallViT", 64)),
+    ]
+}
+
+
+def _import_factory(ref: str) -> Callable[[], Any]:
+    target, _, attr = ref.rpartition(":")
+    if not target or not attr:
+        raise ModelError(f"model '{ref}': expected package.module:factory or path/to/file.py:factory")
+    try:
+        if target.endswith(".py"):
+            path = Path(target).resolve()
+            if not path.is_file():
+                raise ModelError(f"model '{ref}': file {path} does not exist")
+            module_name = f"_bench_user_{path.stem}"
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+        else:
+            if "" not in sys.path and str(Path.cwd()) not in sys.path:
+                sys.path.insert(0, str(Path.cwd()))
+            module = importlib.import_module(target)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"model '{ref}': cannot import {target}: {type(exc).__name__}: {exc}") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ModelError(f"model '{ref}': {target} has no callable named '{attr}'")
+    return factory
+
+
+def resolve_model(ref: str) -> ModelSpec:
+    """A zoo name or a user factory reference, checked to import; raises `ModelError` in one line."""
+    if ref in ZOO:
+        return ZOO[ref]
+    if ":" not in ref:
+        raise ModelError(
+            f"unknown model '{ref}': not in the zoo ({', '.join(sorted(ZOO))}) "
+            "and not of the form package.module:factory"
+        )
+    return ModelSpec(ref, ref, f"user model {ref}", "generic", _import_factory(ref))
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Call the factory and check what it returned against the protocol."""
+    import torch
+
+    try:
+        built = spec.factory()
+    except Exception as exc:
+        raise ModelError(f"model '{spec.name}': factory raised {type(exc).__name__}: {exc}") from exc
+    if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module)):
+        raise ModelError(f"model '{spec.name}': the factory must return (nn.Module, example_inputs)")
+    module, inputs = built
+    inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
+        raise ModelError(f"model '{spec.name}': example_inputs must be a tensor or a tuple of tensors")
+    return LoadedModel(module.eval(), inputs)

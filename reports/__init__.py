@@ -1,0 +1,1 @@
+"""Renderers over the results schema; they read `harness.schema` and `harness.stats`, nothing else."""
