@@ -46,9 +46,7 @@ def compare_outputs(
     # None when undefined: NaN/Inf outputs, or outputs identical to the reference (infinite SNR)
     metrics["snr_db"] = float(10 * np.log10(signal / noise)) if noise > 0 and not nonfinite else None
     if classifier:
-        ref_logits, act_logits = references[0].reshape(len(references[0]), -1), actuals[0].reshape(
-            len(actuals[0]), -1
-        )
+        ref_logits, act_logits = references[0].reshape(len(references[0]), -1), actuals[0].reshape(len(actuals[0]), -1)
         ref_top1, act_top1 = ref_logits.argmax(1), act_logits.argmax(1)
         metrics["top1_agreement"] = float(np.mean(ref_top1 == act_top1))
         if ref_logits.shape[1] >= 5:

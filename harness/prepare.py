@@ -69,14 +69,16 @@ def prepare_model(
     if labels is not None:
         parity["labels"] = np.asarray(labels)
     np.savez(out / "parity.npz", **parity)
-    send({
-        "kind": "prepared",
-        "fingerprint": fingerprint,
-        "inputs_path": str(out / "inputs.npz"),
-        "parity_path": str(out / "parity.npz"),
-        "parity_source": source,
-        "classifier": spec.task == "classification",
-    })
+    send(
+        {
+            "kind": "prepared",
+            "fingerprint": fingerprint,
+            "inputs_path": str(out / "inputs.npz"),
+            "parity_path": str(out / "parity.npz"),
+            "parity_source": source,
+            "classifier": spec.task == "classification",
+        }
+    )
 
     cache = ArtifactCache()
     ctx = ConversionContext(calibration=tuple(inputs), seed=seed)

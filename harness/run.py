@@ -85,11 +85,12 @@ def _result(case: Case, status: str, reason: str | None = None, artifact: Artifa
 
 
 class Runner:
-    def __init__(self, resolved: ResolvedProfile, json_path: Path | None, observer: Observer | None = None):
+    def __init__(self, resolved: ResolvedProfile, json_path: Path | None) -> None:
+        """Plans the run (raising `ModelError` or `NothingToRun`); nothing is measured yet."""
         self.resolved = resolved
         self.profile = resolved.profile
         self.json_path = json_path
-        self.observer = observer or Observer()
+        self.observer = Observer()
         self.cases = plan(self.profile)
         self.run_id = uuid.uuid4().hex[:12]
         self.logs = cache_root() / "logs" / self.run_id
@@ -116,8 +117,9 @@ class Runner:
         prepared = _Prepared()
         pending = list(variants)
         measure = self.profile.measure
+        stage: dict[str, Any] = {}  # the last stage the current worker announced
         while True:
-            stage: dict[str, Any] = {}
+            stage.clear()
 
             def on_message(message: dict[str, Any]) -> None:
                 if message["kind"] == "stage":
@@ -151,7 +153,8 @@ class Runner:
             if not pending:
                 return prepared
 
-    def run(self) -> RunRecord:
+    def run(self, observer: Observer | None = None) -> RunRecord:
+        self.observer = observer or Observer()
         runnable = [c for c in self.cases if not c.skip_reason]
         per_model: dict[str, list[Case]] = {}
         for case in runnable:
@@ -287,10 +290,8 @@ def exit_code(record: RunRecord) -> int:
     return 0
 
 
-def execute(
-    resolved: ResolvedProfile, json_path: Path | None = None, observer: Observer | None = None
-) -> RunRecord:
-    return Runner(resolved, json_path, observer).run()
+def execute(resolved: ResolvedProfile, json_path: Path | None = None, observer: Observer | None = None) -> RunRecord:
+    return Runner(resolved, json_path).run(observer)
 
 
 __all__ = ["Observer", "Runner", "execute", "exit_code"]

@@ -12,7 +12,7 @@ from harness.schema import LatencyStats
 BOOTSTRAP_RESAMPLES = 4_000
 CV_WARN = 0.10
 MIN_SAMPLES_WARN = 30
-MODIFIED_Z_OUTLIER = 3.5
+MODIFIED_Z_OUTLIER = 10.0  # hyperfine's threshold: about 10 sigma, in MAD units scaled to sigma
 
 
 def hierarchical_bootstrap_ci(
@@ -68,7 +68,7 @@ def summarise(samples: Sequence[Sequence[float]], calls_per_sample: int, seed: i
         p90=float(p90),
         p99=float(p99),
         ci95=list(hierarchical_bootstrap_ci(groups, seed=seed)),
-        n=int(len(pooled)),
+        n=len(pooled),
         cv=std / mean if mean > 0 else 0.0,
         process_medians=process_medians,
         calls_per_sample=calls_per_sample,
@@ -77,8 +77,8 @@ def summarise(samples: Sequence[Sequence[float]], calls_per_sample: int, seed: i
     )
 
 
-def slow_start(samples: Sequence[float], head: int = 3) -> bool:
-    """True when one of the first samples is an outlier by modified z-score (hyperfine's test)."""
+def slow_start(samples: Sequence[float], head: int = 1) -> bool:
+    """True when the first sample(s) are outliers by modified z-score (hyperfine's test)."""
     values = np.asarray(samples, dtype=float)
     if len(values) < 10:
         return False

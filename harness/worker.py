@@ -95,8 +95,8 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
     from harness.memory import PeakTracker
 
     backend = BACKENDS[spec.backend]()
-    backend.prepare(spec.threads)
     request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
+    backend.prepare(request)
     inputs = _npz_list(spec.inputs_path, "arr_")
     memory = PeakTracker()
     gc.collect()
@@ -138,23 +138,25 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
     warm_ms = (time.perf_counter_ns() - started) / 1e6
     del warm
 
-    send({
-        "kind": "measured",
-        "cold_ms": cold_ms,
-        "warm_ms": warm_ms,
-        "first_inference_ms": first_ms,
-        "calls_per_sample": calls,
-        "samples_ms": samples,
-        "memory": {
-            "source": memory.source,
-            "before_load_bytes": before_load,
-            "after_load_bytes": after_load,
-            "load_delta_bytes": after_load - before_load,
-            "load_peak_bytes": load_peak,
-            "peak_rss_bytes": peak,
-        },
-        "energy": asdict(energy_stats),
-        "parity": parity,
-        "runtime": describe,
-        "placement": placement,
-    })
+    send(
+        {
+            "kind": "measured",
+            "cold_ms": cold_ms,
+            "warm_ms": warm_ms,
+            "first_inference_ms": first_ms,
+            "calls_per_sample": calls,
+            "samples_ms": samples,
+            "memory": {
+                "source": memory.source,
+                "before_load_bytes": before_load,
+                "after_load_bytes": after_load,
+                "load_delta_bytes": after_load - before_load,
+                "load_peak_bytes": load_peak,
+                "peak_rss_bytes": peak,
+            },
+            "energy": asdict(energy_stats),
+            "parity": parity,
+            "runtime": describe,
+            "placement": placement,
+        }
+    )

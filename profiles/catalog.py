@@ -24,8 +24,9 @@ VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in [
         Variant("torch-fp32", "torch", "fp32", "the PyTorch eager reference, measured like any variant"),
-        Variant("onnx-fp32", "onnx", "fp32", "torch.onnx export (torch.export-based; TorchScript fallback)",
-                {"opset": 18}),
+        Variant(
+            "onnx-fp32", "onnx", "fp32", "torch.onnx export (torch.export-based; TorchScript fallback)", {"opset": 18}
+        ),
     ]
 }
 

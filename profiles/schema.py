@@ -56,9 +56,7 @@ def _default_gates() -> dict[str, Gate]:
 
 class Parity(_Strict):
     samples: int = Field(64, ge=1, description="parity inputs per model (dataset rows, else synthetic)")
-    gates: dict[Literal["fp32", "fp16", "int8", "int4", "palettized"], Gate] = Field(
-        default_factory=_default_gates
-    )
+    gates: dict[Literal["fp32", "fp16", "int8", "int4", "palettized"], Gate] = Field(default_factory=_default_gates)
 
 
 class Profile(_Strict):
@@ -107,8 +105,7 @@ def _read(name_or_path: str) -> tuple[str, str, dict[str, Any]]:
         path = Path(name_or_path)
         if not path.is_file():
             raise ConfigError(
-                f"profile '{name_or_path}': no such built-in profile ({', '.join(builtin_profiles())}) "
-                "and no such file"
+                f"profile '{name_or_path}': no such built-in profile ({', '.join(builtin_profiles())}) and no such file"
             )
         text, source, name = path.read_text(), str(path), path.stem
     try:

@@ -55,8 +55,8 @@ class Backend:
         """None when this host can run `device`, else the reason it cannot (cheap: no heavy imports)."""
         raise NotImplementedError
 
-    def prepare(self, threads: int) -> None:
-        """Heavy imports and thread settings, done before anything is timed."""
+    def prepare(self, request: LoadRequest) -> None:
+        """Heavy imports, thread settings and anything else outside what `load` should time."""
 
     def load(self, request: LoadRequest) -> Session:
         raise NotImplementedError

@@ -60,7 +60,7 @@ class OnnxRuntimeBackend(Backend):
             return f"{wanted} not available in this onnxruntime build"
         return None
 
-    def prepare(self, threads: int) -> None:
+    def prepare(self, request: LoadRequest) -> None:
         import onnxruntime  # noqa: F401
 
     def load(self, request: LoadRequest) -> Session:

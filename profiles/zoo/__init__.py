@@ -92,15 +92,35 @@ def _digits_dataset(count: int) -> Dataset:
 ZOO: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("digits_cnn", "digits_cnn", "small CNN trained on scikit-learn digits (8x8, 10 classes)",
-                  "classification", _digits_factory, _digits_dataset),
-        ModelSpec("mobilenet_v3_small", "mobilenet_v3_small",
-                  "MobileNetV3-Small layout, 224x224, fixed-seed weights", "classification",
-                  _image_model("MobileNetV3Small", 224)),
-        ModelSpec("resnet18", "resnet18", "ResNet-18 layout, 224x224, fixed-seed weights", "classification",
-                  _image_model("ResNet18", 224)),
-        ModelSpec("vit_small", "vit_small", "ViT-Tiny-shaped encoder, 64x64, 8x8 patches, 6 blocks",
-                  "classification", _image_model("SmallViT", 64)),
+        ModelSpec(
+            "digits_cnn",
+            "digits_cnn",
+            "small CNN trained on scikit-learn digits (8x8, 10 classes)",
+            "classification",
+            _digits_factory,
+            _digits_dataset,
+        ),
+        ModelSpec(
+            "mobilenet_v3_small",
+            "mobilenet_v3_small",
+            "MobileNetV3-Small layout, 224x224, fixed-seed weights",
+            "classification",
+            _image_model("MobileNetV3Small", 224),
+        ),
+        ModelSpec(
+            "resnet18",
+            "resnet18",
+            "ResNet-18 layout, 224x224, fixed-seed weights",
+            "classification",
+            _image_model("ResNet18", 224),
+        ),
+        ModelSpec(
+            "vit_small",
+            "vit_small",
+            "ViT-Tiny-shaped encoder, 64x64, 8x8 patches, 6 blocks",
+            "classification",
+            _image_model("SmallViT", 64),
+        ),
     ]
 }
 

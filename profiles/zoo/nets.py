@@ -155,8 +155,9 @@ class EncoderBlock(nn.Module):
 class SmallViT(nn.Module):
     """A ViT-Tiny-shaped encoder on 64x64 images: 8x8 patches, 64 tokens, 6 blocks of width 192."""
 
-    def __init__(self, image: int = 64, patch: int = 8, dim: int = 192, depth: int = 6, heads: int = 3,
-                 num_classes: int = 1000) -> None:
+    def __init__(
+        self, image: int = 64, patch: int = 8, dim: int = 192, depth: int = 6, heads: int = 3, num_classes: int = 1000
+    ) -> None:
         super().__init__()
         self.patch_embed = nn.Conv2d(3, dim, patch, patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))

@@ -1,0 +1,164 @@
+"""`bench`: parse arguments, call the packages, render results or one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from profiles.errors import BenchError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="What a model costs on the device it ships to: latency, load, memory, energy proxy and parity.",
+)
+list_app = typer.Typer(help="List models, variants or profiles.", no_args_is_help=True)
+app.add_typer(list_app, name="list")
+
+PIPE_WIDTH = 200  # a CI log or a file has no terminal width: keep tables on one line per row
+out = Console()
+if not out.is_terminal:
+    out = Console(width=PIPE_WIDTH)
+err = Console(stderr=True)
+
+
+class _RichObserver:
+    """Progress bar over worker steps with ETA and the current case."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("starting", total=None)
+
+    def start(self, total_steps: int) -> None:
+        self.progress.update(self.task, total=total_steps)
+
+    def step(self, label: str, advance: int = 1) -> None:
+        self.progress.update(self.task, description=label, advance=advance)
+
+    def result(self, result: Any) -> None:
+        mark = {"ok": "[green]ok[/]", "failed": "[red]failed[/]", "skipped": "[yellow]skipped[/]"}[result.status]
+        self.progress.console.print(f"{mark} {result.model} {result.variant} {result.device}", highlight=False)
+
+
+def _fail(exc: BenchError) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@app.command()
+def run(
+    profile: Annotated[str, typer.Argument(help="built-in profile name or path to a TOML profile")] = "default",
+    model: Annotated[list[str] | None, typer.Option("-m", "--model", help="zoo name or package.module:factory")] = None,
+    variant: Annotated[list[str] | None, typer.Option("-v", "--variant", help="catalog name or 'all'")] = None,
+    device: Annotated[list[str] | None, typer.Option("-d", "--device", help="cpu, gpu, ane or all")] = None,
+    budget: Annotated[float | None, typer.Option("--budget", help="sampling seconds per case")] = None,
+    processes: Annotated[int | None, typer.Option("--processes", help="worker processes per case")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="results file (default: bench-results/)")] = None,
+) -> None:
+    """Convert, check parity and measure every case of a profile."""
+    from harness.run import Runner, exit_code
+    from profiles.schema import load_profile
+    from reports.terminal import render
+
+    overrides: dict[str, Any] = {}
+    if model:
+        overrides["models"] = model
+    if variant:
+        overrides["variants"] = variant
+    if device:
+        overrides["devices"] = device
+    if budget is not None:
+        overrides["measure.budget_s"] = budget
+    if processes is not None:
+        overrides["measure.processes"] = processes
+    try:
+        resolved = load_profile(profile, overrides)
+        runner_json = json_path or Path("bench-results") / f"run-{datetime.now():%Y%m%d-%H%M%S}.json"
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        )
+        runner = Runner(resolved, runner_json)
+        with Progress(*columns, console=err, transient=True) as progress:
+            record = runner.run(_RichObserver(progress))
+    except BenchError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the results measured so far are in {runner_json}")
+        raise typer.Exit(130) from None
+    render(record, out)
+    out.print(f"results: {runner_json}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exit_code(record))
+
+
+@app.command()
+def devices() -> None:
+    """What this host can run, and why not the rest."""
+    from harness.backends.registry import BACKENDS
+
+    table = Table("backend", "device", "status", header_style="bold")
+    for name, cls in BACKENDS.items():
+        backend = cls()
+        for device in ("cpu", "gpu", "ane"):
+            reason = backend.available(device)
+            table.add_row(name, device, "[green]available[/]" if reason is None else f"[yellow]{reason}[/]")
+    out.print(table)
+
+
+@list_app.command("models")
+def list_models() -> None:
+    """The zoo (user models: package.module:factory)."""
+    from profiles.zoo import ZOO
+
+    table = Table("model", "task", "description", header_style="bold")
+    for spec in ZOO.values():
+        table.add_row(spec.name, spec.task, spec.description)
+    out.print(table)
+
+
+@list_app.command("variants")
+def list_variants() -> None:
+    """The variant catalog."""
+    from profiles.catalog import FORMAT_BACKEND, VARIANTS
+
+    table = Table("variant", "format", "backend", "parity family", "recipe", header_style="bold")
+    for v in VARIANTS.values():
+        table.add_row(v.name, v.format, FORMAT_BACKEND[v.format], v.family, v.summary)
+    out.print(table)
+
+
+@list_app.command("profiles")
+def list_profiles() -> None:
+    """The built-in profiles."""
+    from profiles.schema import builtin_profiles
+
+    table = Table("profile", "description", header_style="bold")
+    for name, description in builtin_profiles().items():
+        table.add_row(name, description)
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except BenchError as exc:  # raised outside a command's own handler
+        err.print(f"error: {exc}", highlight=False)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from harness.memory import PeakTracker
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM and clear_refs are Linux interfaces")
+def test_peak_is_per_phase_after_reset() -> None:
+    tracker = PeakTracker()
+    if not tracker.resettable:
+        pytest.skip("this kernel refuses writes to /proc/self/clear_refs")
+    block = np.ones(200 * 1024 * 1024 // 8)  # 200 MB touched
+    peak_with_block = tracker.peak()
+    del block
+    tracker.reset()
+    assert tracker.peak() < peak_with_block - 150 * 1024 * 1024
+    assert tracker.source == "linux VmHWM (reset per phase)"

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.schema import (
+    SCHEMA_VERSION,
+    Environment,
+    Result,
+    RunRecord,
+    load_results,
+    to_json,
+    write_results,
+)
+from harness.stats import summarise
+from profiles.errors import SchemaError
+
+CONTRACT_RESULT_KEYS = {
+    "model",
+    "variant",
+    "format",
+    "device",
+    "backend",
+    "status",
+    "reason",
+    "artifact",
+    "load_ms",
+    "first_inference_ms",
+    "latency_ms",
+    "samples_ms",
+    "memory",
+    "energy",
+    "parity",
+    "placement",
+}
+
+
+def record() -> RunRecord:
+    env = Environment("Linux", "x86_64", "cpu", 2, "3.11", {"torch": "2.13.0"}, {"intra_op": 1})
+    result = Result("m", "onnx-fp32", "onnx", "cpu", "onnxruntime", "ok")
+    result.latency_ms = summarise([[1.0, 1.1, 0.9, 1.0, 1.05]], 1)
+    return RunRecord("abc", "2026-11-22T00:00:00+00:00", env, {"name": "smoke"}, [result])
+
+
+def test_round_trip_keeps_every_contract_key(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    write_results(record(), path)
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert {"run_id", "created_at", "environment", "profile", "results"} <= set(data)
+    assert set(data["results"][0]) >= CONTRACT_RESULT_KEYS
+    loaded = load_results(path)
+    assert loaded == record()
+
+
+def test_unknown_schema_version_is_refused_in_one_line(tmp_path: Path) -> None:
+    data = json.loads(to_json(record()))
+    data["schema_version"] = 99
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SchemaError, match=r"schema_version 99 is not supported") as info:
+        load_results(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("content", "expected"), [("{", "not valid JSON"), ("[]", "no schema_version")])
+def test_garbage_is_refused(tmp_path: Path, content: str, expected: str) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    with pytest.raises(SchemaError, match=expected):
+        load_results(path)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(SchemaError, match="no such results file"):
+        load_results(Path("/nonexistent/r.json"))

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from converters.cache import model_fingerprint
+from profiles.errors import ModelError
+from profiles.zoo import ZOO, load_model, resolve_model
+from profiles.zoo.digits import digits_split
+
+
+def test_unknown_model_is_one_line_with_the_zoo() -> None:
+    with pytest.raises(ModelError, match=r"unknown model 'nope': not in the zoo \(digits_cnn, "):
+        resolve_model("nope")
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_models_run_their_example_inputs(name: str) -> None:
+    loaded = load_model(resolve_model(name))
+    with torch.inference_mode():
+        out = loaded.module(*loaded.example_inputs)
+    assert out.shape[0] == 1 and torch.isfinite(out).all()
+
+
+def test_zoo_weights_are_deterministic() -> None:
+    first = load_model(resolve_model("mobilenet_v3_small"))
+    second = load_model(resolve_model("mobilenet_v3_small"))
+    spec = resolve_model("mobilenet_v3_small")
+    assert model_fingerprint(first, spec.factory) == model_fingerprint(second, spec.factory)
+    with torch.no_grad():
+        next(second.module.parameters()).add_(1e-3)
+    assert model_fingerprint(first, spec.factory) != model_fingerprint(second, spec.factory)
+
+
+def test_digits_cnn_is_really_trained() -> None:
+    loaded = load_model(resolve_model("digits_cnn"))
+    split = digits_split()
+    with torch.inference_mode():
+        predicted = loaded.module(torch.from_numpy(split.x_test)).argmax(1).numpy()
+    accuracy = float(np.mean(predicted == split.y_test))
+    assert accuracy > 0.9, accuracy
+
+
+def test_user_model_from_a_file_and_from_a_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = textwrap.dedent(
+        """
+        import torch
+        def build():
+            return torch.nn.Linear(4, 2), torch.zeros(1, 4)
+        def broken():
+            return "not a module"
+        """
+    )
+    (tmp_path / "mymodels.py").write_text(source)
+    by_path = load_model(resolve_model(f"{tmp_path / 'mymodels.py'}:build"))
+    assert tuple(by_path.example_inputs[0].shape) == (1, 4)
+    monkeypatch.chdir(tmp_path)
+    by_module = resolve_model("mymodels:build")
+    assert by_module.name == "mymodels:build" and by_module.task == "generic"
+    with pytest.raises(ModelError, match=r"must return \(nn.Module, example_inputs\)"):
+        load_model(resolve_model("mymodels:broken"))
+    with pytest.raises(ModelError, match="has no callable named 'missing'"):
+        resolve_model("mymodels:missing")
+    with pytest.raises(ModelError, match="cannot import no_such_pkg"):
+        resolve_model("no_such_pkg.mod:build")
