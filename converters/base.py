@@ -20,6 +20,7 @@ class ConversionContext:
 
     calibration: tuple[Any, ...] = ()
     seed: int = 0
+    scratch: dict[str, Any] = field(default_factory=dict)  # per-model memo shared by a process's recipes
 
 
 @dataclass

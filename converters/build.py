@@ -6,8 +6,8 @@ import shutil
 import time
 from typing import Any
 
-from converters.base import ConversionContext
-from converters.cache import ArtifactCache, cache_key
+from converters.base import ConversionContext, VariantSkipped
+from converters.cache import ArtifactCache, arrays_sha256, cache_key
 from converters.registry import CONVERTERS
 from profiles.catalog import Variant
 from profiles.errors import ConversionError
@@ -20,7 +20,8 @@ def build_artifact(
     model: LoadedModel, fingerprint: str, variant: Variant, ctx: ConversionContext, cache: ArtifactCache
 ) -> dict[str, Any]:
     """Artifact metadata (keys of `harness.schema.ArtifactInfo`); raises `ConversionError` or `VariantSkipped`."""
-    key = cache_key(fingerprint, variant, {"calibration": len(ctx.calibration[0]) if ctx.calibration else 0})
+    extra = {"calibration": arrays_sha256(ctx.calibration)} if variant.calibrated else {}
+    key = cache_key(fingerprint, variant, extra)
     stored = cache.lookup(key)
     if stored is not None:
         return {**stored, "cache_hit": True}
@@ -30,7 +31,7 @@ def build_artifact(
         started = time.perf_counter()
         try:
             converted = converter.convert(model, variant, staging, ctx)
-        except ConversionError:
+        except (ConversionError, VariantSkipped):
             raise
         except Exception as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

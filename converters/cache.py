@@ -37,6 +37,14 @@ def combined_sha256(file_hashes: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(sorted(file_hashes.items())).encode()).hexdigest()
 
 
+def arrays_sha256(arrays: tuple[Any, ...]) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(f"{array.shape}:{array.dtype}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def _source_files(model: LoadedModel, factory: Any) -> list[Path]:
     import torch
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
+from converters import onnx_quant
 from converters.base import ConversionContext, Converted, Converter
 from profiles.catalog import Variant
 from profiles.errors import ConversionError
@@ -47,10 +50,36 @@ def export_fp32(model: LoadedModel, path: Path, opset: int) -> str:
 class OnnxConverter(Converter):
     format = "onnx"
 
+    def _fp32(self, model: LoadedModel, opset: int, ctx: ConversionContext) -> tuple[Path, str]:
+        """The fp32 export every ONNX recipe starts from, made once per model and process."""
+        key = f"onnx-fp32-opset{opset}"
+        if key not in ctx.scratch:
+            directory = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
+            ctx.scratch[key] = (directory / "model.onnx", export_fp32(model, directory / "model.onnx", opset))
+        return ctx.scratch[key]
+
     def convert(self, model: LoadedModel, variant: Variant, out_dir: Path, ctx: ConversionContext) -> Converted:
-        opset = int(variant.recipe.get("opset", 18))
-        path = export_fp32(model, out_dir / "model.onnx", opset)
-        return Converted("model.onnx", path, opset=opset)
+        recipe = variant.recipe
+        opset = int(recipe.get("opset", 18))
+        source, path = self._fp32(model, opset, ctx)
+        target = out_dir / "model.onnx"
+        quant = recipe.get("quant")
+        if quant is None:
+            for file in source.parent.glob("model.onnx*"):
+                shutil.copy2(file, out_dir / file.name)
+        elif quant == "fp16":
+            onnx_quant.to_fp16(source, target)
+        elif quant == "int8-dynamic":
+            onnx_quant.int8_dynamic(source, target, source.parent)
+        elif quant == "int8-static":
+            onnx_quant.int8_static(
+                source, target, source.parent, model.input_names, ctx.calibration, recipe["per_channel"]
+            )
+        elif quant == "matmul-4bit":
+            onnx_quant.matmul_4bit(source, target, recipe["block_size"], recipe["min_matmul_share"])
+        else:
+            raise ConversionError(f"unknown ONNX recipe quant={quant!r}")
+        return Converted("model.onnx", path if quant is None else f"{path} + {quant}", opset=opset)
 
     def inspect(self, main_file: Path) -> tuple[dict[str, int], dict[str, int]]:
         import numpy as np

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from converters.base import Converter
+from converters.coreml import CoreMLConverter
 from converters.onnx_export import OnnxConverter
 from converters.torch_state import TorchStateDict
 
-CONVERTERS: dict[str, type[Converter]] = {cls.format: cls for cls in (TorchStateDict, OnnxConverter)}
+CONVERTERS: dict[str, type[Converter]] = {cls.format: cls for cls in (TorchStateDict, OnnxConverter, CoreMLConverter)}

@@ -15,11 +15,13 @@ import numpy as np
 Send = Callable[[dict[str, Any]], None]
 
 
-def _parity_inputs(spec: Any, loaded: Any, count: int, seed: int) -> tuple[list[np.ndarray], Any, str]:
+def model_inputs(spec: Any, loaded: Any, count: int, purpose: str, seed: int) -> tuple[list[np.ndarray], Any, str]:
+    """The model's dataset rows for `purpose` ("parity" or "calibration"), else seeded synthetic inputs
+    (a different seed per purpose, so calibration never sees the rows parity judges)."""
     if spec.dataset is not None:
-        data = spec.dataset(count)
+        data = spec.dataset(count, purpose)
         return list(data.inputs), data.labels, f"dataset:{spec.name}"
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, 0 if purpose == "parity" else 1])
     arrays = []
     for example in loaded.example_inputs:
         sample = example.numpy()
@@ -43,7 +45,13 @@ def _reference_outputs(loaded: Any, inputs: list[np.ndarray]) -> list[np.ndarray
 
 
 def prepare_model(
-    model_ref: str, variants: list[str], work_dir: str, parity_samples: int, seed: int, send: Send
+    model_ref: str,
+    variants: list[str],
+    work_dir: str,
+    parity_samples: int,
+    calibration_samples: int,
+    seed: int,
+    send: Send,
 ) -> None:
     """Sends `stage` messages as it goes, one `prepared`, then one `artifact` message per variant."""
     from converters.base import ConversionContext, VariantSkipped
@@ -61,7 +69,7 @@ def prepare_model(
     out.mkdir(parents=True, exist_ok=True)
 
     send({"kind": "stage", "stage": "computing reference outputs"})
-    inputs, labels, source = _parity_inputs(spec, loaded, parity_samples, seed)
+    inputs, labels, source = model_inputs(spec, loaded, parity_samples, "parity", seed)
     references = _reference_outputs(loaded, inputs)
     example = [t.numpy() for t in loaded.example_inputs]
     np.savez(out / "inputs.npz", *example)
@@ -81,7 +89,8 @@ def prepare_model(
     )
 
     cache = ArtifactCache()
-    ctx = ConversionContext(calibration=tuple(inputs), seed=seed)
+    calibration, _, _ = model_inputs(spec, loaded, calibration_samples, "calibration", seed)
+    ctx = ConversionContext(calibration=tuple(calibration), seed=seed)
     for name in variants:
         send({"kind": "stage", "stage": f"converting {name}", "variant": name})
         try:

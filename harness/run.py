@@ -137,7 +137,14 @@ class Runner:
 
             outcome = run_isolated(
                 prepare_model,
-                (model_ref, list(pending), str(work_dir), self.profile.parity.samples, measure.seed),
+                (
+                    model_ref,
+                    list(pending),
+                    str(work_dir),
+                    self.profile.parity.samples,
+                    self.profile.convert.calibration_samples,
+                    measure.seed,
+                ),
                 measure.timeout_s,
                 on_message,
                 self._log(f"prepare-{model_ref}"),

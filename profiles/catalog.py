@@ -19,13 +19,98 @@ class Variant:
     summary: str
     recipe: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def calibrated(self) -> bool:
+        """True when the recipe runs calibration inputs (so they are part of its cache key)."""
+        return self.recipe.get("quant") == "int8-static" or bool(self.recipe.get("activations"))
+
+
+_OPSET = 18
+_FP16_BASE = {"precision": "fp16", "target": "iOS17"}
+_W8 = {"weights": "linear", "dtype": "int8", "granularity": "per_channel"}
 
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in [
         Variant("torch-fp32", "torch", "fp32", "the PyTorch eager reference, measured like any variant"),
         Variant(
-            "onnx-fp32", "onnx", "fp32", "torch.onnx export (torch.export-based; TorchScript fallback)", {"opset": 18}
+            "coreml-fp32",
+            "coreml",
+            "fp32",
+            "mlprogram, compute precision FLOAT32",
+            {"precision": "fp32", "target": "iOS17"},
+        ),
+        Variant("coreml-fp16", "coreml", "fp16", "mlprogram, compute precision FLOAT16", dict(_FP16_BASE)),
+        Variant("coreml-w8", "coreml", "int8", "weights int8, linear symmetric, per channel", {**_FP16_BASE, **_W8}),
+        Variant(
+            "coreml-w4",
+            "coreml",
+            "int4",
+            "weights int4, linear symmetric, per block of 32 (iOS18)",
+            {
+                "precision": "fp16",
+                "target": "iOS18",
+                "weights": "linear",
+                "dtype": "int4",
+                "granularity": "per_block",
+                "block_size": 32,
+            },
+        ),
+        Variant(
+            "coreml-pal6",
+            "coreml",
+            "palettized",
+            "weights palettized to 6 bits, k-means, per tensor",
+            {**_FP16_BASE, "weights": "palettize", "nbits": 6},
+        ),
+        Variant(
+            "coreml-pal4",
+            "coreml",
+            "palettized",
+            "weights palettized to 4 bits, k-means, per tensor",
+            {**_FP16_BASE, "weights": "palettize", "nbits": 4},
+        ),
+        Variant(
+            "coreml-w8a8",
+            "coreml",
+            "int8",
+            "weights and activations int8, calibrated (macOS only)",
+            {**_FP16_BASE, **_W8, "activations": "int8"},
+        ),
+        Variant(
+            "onnx-fp32",
+            "onnx",
+            "fp32",
+            "torch.onnx export (torch.export-based; TorchScript fallback)",
+            {"opset": _OPSET},
+        ),
+        Variant(
+            "onnx-fp16",
+            "onnx",
+            "fp16",
+            "fp16 weights and compute, fp32 inputs and outputs kept",
+            {"opset": _OPSET, "quant": "fp16"},
+        ),
+        Variant(
+            "onnx-int8-dynamic",
+            "onnx",
+            "int8",
+            "dynamic quantization, int8 weights",
+            {"opset": _OPSET, "quant": "int8-dynamic"},
+        ),
+        Variant(
+            "onnx-int8-static",
+            "onnx",
+            "int8",
+            "QDQ static int8, per channel, calibrated (MinMax)",
+            {"opset": _OPSET, "quant": "int8-static", "per_channel": True},
+        ),
+        Variant(
+            "onnx-w4",
+            "onnx",
+            "int4",
+            "4-bit weight-only MatMul (MatMulNBits), block 32, symmetric",
+            {"opset": _OPSET, "quant": "matmul-4bit", "block_size": 32, "min_matmul_share": 0.5},
         ),
     ]
 }

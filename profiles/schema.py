@@ -59,12 +59,19 @@ class Parity(_Strict):
     gates: dict[Literal["fp32", "fp16", "int8", "int4", "palettized"], Gate] = Field(default_factory=_default_gates)
 
 
+class Convert(_Strict):
+    calibration_samples: int = Field(
+        32, ge=1, description="inputs for calibrated recipes (int8 static, W8A8), apart from the parity inputs"
+    )
+
+
 class Profile(_Strict):
     description: str = ""
     models: list[str] = Field(min_length=1)
     variants: list[str] = Field(default_factory=lambda: ["torch-fp32", "onnx-fp32"], min_length=1)
     devices: list[Device] = Field(default_factory=lambda: ["cpu"], min_length=1)
     measure: Measure = Field(default_factory=Measure)
+    convert: Convert = Field(default_factory=Convert)
     parity: Parity = Field(default_factory=Parity)
 
     @field_validator("variants")

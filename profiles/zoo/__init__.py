@@ -36,7 +36,7 @@ class ModelSpec:
     description: str
     task: str  # "classification" | "generic"
     factory: Callable[[], Any]
-    dataset: Callable[[int], Dataset] | None = None
+    dataset: Callable[[int, str], Dataset] | None = None  # (count, "parity" | "calibration")
 
 
 @dataclass
@@ -79,13 +79,16 @@ def _digits_factory() -> tuple[Any, Any]:
 
     from profiles.zoo.digits import digits_split, trained_digits_cnn
 
-    return trained_digits_cnn(), torch.from_numpy(digits_split().x_test[:1])
+    return trained_digits_cnn(), torch.from_numpy(np.ascontiguousarray(digits_split().x_test[:1]))
 
 
-def _digits_dataset(count: int) -> Dataset:
+def _digits_dataset(count: int, purpose: str) -> Dataset:
+    """Parity on the held-out test split; calibration on training rows, never the rows it is judged on."""
     from profiles.zoo.digits import digits_split
 
     split = digits_split()
+    if purpose == "calibration":
+        return Dataset((split.x_train[:count],), split.y_train[:count])
     return Dataset((split.x_test[:count],), split.y_test[:count])
 
 

@@ -1,0 +1,148 @@
+"""Core ML variants: PyTorch -> mlprogram `.mlpackage`, then coremltools' own weight compression.
+
+Conversion tries `torch.export` first (the path coremltools 9 converts attention models with) and
+falls back to `torch.jit.trace`; the path used is recorded. Activation calibration (W8A8) runs Core ML
+predict, which exists only on macOS: elsewhere that variant is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from converters.base import ConversionContext, Converted, Converter, VariantSkipped
+from profiles.catalog import Variant
+from profiles.errors import ConversionError
+from profiles.zoo import LoadedModel
+
+log = logging.getLogger(__name__)
+
+W8A8_NEEDS_MACOS = "activation calibration runs Core ML predict, which needs macOS"
+CALIBRATION_ROWS = 32
+
+
+def import_coremltools() -> Any:
+    """coremltools, with its import-time noise on Linux (no native runtime) kept out of the user's view."""
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    try:
+        import coremltools
+    except ImportError as exc:
+        raise VariantSkipped("coremltools is not installed (pip install 'ondevice-bench[coreml]')") from exc
+    return coremltools
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".strip()
+
+
+def _convert(ct: Any, model: LoadedModel, precision: Any, target: Any) -> tuple[Any, str]:
+    import torch
+
+    common = {"convert_to": "mlprogram", "minimum_deployment_target": target, "compute_precision": precision}
+    try:
+        exported = torch.export.export(model.module, model.example_inputs).run_decompositions({})
+        return ct.convert(exported, **common), "torch.export"
+    except Exception as export_error:
+        log.warning("coremltools torch.export path failed (%s); trying torch.jit.trace", export_error)
+        try:
+            traced = torch.jit.trace(model.module, model.example_inputs)
+            inputs = [
+                ct.TensorType(name=name, shape=tuple(t.shape))
+                for name, t in zip(model.input_names, model.example_inputs, strict=True)
+            ]
+            return ct.convert(traced, inputs=inputs, **common), "torch.jit.trace"
+        except Exception as trace_error:
+            raise ConversionError(
+                f"coremltools failed on both paths: torch.export: {_first_line(export_error)}; "
+                f"torch.jit.trace: {_first_line(trace_error)}"
+            ) from trace_error
+
+
+def _compress(ct: Any, mlmodel: Any, recipe: dict[str, Any], ctx: ConversionContext) -> Any:
+    cto = ct.optimize.coreml
+    if recipe.get("activations"):
+        names = [i.name for i in mlmodel.get_spec().description.input]
+        rows = min(CALIBRATION_ROWS, len(ctx.calibration[0]))
+        samples = [{n: x[i : i + 1] for n, x in zip(names, ctx.calibration, strict=True)} for i in range(rows)]
+        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
+        mlmodel = cto.linear_quantize_activations(mlmodel, config, samples)
+    if recipe.get("weights") == "linear":
+        op_config = cto.OpLinearQuantizerConfig(
+            mode="linear_symmetric",
+            dtype=recipe["dtype"],
+            granularity=recipe["granularity"],
+            block_size=recipe.get("block_size", 32),
+        )
+        return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=op_config))
+    if recipe.get("weights") == "palettize":
+        op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=recipe["nbits"], granularity="per_tensor")
+        return cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=op_config))
+    return mlmodel
+
+
+def iter_operations(spec: Any) -> Iterator[Any]:
+    """Every MIL operation of every function, nested blocks included, read from the spec alone."""
+
+    def walk(block: Any) -> Iterator[Any]:
+        for op in block.operations:
+            yield op
+            for inner in op.blocks:
+                yield from walk(inner)
+
+    for function in spec.mlProgram.functions.values():
+        for block in function.block_specializations.values():
+            yield from walk(block)
+
+
+def _dtype_bits(name: str) -> int | None:
+    if name == "BOOL":
+        return 8
+    match = re.search(r"(\d+)$", name)
+    return int(match.group(1)) if match else None
+
+
+class CoreMLConverter(Converter):
+    format = "coreml"
+
+    def convert(self, model: LoadedModel, variant: Variant, out_dir: Path, ctx: ConversionContext) -> Converted:
+        recipe = variant.recipe
+        if recipe.get("activations") and sys.platform != "darwin":
+            raise VariantSkipped(W8A8_NEEDS_MACOS)
+        ct = import_coremltools()
+        precision = ct.precision.FLOAT32 if recipe["precision"] == "fp32" else ct.precision.FLOAT16
+        mlmodel, path = _convert(ct, model, precision, getattr(ct.target, recipe["target"]))
+        mlmodel = _compress(ct, mlmodel, recipe, ctx)
+        mlmodel.save(str(out_dir / "model.mlpackage"))
+        return Converted("model.mlpackage", path, deployment_target=recipe["target"])
+
+    def inspect(self, main_file: Path) -> tuple[dict[str, int], dict[str, int]]:
+        ct = import_coremltools()
+        from coremltools.proto import MIL_pb2
+
+        spec = ct.models.MLModel(str(main_file), skip_model_load=True).get_spec()
+        ops: Counter[str] = Counter()
+        weights: Counter[str] = Counter()
+        for op in iter_operations(spec):
+            ops[op.type] += 1
+            if op.type != "const" and not op.type.startswith("constexpr_"):
+                continue
+            inline = [arg.value for binding in op.inputs.values() for arg in binding.arguments if arg.HasField("value")]
+            for value in [*op.attributes.values(), *inline]:  # iOS18 ops carry their weights as inline inputs
+                if not value.type.HasField("tensorType"):
+                    continue
+                tensor = value.type.tensorType
+                name = MIL_pb2.DataType.Name(tensor.dataType)
+                bits = _dtype_bits(name)
+                if bits is None:
+                    continue
+                count = 1
+                for dim in tensor.dimensions:
+                    count *= dim.constant.size
+                weights[name.lower()] += count * bits // 8
+        return dict(ops), dict(weights)

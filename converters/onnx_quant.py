@@ -1,0 +1,95 @@
+"""ONNX recipes on top of the fp32 export, each made by ONNX Runtime's own tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.base import VariantSkipped
+
+
+def to_fp16(source: Path, target: Path) -> None:
+    """fp16 weights and compute; fp32 inputs and outputs kept so callers feed the same arrays."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    onnx.save(model, str(target))
+
+
+def int8_dynamic(source: Path, target: Path, scratch: Path) -> None:
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+
+    pre = scratch / "preprocessed.onnx"
+    if not pre.exists():
+        quant_pre_process(str(source), str(pre))
+    quantize_dynamic(str(pre), str(target), weight_type=QuantType.QInt8)
+
+
+class _Calibration:
+    """ONNX Runtime's CalibrationDataReader protocol over the profile's calibration arrays, one row a call."""
+
+    def __init__(self, names: list[str], arrays: tuple[Any, ...]) -> None:
+        self.rows = [
+            {n: np.ascontiguousarray(x[i : i + 1]) for n, x in zip(names, arrays, strict=True)}
+            for i in range(len(arrays[0]))
+        ]
+        self.position = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.position >= len(self.rows):
+            return None
+        self.position += 1
+        return self.rows[self.position - 1]
+
+    def rewind(self) -> None:
+        self.position = 0
+
+
+def int8_static(
+    source: Path, target: Path, scratch: Path, names: list[str], calibration: tuple[Any, ...], per_channel: bool
+) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    if not calibration:
+        raise VariantSkipped("no calibration inputs (parity.samples must be >= 1)")
+    pre = scratch / "preprocessed.onnx"
+    if not pre.exists():
+        quant_pre_process(str(source), str(pre))
+    quantize_static(
+        str(pre),
+        str(target),
+        _Calibration(names, calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=per_channel,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
+
+
+def matmul_weight_share(model: Any) -> float:
+    """Fraction of initializer bytes that feed a MatMul as its constant weight."""
+    from onnx import numpy_helper
+
+    sizes = {init.name: numpy_helper.to_array(init).nbytes for init in model.graph.initializer}
+    total = sum(sizes.values()) or 1
+    matmul = {node.input[1] for node in model.graph.node if node.op_type == "MatMul" and len(node.input) > 1}
+    return sum(size for name, size in sizes.items() if name in matmul) / total
+
+
+def matmul_4bit(source: Path, target: Path, block_size: int, min_share: float) -> None:
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(source))
+    share = matmul_weight_share(model)
+    if share < min_share:
+        raise VariantSkipped(
+            f"only {share:.0%} of the weights feed MatMul (the rest are Conv/Gemm); "
+            f"onnx-w4 is for models whose weight mass is in MatMul (>= {min_share:.0%})"
+        )
+    quantizer = MatMulNBitsQuantizer(model, block_size=block_size, is_symmetric=True)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(target), True)
