@@ -110,6 +110,34 @@ def run(
 
 
 @app.command()
+def convert(
+    profile: Annotated[str, typer.Argument(help="built-in profile name or path to a TOML profile")] = "default",
+    model: Annotated[list[str] | None, typer.Option("-m", "--model", help="zoo name or package.module:factory")] = None,
+    variant: Annotated[list[str] | None, typer.Option("-v", "--variant", help="catalog name or 'all'")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="copy each artifact to OUT/MODEL/VARIANT/")] = None,
+) -> None:
+    """Build every model x variant artifact (from the cache where intact) and show what each costs."""
+    from harness.convert import convert_profile
+    from profiles.schema import load_profile
+    from reports.terminal import render_conversions
+
+    overrides: dict[str, Any] = {}
+    if model:
+        overrides["models"] = model
+    if variant:
+        overrides["variants"] = variant
+    try:
+        resolved = load_profile(profile, overrides)
+        with err.status("converting") as status:
+            rows, elapsed = convert_profile(resolved, out_dir, lambda stage: status.update(stage))
+    except BenchError as exc:
+        _fail(exc)
+    render_conversions(rows, out)
+    out.print(f"{len(rows)} artifacts in {elapsed:.1f} s", highlight=False)
+    raise typer.Exit(1 if any(row.status == "failed" for row in rows) else 0)
+
+
+@app.command()
 def devices() -> None:
     """What this host can run, and why not the rest."""
     from harness.backends.registry import BACKENDS

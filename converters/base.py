@@ -11,7 +11,15 @@ from profiles.zoo import LoadedModel
 
 
 class VariantSkipped(Exception):
-    """A recipe that cannot be built on this host or for this model, with the reason (not an error)."""
+    """A recipe that cannot be built on this host or for this model, with the reason (not an error).
+
+    `about_model` marks a reason that follows from the model alone (e.g. no MatMul weights for a
+    MatMul-only recipe): the cache keeps it, so the next run does not convert again to find it out.
+    """
+
+    def __init__(self, reason: str, about_model: bool = False) -> None:
+        super().__init__(reason)
+        self.about_model = about_model
 
 
 @dataclass

@@ -23,6 +23,8 @@ def build_artifact(
     extra = {"calibration": arrays_sha256(ctx.calibration)} if variant.calibrated else {}
     key = cache_key(fingerprint, variant, extra)
     stored = cache.lookup(key)
+    if stored is not None and "skipped" in stored:
+        raise VariantSkipped(stored["skipped"], about_model=True)
     if stored is not None:
         return {**stored, "cache_hit": True}
     converter = CONVERTERS[variant.format]()
@@ -31,7 +33,11 @@ def build_artifact(
         started = time.perf_counter()
         try:
             converted = converter.convert(model, variant, staging, ctx)
-        except (ConversionError, VariantSkipped):
+        except VariantSkipped as skip:
+            if skip.about_model:
+                cache.store_skip(key, str(skip))
+            raise
+        except ConversionError:
             raise
         except Exception as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

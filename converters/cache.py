@@ -118,6 +118,12 @@ class ArtifactCache:
             return None
         return dict(stored["info"])
 
+    def store_skip(self, key: str, reason: str) -> None:
+        """Remember that a recipe does not apply to this model (no files, just the reason)."""
+        entry = self.entry(key)
+        entry.mkdir(parents=True, exist_ok=True)
+        (entry / MANIFEST).write_text(json.dumps({"files": {}, "info": {"skipped": reason}}))
+
     def staging(self, key: str) -> Path:
         path = self.root / "staging" / f"{key}-{os.getpid()}"
         shutil.rmtree(path, ignore_errors=True)

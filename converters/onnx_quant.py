@@ -88,7 +88,8 @@ def matmul_4bit(source: Path, target: Path, block_size: int, min_share: float) -
     if share < min_share:
         raise VariantSkipped(
             f"only {share:.0%} of the weights feed MatMul (the rest are Conv/Gemm); "
-            f"onnx-w4 is for models whose weight mass is in MatMul (>= {min_share:.0%})"
+            f"onnx-w4 is for models whose weight mass is in MatMul (>= {min_share:.0%})",
+            about_model=True,
         )
     quantizer = MatMulNBitsQuantizer(model, block_size=block_size, is_symmetric=True)
     quantizer.process()

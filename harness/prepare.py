@@ -7,10 +7,14 @@ here, in a child process, so a model that crashes or hangs fails its own cases a
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from harness.isolation import run_isolated
+from profiles.schema import Profile
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -51,9 +55,11 @@ def prepare_model(
     parity_samples: int,
     calibration_samples: int,
     seed: int,
+    with_reference: bool,
     send: Send,
 ) -> None:
-    """Sends `stage` messages as it goes, one `prepared`, then one `artifact` message per variant."""
+    """Sends `stage` messages as it goes, one `prepared` (with the reference outputs saved, unless
+    `with_reference` is false: `bench convert` needs none), then one `artifact` message per variant."""
     from converters.base import ConversionContext, VariantSkipped
     from converters.build import build_artifact
     from converters.cache import ArtifactCache, model_fingerprint
@@ -68,15 +74,16 @@ def prepare_model(
     out = Path(work_dir) / f"{spec.name.replace(':', '_').replace('/', '_')}-{fingerprint[:12]}"
     out.mkdir(parents=True, exist_ok=True)
 
-    send({"kind": "stage", "stage": "computing reference outputs"})
-    inputs, labels, source = model_inputs(spec, loaded, parity_samples, "parity", seed)
-    references = _reference_outputs(loaded, inputs)
-    example = [t.numpy() for t in loaded.example_inputs]
-    np.savez(out / "inputs.npz", *example)
-    parity = {f"input_{i}": x for i, x in enumerate(inputs)} | {f"ref_{j}": r for j, r in enumerate(references)}
-    if labels is not None:
-        parity["labels"] = np.asarray(labels)
-    np.savez(out / "parity.npz", **parity)
+    source = ""
+    if with_reference:
+        send({"kind": "stage", "stage": "computing reference outputs"})
+        inputs, labels, source = model_inputs(spec, loaded, parity_samples, "parity", seed)
+        references = _reference_outputs(loaded, inputs)
+        np.savez(out / "inputs.npz", *(t.numpy() for t in loaded.example_inputs))
+        parity = {f"input_{i}": x for i, x in enumerate(inputs)} | {f"ref_{j}": r for j, r in enumerate(references)}
+        if labels is not None:
+            parity["labels"] = np.asarray(labels)
+        np.savez(out / "parity.npz", **parity)
     send(
         {
             "kind": "prepared",
@@ -89,7 +96,10 @@ def prepare_model(
     )
 
     cache = ArtifactCache()
-    calibration, _, _ = model_inputs(spec, loaded, calibration_samples, "calibration", seed)
+    if any(VARIANTS[name].calibrated for name in variants):
+        calibration, _, _ = model_inputs(spec, loaded, calibration_samples, "calibration", seed)
+    else:
+        calibration = []
     ctx = ConversionContext(calibration=tuple(calibration), seed=seed)
     for name in variants:
         send({"kind": "stage", "stage": f"converting {name}", "variant": name})
@@ -100,3 +110,68 @@ def prepare_model(
             send({"kind": "artifact", "variant": name, "status": "skipped", "reason": str(exc)})
         except ConversionError as exc:
             send({"kind": "artifact", "variant": name, "status": "failed", "reason": f"conversion failed: {exc}"})
+
+
+@dataclass
+class Prepared:
+    """What the parent learns from preparing one model."""
+
+    inputs_path: str = ""
+    parity_path: str = ""
+    parity_source: str = ""
+    classifier: bool = False
+    failure: str | None = None  # the model itself failed (factory, reference outputs): all its cases fail
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> `artifact` message
+
+
+def prepare_isolated(
+    model_ref: str,
+    variants: list[str],
+    work_dir: Path,
+    profile: Profile,
+    log_path: Path,
+    on_stage: Callable[[str], None],
+    with_reference: bool = True,
+) -> Prepared:
+    """Prepare one model in worker processes. A worker dying while converting one variant fails that
+    variant, and a new worker carries on with the rest."""
+    prepared = Prepared()
+    pending = list(variants)
+    stage: dict[str, Any] = {}  # the last stage the current worker announced
+
+    def on_message(message: dict[str, Any]) -> None:
+        if message["kind"] == "stage":
+            stage.clear()
+            stage.update(message)
+            on_stage(message["stage"])
+        elif message["kind"] == "prepared":
+            prepared.inputs_path = message["inputs_path"]
+            prepared.parity_path = message["parity_path"]
+            prepared.parity_source = message["parity_source"]
+            prepared.classifier = message["classifier"]
+        elif message["kind"] == "artifact":
+            prepared.artifacts[message["variant"]] = message
+            pending.remove(message["variant"])
+
+    while True:
+        stage.clear()
+        arguments = (
+            model_ref,
+            list(pending),
+            str(work_dir),
+            profile.parity.samples,
+            profile.convert.calibration_samples,
+            profile.measure.seed,
+            with_reference,
+        )
+        outcome = run_isolated(prepare_model, arguments, profile.measure.timeout_s, on_message, log_path)
+        if outcome.failure is None:
+            return prepared
+        variant = stage.get("variant")
+        if variant is None:
+            prepared.failure = f"{outcome.failure} while {stage.get('stage', 'starting')}"
+            return prepared
+        prepared.artifacts[variant] = {"status": "failed", "reason": f"conversion {outcome.failure}"}
+        pending.remove(variant)
+        if not pending:
+            return prepared

@@ -56,6 +56,7 @@ def _default_gates() -> dict[str, Gate]:
 
 class Parity(_Strict):
     samples: int = Field(64, ge=1, description="parity inputs per model (dataset rows, else synthetic)")
+    enforce: bool = Field(True, description="a failed gate makes the exit code 1; false: report only")
     gates: dict[Literal["fp32", "fp16", "int8", "int4", "palettized"], Gate] = Field(default_factory=_default_gates)
 
 

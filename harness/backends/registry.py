@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from harness.backends.base import Backend
+from harness.backends.coreml import CoreMLBackend
 from harness.backends.onnxruntime import OnnxRuntimeBackend
 from harness.backends.torch_eager import TorchBackend
 
-BACKENDS: dict[str, type[Backend]] = {cls.name: cls for cls in (TorchBackend, OnnxRuntimeBackend)}
+BACKENDS: dict[str, type[Backend]] = {cls.name: cls for cls in (TorchBackend, OnnxRuntimeBackend, CoreMLBackend)}

@@ -1,0 +1,69 @@
+"""`bench convert`: build every model x variant artifact of a profile (cache first), no measuring."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.prepare import prepare_isolated
+from harness.schema import ArtifactInfo
+from profiles.catalog import VARIANTS
+from profiles.paths import cache_root
+from profiles.schema import ResolvedProfile
+from profiles.zoo import resolve_model
+
+
+@dataclass
+class ConvertRow:
+    model: str
+    variant: str
+    format: str
+    status: str  # ok | skipped | failed
+    reason: str | None
+    artifact: ArtifactInfo
+
+
+def convert_profile(
+    resolved: ResolvedProfile, out_dir: Path | None, on_stage: Callable[[str], None]
+) -> tuple[list[ConvertRow], float]:
+    """Rows for every model x variant, and the wall time it took. With `out_dir`, each built artifact's
+    files are copied to `out_dir/MODEL/VARIANT/`."""
+    profile = resolved.profile
+    models = [resolve_model(ref) for ref in profile.models]
+    logs = cache_root() / "logs" / f"convert-{int(time.time())}"
+    logs.mkdir(parents=True, exist_ok=True)
+    rows: list[ConvertRow] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-convert-") as work:
+        for spec in models:
+            prepared = prepare_isolated(
+                spec.ref,
+                list(profile.variants),
+                Path(work),
+                profile,
+                logs / f"{spec.name.replace(':', '_').replace('/', '_')}.log",
+                lambda stage, name=spec.name: on_stage(f"{name}: {stage}"),
+                with_reference=False,
+            )
+            for name in profile.variants:
+                message = prepared.artifacts.get(name, {"status": "failed", "reason": prepared.failure})
+                artifact = ArtifactInfo(**message["info"]) if message.get("info") else ArtifactInfo()
+                status, reason = message["status"], message.get("reason")
+                rows.append(ConvertRow(spec.name, name, VARIANTS[name].format, status, reason, artifact))
+                if out_dir is not None and artifact.path:
+                    _export(artifact, out_dir / spec.name.replace(":", "_").replace("/", "_") / name)
+    return rows, time.perf_counter() - started
+
+
+def _export(artifact: ArtifactInfo, target: Path) -> None:
+    source = Path(artifact.path or "").parent
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for relative in artifact.files:
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / relative, target / relative)
