@@ -65,6 +65,8 @@ def model_fingerprint(model: LoadedModel, factory: Any) -> str:
     digest = hashlib.sha256()
     for path in _source_files(model, factory):
         digest.update(path.read_bytes())
+    for name, module in model.module.named_modules():  # which classes, not only which source files
+        digest.update(f"{name}:{type(module).__module__}.{type(module).__qualname__}".encode())
     for name, tensor in model.module.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

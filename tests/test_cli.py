@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from profiles.catalog import VARIANTS
 from tests.conftest import bench
 
 CONTRACT_RESULT_KEYS = {
@@ -89,6 +91,15 @@ USER_MODELS = textwrap.dedent(
 
     def crash_late():
         return _build(CrashWhenMeasured)
+
+
+    class Unconvertible(Tiny):
+        def forward(self, x):
+            return torch.linalg.eigvals(self.fc(x).reshape(2, 2)).real
+
+
+    def unconvertible():
+        return _build(Unconvertible)
     """
 )
 
@@ -212,3 +223,55 @@ def test_crashing_and_hanging_models_fail_alone(user_dir: Path) -> None:
     assert late["status"] == "failed" and late["reason"].startswith("measurement worker exited with code 3")
     assert cases[("usermodels:crash_late", "onnx-fp32")]["status"] == "ok"
     assert "failed (torch-fp32 cpu): measurement worker exited with code 3" in proc.stdout
+
+
+def test_a_model_that_fails_conversion_fails_only_its_own_cases(user_dir: Path) -> None:
+    out = user_dir / "r.json"
+    proc = bench(
+        "run",
+        "smoke",
+        "-m",
+        "usermodels:unconvertible",
+        "-m",
+        "usermodels:tiny",
+        "-v",
+        "torch-fp32",
+        "-v",
+        "onnx-fp32",
+        "-v",
+        "coreml-fp16",
+        "--budget",
+        "0.4",
+        "--json",
+        str(out),
+        cwd=user_dir,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    cases = _by_case(json.loads(out.read_text()))
+    onnx = cases[("usermodels:unconvertible", "onnx-fp32")]
+    assert onnx["status"] == "failed"
+    assert onnx["reason"].startswith("conversion failed: torch.onnx export failed: dynamo: ")
+    assert "'aten::linalg_eigvals'" in onnx["reason"]
+    coreml = cases[("usermodels:unconvertible", "coreml-fp16")]
+    assert coreml["status"] == "failed" and "coremltools failed on both paths" in coreml["reason"]
+    assert cases[("usermodels:unconvertible", "torch-fp32")]["status"] == "ok"
+    assert cases[("usermodels:tiny", "onnx-fp32")]["status"] == "ok"
+    assert cases[("usermodels:tiny", "torch-fp32")]["status"] == "ok"
+    tiny_coreml = cases[("usermodels:tiny", "coreml-fp16")]
+    if sys.platform != "darwin":
+        assert tiny_coreml["status"] == "skipped" and tiny_coreml["reason"] == "Core ML runs only on macOS"
+        assert tiny_coreml["artifact"]["size_bytes"] > 0  # built and reported though not measurable here
+
+
+def test_convert_reports_every_variant_and_hits_the_cache(user_dir: Path) -> None:
+    args = ("convert", "smoke", "-m", "usermodels:tiny", "-m", "usermodels:unconvertible", "-v", "all")
+    first = bench(*args, "--out", str(user_dir / "artifacts"), cwd=user_dir)
+    assert first.returncode == 1, first.stdout + first.stderr  # the unconvertible model's variants failed
+    assert (user_dir / "artifacts" / "usermodels_tiny" / "onnx-int8-static" / "model.onnx").exists()
+    assert (user_dir / "artifacts" / "usermodels_tiny" / "coreml-w4" / "model.mlpackage" / "Manifest.json").exists()
+    second = bench(*args, cwd=user_dir)
+    tiny_rows = [line for line in second.stdout.splitlines() if "│" in line][: len(VARIANTS) + 1]
+    built = [row for row in tiny_rows if "│ ok " in row]
+    assert built and all("│ hit " in row for row in built)
+    assert "│ built " not in second.stdout
+    assert "activation calibration runs Core ML predict" in second.stdout or sys.platform == "darwin"

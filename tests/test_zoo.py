@@ -9,7 +9,7 @@ import torch
 
 from converters.cache import model_fingerprint
 from profiles.errors import ModelError
-from profiles.zoo import ZOO, load_model, resolve_model
+from profiles.zoo import ZOO, LoadedModel, load_model, resolve_model
 from profiles.zoo.digits import digits_split
 
 
@@ -34,6 +34,26 @@ def test_zoo_weights_are_deterministic() -> None:
     with torch.no_grad():
         next(second.module.parameters()).add_(1e-3)
     assert model_fingerprint(first, spec.factory) != model_fingerprint(second, spec.factory)
+
+
+def test_fingerprint_tells_apart_classes_sharing_a_file_and_weights() -> None:
+    class Plain(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)
+
+    class Doubled(Plain):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * self.fc(x)
+
+    torch.manual_seed(0)
+    plain = LoadedModel(Plain(), (torch.ones(1, 4),))
+    doubled = LoadedModel(Doubled(), (torch.ones(1, 4),))
+    doubled.module.load_state_dict(plain.module.state_dict())
+    assert model_fingerprint(plain, Plain) != model_fingerprint(doubled, Plain)
 
 
 def test_digits_cnn_is_really_trained() -> None:
