@@ -1,0 +1,152 @@
+"""Backends: device mapping, refusals with reasons, and what runs short of a Mac."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from converters.base import ConversionContext
+from converters.build import build_artifact
+from converters.cache import ArtifactCache
+from harness.backends.base import DeviceUnavailable, LoadRequest
+from harness.backends.coreml import COMPUTE_UNITS, CoreMLBackend, summarise_plan, unavailable_reason
+from harness.backends.onnxruntime import OnnxRuntimeBackend
+from harness.backends.registry import BACKENDS
+from harness.backends.torch_eager import TorchBackend
+from profiles.catalog import FORMAT_BACKEND, VARIANTS
+from profiles.zoo import LoadedModel
+
+requires_macos = pytest.mark.skipif(sys.platform != "darwin", reason="requires macOS (Core ML prediction)")
+
+
+def test_every_format_has_a_registered_backend() -> None:
+    assert {v.format for v in VARIANTS.values()} == set(FORMAT_BACKEND)
+    assert set(FORMAT_BACKEND.values()) == set(BACKENDS)
+    for name, cls in BACKENDS.items():
+        assert cls.name == name and cls.devices
+
+
+def test_coreml_compute_units_match_coremltools() -> None:
+    import coremltools as ct
+
+    assert {d: getattr(ct.ComputeUnit, u).name for d, u in COMPUTE_UNITS.items()} == {
+        "cpu": "CPU_ONLY",
+        "gpu": "CPU_AND_GPU",
+        "ane": "CPU_AND_NE",
+        "all": "ALL",
+    }
+
+
+@pytest.mark.parametrize(
+    ("device", "system", "machine", "installed", "reason"),
+    [
+        ("ane", "Linux", "x86_64", True, "ane needs macOS on Apple silicon"),
+        ("cpu", "Linux", "x86_64", True, "Core ML runs only on macOS"),
+        ("ane", "Darwin", "x86_64", True, "ane needs macOS on Apple silicon"),
+        ("gpu", "Darwin", "x86_64", True, None),
+        ("ane", "Darwin", "arm64", False, "coremltools is not installed (pip install 'ondevice-bench[coreml]')"),
+        ("ane", "Darwin", "arm64", True, None),
+        ("tpu", "Darwin", "arm64", True, "coreml has no 'tpu' device (cpu, gpu, ane, all)"),
+    ],
+)
+def test_coreml_refusals(device: str, system: str, machine: str, installed: bool, reason: str | None) -> None:
+    assert unavailable_reason(device, system, machine, installed) == reason
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="checks the refusal off macOS")
+def test_coreml_backend_refuses_every_device_here() -> None:
+    backend = CoreMLBackend()
+    assert backend.available("ane") == "ane needs macOS on Apple silicon"
+    assert backend.available("cpu") == "Core ML runs only on macOS"
+
+
+# Plan-like objects with the attribute names MLComputePlan gives (coremltools 9.0).
+class MLCPUComputeDevice: ...
+
+
+class MLNeuralEngineComputeDevice: ...
+
+
+@dataclass
+class _Op:
+    operator_name: str
+
+
+@dataclass
+class _Usage:
+    preferred_compute_device: object
+
+
+@dataclass
+class _Cost:
+    weight: float
+
+
+def test_placement_summary_counts_ops_and_cost_per_device() -> None:
+    ops = [_Op("ios17.const"), _Op("ios17.conv"), _Op("ios17.relu"), _Op("ios17.gather")]
+    usage = {
+        "ios17.conv": _Usage(MLNeuralEngineComputeDevice()),
+        "ios17.relu": _Usage(MLNeuralEngineComputeDevice()),
+        "ios17.gather": _Usage(MLCPUComputeDevice()),
+    }
+    cost = {"ios17.conv": _Cost(0.6), "ios17.relu": _Cost(0.1), "ios17.gather": _Cost(0.3)}
+    summary = summarise_plan(ops, lambda op: usage.get(op.operator_name), lambda op: cost.get(op.operator_name))
+    assert summary["by_device"] == {"ane": 2, "cpu": 1}
+    assert summary["cost_share"] == pytest.approx({"ane": 0.7, "cpu": 0.3})
+    assert [o["op"] for o in summary["ops"]] == ["ios17.conv", "ios17.relu", "ios17.gather"]
+
+
+def test_placement_summary_without_costs_has_no_share() -> None:
+    summary = summarise_plan([_Op("ios17.conv")], lambda op: _Usage(MLCPUComputeDevice()), lambda op: None)
+    assert summary["by_device"] == {"cpu": 1} and summary["cost_share"] == {}
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> str:
+    torch.manual_seed(0)
+    model = LoadedModel(torch.nn.Linear(4, 2).eval(), (torch.ones(1, 4),))
+    cache = ArtifactCache(tmp_path_factory.mktemp("artifacts"))
+    return build_artifact(model, "tiny", VARIANTS["onnx-fp32"], ConversionContext(), cache)["path"]
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="the CoreML provider exists on macOS")
+def test_onnxruntime_refuses_a_provider_it_did_not_take(tiny_onnx: str) -> None:
+    backend = OnnxRuntimeBackend()
+    assert backend.available("ane") == "CoreMLExecutionProvider not available in this onnxruntime build"
+    with pytest.raises(DeviceUnavailable, match="CoreMLExecutionProvider not available"):
+        backend.load(LoadRequest(tiny_onnx, "ane", 1, "unused"))
+
+
+def test_onnxruntime_cpu_runs_and_reports_its_provider(tiny_onnx: str) -> None:
+    session = OnnxRuntimeBackend().load(LoadRequest(tiny_onnx, "cpu", 1, "unused"))
+    out = session.run([np.ones((1, 4), np.float32)])
+    assert out[0].shape == (1, 2)
+    assert session.describe()["providers"] == ["CPUExecutionProvider"]
+
+
+def test_torch_has_no_ane_and_names_why_gpu_is_missing() -> None:
+    backend = TorchBackend()
+    assert backend.available("ane") == "torch has no 'ane' device (it runs cpu and gpu)"
+    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
+        assert backend.available("gpu") == "no CUDA or MPS device visible to torch"
+
+
+@requires_macos
+def test_coreml_predicts_on_macos(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = LoadedModel(torch.nn.Linear(4, 2).eval(), (torch.ones(1, 4),))
+    info = build_artifact(model, "tiny", VARIANTS["coreml-fp32"], ConversionContext(), ArtifactCache(tmp_path))
+    backend = CoreMLBackend()
+    request = LoadRequest(info["path"], "cpu", 1, "unused")
+    backend.prepare(request)
+    session = backend.load(request)
+    out = session.run([np.ones((1, 4), np.float32)])
+    expected = model.module(torch.ones(1, 4)).detach().numpy()
+    assert np.allclose(out[0], expected, atol=1e-4)
+    session.runner([np.ones((1, 4), np.float32)])()
+    assert session.describe()["compile_ms"] > 0
