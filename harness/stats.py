@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
@@ -15,28 +17,33 @@ MIN_SAMPLES_WARN = 30
 MODIFIED_Z_OUTLIER = 10.0  # hyperfine's threshold: about 10 sigma, in MAD units scaled to sigma
 
 
-def hierarchical_bootstrap_ci(
-    samples: Sequence[Sequence[float]], seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile CI of the median of per-process medians, resampling processes, then samples within each.
-
-    Resampling both levels keeps the process-to-process spread in the interval, which a bootstrap over
-    the pooled samples would hide.
-    """
-    rng = np.random.default_rng(seed)
-    groups = [np.asarray(g, dtype=float) for g in samples if len(g)]
-    picks = rng.integers(0, len(groups), size=(resamples, len(groups)))
-    medians = np.empty((resamples, len(groups)))
-    for g_index, group in enumerate(groups):
+def bootstrap_centres(groups: Sequence[Sequence[float]], rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """Bootstrap replicates of the median of per-process medians, resampling processes, then samples
+    within each. Resampling both levels keeps the process-to-process spread in the interval, which a
+    bootstrap over the pooled samples would hide."""
+    arrays = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    medians = np.empty((resamples, len(arrays)))
+    for index, group in enumerate(arrays):
         chunk = max(1, 2_000_000 // len(group))  # bounds memory for processes with many samples
         for start in range(0, resamples, chunk):
             rows = min(chunk, resamples - start)
             draws = group[rng.integers(0, len(group), size=(rows, len(group)))]
-            medians[start : start + rows, g_index] = np.median(draws, axis=1)
-    centre = np.median(np.take_along_axis(medians, picks, axis=1), axis=1)
+            medians[start : start + rows, index] = np.median(draws, axis=1)
+    picks = rng.integers(0, len(arrays), size=(resamples, len(arrays)))
+    return np.median(np.take_along_axis(medians, picks, axis=1), axis=1)
+
+
+def _percentile_interval(replicates: np.ndarray, level: float) -> tuple[float, float]:
     tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(centre, [tail, 100 - tail])
+    lo, hi = np.percentile(replicates, [tail, 100 - tail])
     return float(lo), float(hi)
+
+
+def hierarchical_bootstrap_ci(
+    samples: Sequence[Sequence[float]], seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile CI of the median of per-process medians."""
+    return _percentile_interval(bootstrap_centres(samples, np.random.default_rng(seed), resamples), level)
 
 
 def tukey_outliers(values: np.ndarray) -> tuple[int, int]:
@@ -102,3 +109,59 @@ def latency_warnings(latency: LatencyStats, samples: Sequence[Sequence[float]]) 
     if any(slow_start(g) for g in samples):
         warnings.append("slow first samples: the warmup was too short; raise measure.warmup")
     return warnings
+
+
+VERDICTS = ("regression", "improvement", "no change", "within noise", "inconclusive")
+
+
+@dataclass
+class Comparison:
+    """Current against baseline, lower is better (latency). `ratio` is current/baseline median."""
+
+    ratio: float
+    ci95: list[float]
+    p_value: float | None
+    verdict: str
+    detail: str
+
+
+def min_attainable_p(n: int, m: int) -> float:
+    """The smallest two-sided p an exact Mann-Whitney U test can give with n and m observations."""
+    return 2 / math.comb(n + m, n)
+
+
+def ratio_ci(
+    baseline: Sequence[Sequence[float]], current: Sequence[Sequence[float]], seed: int, level: float = 0.95
+) -> tuple[float, float]:
+    """Bootstrap CI of median(current)/median(baseline), each a median of per-process medians."""
+    rng = np.random.default_rng(seed)
+    current_centres = bootstrap_centres(current, rng, BOOTSTRAP_RESAMPLES)
+    return _percentile_interval(current_centres / bootstrap_centres(baseline, rng, BOOTSTRAP_RESAMPLES), level)
+
+
+def compare_latency(
+    baseline: Sequence[Sequence[float]],
+    current: Sequence[Sequence[float]],
+    threshold: float = 0.05,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> Comparison:
+    """A change counts only when a Mann-Whitney U test on per-process medians is significant at `alpha`
+    and the bootstrap CI of the ratio lies wholly beyond 1 +/- `threshold` (criterion's rule)."""
+    base_medians = [float(np.median(g)) for g in baseline if len(g)]
+    current_medians = [float(np.median(g)) for g in current if len(g)]
+    ratio = float(np.median(current_medians) / np.median(base_medians))
+    ci = list(ratio_ci(baseline, current, seed))
+    n, m = len(base_medians), len(current_medians)
+    if n < 2 or m < 2 or min_attainable_p(n, m) >= alpha:
+        needed = next(k for k in range(2, 50) if min_attainable_p(k, k) < alpha)
+        detail = f"{n} and {m} processes cannot reach p < {alpha}; run at least {needed} per side"
+        return Comparison(ratio, ci, None, "inconclusive", detail)
+    p_value = float(sps.mannwhitneyu(base_medians, current_medians, alternative="two-sided").pvalue)
+    if p_value >= alpha:
+        return Comparison(ratio, ci, p_value, "no change", f"p = {p_value:.3g} >= {alpha}")
+    if ci[0] > 1 + threshold:
+        return Comparison(ratio, ci, p_value, "regression", f"p = {p_value:.3g}; CI above +{threshold:.0%}")
+    if ci[1] < 1 - threshold:
+        return Comparison(ratio, ci, p_value, "improvement", f"p = {p_value:.3g}; CI below -{threshold:.0%}")
+    return Comparison(ratio, ci, p_value, "within noise", f"p = {p_value:.3g}; CI reaches into +/-{threshold:.0%}")

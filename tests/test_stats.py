@@ -3,7 +3,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.stats import hierarchical_bootstrap_ci, latency_warnings, slow_start, summarise, tukey_outliers
+from harness.stats import (
+    compare_latency,
+    hierarchical_bootstrap_ci,
+    latency_warnings,
+    min_attainable_p,
+    slow_start,
+    summarise,
+    tukey_outliers,
+)
 
 
 def test_summary_of_known_samples() -> None:
@@ -50,3 +58,27 @@ def test_slow_start_detects_a_first_outlier_only() -> None:
     assert slow_start([50.0, *base])
     assert not slow_start([*base, 50.0])
     assert not slow_start(base)
+
+
+def _processes(centre: float, count: int, seed: int) -> list[list[float]]:
+    rng = np.random.default_rng(seed)
+    return [list(rng.normal(centre * rng.normal(1, 0.01), centre * 0.03, 50)) for _ in range(count)]
+
+
+def test_comparison_verdicts() -> None:
+    base = _processes(10.0, 8, 1)
+    assert compare_latency(base, _processes(10.0, 8, 2)).verdict in ("no change", "within noise")
+    slower = compare_latency(base, _processes(12.0, 8, 3))
+    assert slower.verdict == "regression" and slower.ratio == pytest.approx(1.2, rel=0.03)
+    assert 1.05 < slower.ci95[0] <= slower.ratio <= slower.ci95[1]
+    faster = compare_latency(base, _processes(8.0, 8, 4))
+    assert faster.verdict == "improvement" and faster.ci95[1] < 0.95
+    slightly = compare_latency(base, _processes(10.3, 8, 5), threshold=0.05)
+    assert slightly.verdict in ("within noise", "no change")
+
+
+def test_too_few_processes_are_inconclusive_and_say_how_many() -> None:
+    result = compare_latency(_processes(10.0, 3, 1), _processes(20.0, 3, 2))
+    assert result.verdict == "inconclusive" and result.p_value is None
+    assert "run at least 4 per side" in result.detail
+    assert min_attainable_p(3, 3) == pytest.approx(0.1) and min_attainable_p(4, 4) == pytest.approx(2 / 70)
