@@ -68,6 +68,8 @@ def run(
     budget: Annotated[float | None, typer.Option("--budget", help="sampling seconds per case")] = None,
     processes: Annotated[int | None, typer.Option("--processes", help="worker processes per case")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="results file (default: bench-results/)")] = None,
+    html_path: Annotated[Path | None, typer.Option("--html", help="also write a self-contained HTML report")] = None,
+    markdown_path: Annotated[Path | None, typer.Option("--markdown", help="also write a Markdown summary")] = None,
 ) -> None:
     """Convert, check parity and measure every case of a profile."""
     from harness.run import Runner, exit_code
@@ -106,7 +108,48 @@ def run(
         raise typer.Exit(130) from None
     render(record, out)
     out.print(f"results: {runner_json}", highlight=False, soft_wrap=True)
+    _write_reports([record], html_path, markdown_path, None)
     raise typer.Exit(exit_code(record))
+
+
+def _write_reports(runs: list[Any], html: Path | None, markdown: Path | None, pytest_benchmark: Path | None) -> None:
+    if html:
+        from reports.html import write_html
+
+        write_html(runs, html)
+        out.print(f"html: {html}", highlight=False, soft_wrap=True)
+    if markdown:
+        from reports.markdown import write_markdown
+
+        write_markdown(runs, markdown)
+        out.print(f"markdown: {markdown}", highlight=False, soft_wrap=True)
+    if pytest_benchmark:
+        from reports.pytest_benchmark import write_pytest_benchmark
+
+        write_pytest_benchmark(runs, pytest_benchmark)
+        out.print(f"pytest-benchmark: {pytest_benchmark}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def report(
+    results: Annotated[list[Path], typer.Argument(help="one or more results files (runs are merged)")],
+    html_path: Annotated[Path | None, typer.Option("--html", help="write a self-contained HTML report")] = None,
+    markdown_path: Annotated[Path | None, typer.Option("--markdown", help="write a Markdown summary")] = None,
+    pytest_benchmark_path: Annotated[
+        Path | None, typer.Option("--pytest-benchmark", help="write latency in pytest-benchmark's JSON format")
+    ] = None,
+) -> None:
+    """Render results files: the terminal view, and HTML, Markdown or pytest-benchmark JSON on request."""
+    from harness.schema import load_results
+    from reports.terminal import render
+
+    try:
+        runs = [load_results(path) for path in results]
+    except BenchError as exc:
+        _fail(exc)
+    for run in runs:
+        render(run, out)
+    _write_reports(runs, html_path, markdown_path, pytest_benchmark_path)
 
 
 @app.command()

@@ -9,6 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.schema import Result, RunRecord
+from harness.stats import Comparison
+from reports.summary import against_reference, ordered_results, size_vs_fp32
 
 if TYPE_CHECKING:
     from harness.convert import ConvertRow
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
 
 
-def _bytes(value: int | None) -> str:
+def bytes_text(value: int | None) -> str:
     if value is None:
         return "-"
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
@@ -25,7 +27,7 @@ def _bytes(value: int | None) -> str:
     return f"{value} B"
 
 
-def _ms(value: float | None) -> str:
+def ms_text(value: float | None) -> str:
     if value is None:
         return "-"
     if value >= 100:
@@ -39,7 +41,7 @@ def _latency(result: Result) -> str:
     lat = result.latency_ms
     if lat is None:
         return "-"
-    return f"{_ms(lat.median)} [{_ms(lat.ci95[0])}, {_ms(lat.ci95[1])}]"
+    return f"{ms_text(lat.median)} [{ms_text(lat.ci95[0])}, {ms_text(lat.ci95[1])}]"
 
 
 def _parity(result: Result, enforced: bool) -> Text:
@@ -52,18 +54,24 @@ def _parity(result: Result, enforced: bool) -> Text:
     return Text(f"{label}: " + "; ".join(parity.failures), style="bold red" if enforced else "red")
 
 
-def _size(result: Result, fp32_sizes: dict[str, int]) -> str:
+def size_text(result: Result, results: list[Result]) -> str:
     """Artifact size, and its ratio to the fp32 artifact of the same format."""
-    size = result.artifact.size_bytes
-    if size is None:
-        return "-"
-    fp32 = fp32_sizes.get(result.format)
-    if fp32 and not result.variant.endswith("fp32"):
-        return f"{_bytes(size)} ({size / fp32:.2f}x)"
-    return _bytes(size)
+    ratio = size_vs_fp32(result, results)
+    size = bytes_text(result.artifact.size_bytes)
+    return f"{size} ({ratio:.2f}x)" if ratio is not None else size
 
 
-def model_table(model: str, results: list[Result], enforced: bool = True) -> Table:
+def versus_text(entry: tuple[str, Comparison] | None, result: Result) -> Text:
+    """Ratio to the model's reference on the same device, its CI and the comparison verdict."""
+    if entry is None:
+        return Text("reference" if result.latency_ms else "-")
+    _, comparison = entry
+    lo, hi = comparison.ci95
+    style = {"regression": "red", "improvement": "green"}.get(comparison.verdict, "")
+    return Text(f"{comparison.ratio:.2f}x [{lo:.2f}, {hi:.2f}] {comparison.verdict}", style=style)
+
+
+def model_table(model: str, results: list[Result], enforced: bool = True, versus: dict | None = None) -> Table:
     table = Table(title=f"{model}", title_justify="left", show_lines=False, header_style="bold")
     for column, justify in [
         ("variant", "left"),
@@ -71,6 +79,7 @@ def model_table(model: str, results: list[Result], enforced: bool = True) -> Tab
         ("backend", "left"),
         ("status", "left"),
         ("median ms [95% CI]", "right"),
+        ("vs reference", "left"),
         ("p99 ms", "right"),
         ("load ms cold/warm", "right"),
         ("peak mem", "right"),
@@ -79,7 +88,6 @@ def model_table(model: str, results: list[Result], enforced: bool = True) -> Tab
         ("parity", "left"),
     ]:
         table.add_column(column, justify=justify, no_wrap=column != "parity")  # type: ignore[arg-type]
-    fp32 = {r.format: r.artifact.size_bytes for r in results if r.variant.endswith("fp32") and r.artifact.size_bytes}
     for result in results:
         status = Text(result.status, style=STATUS_STYLE[result.status])
         load = result.load_ms
@@ -89,34 +97,25 @@ def model_table(model: str, results: list[Result], enforced: bool = True) -> Tab
             result.backend,
             status,
             _latency(result),
-            _ms(result.latency_ms.p99) if result.latency_ms else "-",
-            f"{_ms(load.cold)}/{_ms(load.warm)}" if load.cold is not None else "-",
-            _bytes(result.memory.peak_rss_bytes),
-            _ms(result.energy.cpu_ms_per_inference),
-            _size(result, fp32),
+            versus_text((versus or {}).get(result.case_key), result),
+            ms_text(result.latency_ms.p99) if result.latency_ms else "-",
+            f"{ms_text(load.cold)}/{ms_text(load.warm)}" if load.cold is not None else "-",
+            bytes_text(result.memory.peak_rss_bytes),
+            ms_text(result.energy.cpu_ms_per_inference),
+            size_text(result, results),
             _parity(result, enforced),
         )
     return table
 
 
-def _ordered(record: RunRecord) -> list[Result]:
-    """Results in the profile's model and variant order, whatever order they finished in."""
-    models = list(record.profile.get("models", []))
-    variants = list(record.profile.get("variants", []))
-
-    def rank(values: list[str], value: str) -> int:
-        return values.index(value) if value in values else len(values)
-
-    return sorted(record.results, key=lambda r: (rank(models, r.model), r.model, rank(variants, r.variant), r.device))
-
-
 def render(record: RunRecord, console: Console) -> None:
     by_model: dict[str, list[Result]] = {}
-    for result in _ordered(record):
+    for result in ordered_results(record):
         by_model.setdefault(result.model, []).append(result)
     enforced = bool(record.profile.get("parity", {}).get("enforce", True))
+    versus = against_reference(record, seed=int(record.profile.get("measure", {}).get("seed", 0)))
     for model, results in by_model.items():
-        console.print(model_table(model, results, enforced))
+        console.print(model_table(model, results, enforced, versus))
         for result in results:
             where = f"{result.variant} {result.device}"
             if result.reason:
@@ -143,7 +142,7 @@ def render_conversions(rows: list[ConvertRow], console: Console) -> None:
             table.add_row(
                 row.variant,
                 Text(row.status, style=STATUS_STYLE[row.status]),
-                _bytes(art.size_bytes),
+                bytes_text(art.size_bytes),
                 f"{art.size_bytes / base:.3f}" if base and art.size_bytes else "-",
                 f"{art.conversion_s:.1f}" if art.conversion_s is not None else "-",
                 ("hit" if art.cache_hit else "built") if art.path else "-",

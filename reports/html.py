@@ -1,0 +1,91 @@
+"""A self-contained HTML report: inline styles, inline SVG charts, no script and no request to any host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from jinja2 import Environment, select_autoescape
+
+from harness.schema import Result, RunRecord
+from reports import charts
+from reports.summary import BEST_RULE, against_reference, best_variants, ordered_results
+from reports.terminal import bytes_text, ms_text, size_text
+
+METRIC_KEYS = ("max_abs_err", "cosine", "snr_db", "top1_agreement", "task_accuracy", "accuracy_ratio")
+
+
+@dataclass
+class _Formatter:
+    """Number formatting for the template; every string it returns is escaped by the template."""
+
+    versus_map: dict
+
+    @staticmethod
+    def ms(value: float | None) -> str:
+        return ms_text(value)
+
+    @staticmethod
+    def bytes(value: int | None) -> str:
+        return bytes_text(value)
+
+    @staticmethod
+    def latency(result: Result) -> str:
+        lat = result.latency_ms
+        return f"{ms_text(lat.median)} [{ms_text(lat.ci95[0])}, {ms_text(lat.ci95[1])}]" if lat else "-"
+
+    def versus(self, result: Result) -> str:
+        entry = self.versus_map.get(result.case_key)
+        if entry is None:
+            return "reference" if result.latency_ms else "-"
+        reference, comparison = entry
+        lo, hi = comparison.ci95
+        return f"{comparison.ratio:.2f}x [{lo:.2f}, {hi:.2f}] of {reference}: {comparison.verdict}"
+
+    def verdict(self, result: Result) -> str:
+        entry = self.versus_map.get(result.case_key)
+        return entry[1].verdict if entry else ""
+
+    @staticmethod
+    def size(result: Result, results: list[Result]) -> str:
+        return size_text(result, results)
+
+    @staticmethod
+    def metric(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+
+def render_html(runs: list[RunRecord]) -> str:
+    environment = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    template = environment.from_string(resources.files("reports").joinpath("templates/report.html").read_text())
+    by_model: dict[str, list[Result]] = {}
+    versus: dict = {}
+    bests = []
+    for run in runs:
+        for result in ordered_results(run):
+            by_model.setdefault(result.model, []).append(result)
+        versus.update(against_reference(run))
+        bests += best_variants(run)
+    charts_by_model = {
+        model: {
+            "latency": charts.latency_boxes(model, results),
+            "pareto": charts.pareto(model, results),
+            "resources": charts.resources(model, results),
+        }
+        for model, results in by_model.items()
+    }
+    return template.render(
+        runs=runs,
+        by_model=list(by_model.items()),
+        charts_by_model=charts_by_model,
+        bests=bests,
+        best_rule=BEST_RULE,
+        fmt=_Formatter(versus),
+        metric_keys=METRIC_KEYS,
+    )
+
+
+def write_html(runs: list[RunRecord], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(runs), encoding="utf-8")

@@ -1,0 +1,58 @@
+"""A compact Markdown summary for a pull-request comment; every name and message is escaped."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from harness.schema import RunRecord
+from reports.summary import BEST_RULE, against_reference, best_variants, ordered_results
+from reports.terminal import ms_text, size_text
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def md_escape(text: object) -> str:
+    """Inline HTML neutralised (GitHub renders it) and Markdown punctuation escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
+
+
+def render_markdown(runs: list[RunRecord]) -> str:
+    lines = ["## ondevice-bench", ""]
+    for run in runs:
+        versus = against_reference(run)
+        results = ordered_results(run)
+        lines += [f"Run `{run.run_id}` on {md_escape(run.environment.cpu)} ({md_escape(run.environment.os)}).", ""]
+        bests = best_variants(run)
+        if bests:
+            lines += [f"**Best variant** ({md_escape(BEST_RULE)}):", ""]
+            for best in bests:
+                lat = best.result.latency_ms
+                median = ms_text(lat.median) if lat else "-"
+                lines.append(
+                    f"- {md_escape(best.model)} on {best.device}: **{md_escape(best.result.variant)}**, {median} ms"
+                )
+            lines.append("")
+        lines += [
+            "| model | variant | device | status | median ms [95% CI] | vs reference | size | parity |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in results:
+            lat = r.latency_ms
+            latency = f"{ms_text(lat.median)} [{ms_text(lat.ci95[0])}, {ms_text(lat.ci95[1])}]" if lat else "-"
+            entry = versus.get(r.case_key)
+            vs = f"{entry[1].ratio:.2f}x ({entry[1].verdict})" if entry else "-"
+            status = r.status + (f": {r.reason}" if r.reason else "")
+            parity = "-"
+            if r.parity is not None:
+                parity = "pass" if r.parity.passed else "FAIL: " + "; ".join(r.parity.failures)
+            cells = [r.model, r.variant, r.device, status, latency, vs, size_text(r, results), parity]
+            lines.append("| " + " | ".join(md_escape(c) for c in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_markdown(runs: list[RunRecord], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_markdown(runs), encoding="utf-8")
