@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from profiles.errors import BenchError
+from profiles.errors import BenchError, ConfigError
 
 app = typer.Typer(
     add_completion=False,
@@ -70,6 +70,10 @@ def run(
     json_path: Annotated[Path | None, typer.Option("--json", help="results file (default: bench-results/)")] = None,
     html_path: Annotated[Path | None, typer.Option("--html", help="also write a self-contained HTML report")] = None,
     markdown_path: Annotated[Path | None, typer.Option("--markdown", help="also write a Markdown summary")] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="results store URL (default sqlite:///bench-results/results.sqlite)")
+    ] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="run slice I of N of the cases, e.g. 2/3")] = None,
 ) -> None:
     """Convert, check parity and measure every case of a profile."""
     from harness.run import Runner, exit_code
@@ -98,7 +102,11 @@ def run(
             TextColumn("eta"),
             TimeRemainingColumn(),
         )
-        runner = Runner(resolved, runner_json)
+        from harness.plan import parse_shard
+        from harness.store import DEFAULT_URL, ResultsStore
+
+        store = ResultsStore(db or DEFAULT_URL)
+        runner = Runner(resolved, runner_json, store, parse_shard(shard) if shard else None)
         with Progress(*columns, console=err, transient=True) as progress:
             record = runner.run(_RichObserver(progress))
     except BenchError as exc:
@@ -107,7 +115,9 @@ def run(
         err.print(f"interrupted: the results measured so far are in {runner_json}")
         raise typer.Exit(130) from None
     render(record, out)
-    out.print(f"results: {runner_json}", highlight=False, soft_wrap=True)
+    out.print(f"results: {runner_json}; run {record.run_id} in {store.url}", highlight=False, soft_wrap=True)
+    if runner.store_error:
+        err.print(f"warning: {runner.store_error}", highlight=False, soft_wrap=True)
     _write_reports([record], html_path, markdown_path, None)
     raise typer.Exit(exit_code(record))
 
@@ -178,6 +188,51 @@ def convert(
     render_conversions(rows, out)
     out.print(f"{len(rows)} artifacts in {elapsed:.1f} s", highlight=False)
     raise typer.Exit(1 if any(row.status == "failed" for row in rows) else 0)
+
+
+def _load_run(source: str, db: str | None) -> Any:
+    """A results file, or a run id in the store."""
+    from harness.schema import load_results
+    from harness.store import DEFAULT_URL, ResultsStore
+
+    if Path(source).exists() or source.endswith(".json"):
+        return load_results(Path(source))
+    return ResultsStore(db or DEFAULT_URL).load_run(source)
+
+
+@app.command()
+def compare(
+    baseline: Annotated[str, typer.Argument(help="baseline: a results file or a run id in the store")],
+    current: Annotated[str, typer.Argument(help="current: a results file or a run id in the store")],
+    threshold: Annotated[float, typer.Option("--threshold", help="latency change (percent) that counts")] = 5.0,
+    memory_tolerance: Annotated[float, typer.Option("--memory-tolerance", help="peak memory growth, percent")] = 10.0,
+    markdown_path: Annotated[Path | None, typer.Option("--markdown", help="write a Markdown summary")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="results store URL for run ids")] = None,
+    allow_env_mismatch: Annotated[
+        bool, typer.Option("--allow-env-mismatch", help="compare runs from different hosts or package versions")
+    ] = False,
+) -> None:
+    """Compare two runs case by case; exit 1 on any regression or newly failed gate."""
+    from reports.compare import compare_runs, comparison_markdown, environment_differences, render_comparison
+
+    if not 0 < threshold < 100:
+        _fail(ConfigError(f"--threshold {threshold}: expected a percentage between 0 and 100, e.g. 5"))
+    try:
+        before, after = _load_run(baseline, db), _load_run(current, db)
+    except BenchError as exc:
+        _fail(exc)
+    differences = environment_differences(before, after)
+    if differences and not allow_env_mismatch:
+        _fail(ConfigError(f"the runs differ in {'; '.join(differences)}; pass --allow-env-mismatch to compare anyway"))
+    changes = compare_runs(before, after, threshold / 100, memory_tolerance / 100)
+    render_comparison(changes, out)
+    if markdown_path:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(comparison_markdown(changes), encoding="utf-8")
+    regressions = [c for c in changes if c.regressions]
+    for change in regressions:
+        out.print(f"regression: {change.label}: {'; '.join(change.regressions)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if regressions else 0)
 
 
 @app.command()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from harness.backends.registry import BACKENDS
 from profiles.catalog import FORMAT_BACKEND, VARIANTS, Variant
-from profiles.errors import NothingToRun
+from profiles.errors import ConfigError, NothingToRun
 from profiles.schema import Profile
 from profiles.zoo import ModelSpec, resolve_model
 
@@ -29,9 +29,27 @@ def device_reasons(backend: str, devices: list[str]) -> dict[str, str | None]:
     return {device: instance.available(device) for device in devices}
 
 
-def plan(profile: Profile) -> list[Case]:
-    """Every model x variant x device; raises `ModelError` for an unknown model and `NothingToRun`
-    when this host can run none of the cases."""
+def shard_of(cases: list[Case], shard: tuple[int, int]) -> list[Case]:
+    """The i-th of n slices (1-based): cases sorted by (model, variant, device), every n-th taken, so
+    the slices of one profile cover every case exactly once on any machine."""
+    index, count = shard
+    ordered = sorted(cases, key=lambda c: (c.model.name, c.variant.name, c.device))
+    return [case for position, case in enumerate(ordered) if position % count == index - 1]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        index = count = 0
+    if not 1 <= index <= count:
+        raise ConfigError(f"--shard {text!r}: expected I/N with 1 <= I <= N, e.g. 2/3")
+    return index, count
+
+
+def plan(profile: Profile, shard: tuple[int, int] | None = None) -> list[Case]:
+    """Every model x variant x device (or one shard of them); raises `ModelError` for an unknown model
+    and `NothingToRun` when this host can run none of the cases."""
     models = [resolve_model(ref) for ref in profile.models]
     backends = sorted({FORMAT_BACKEND[VARIANTS[v].format] for v in profile.variants})
     reasons = {b: device_reasons(b, list(profile.devices)) for b in backends}
@@ -42,6 +60,10 @@ def plan(profile: Profile) -> list[Case]:
             backend = FORMAT_BACKEND[variant.format]
             for device in profile.devices:
                 cases.append(Case(model, variant, device, backend, reasons[backend][device]))
+    if shard is not None:
+        cases = shard_of(cases, shard)
+        if not cases:
+            raise NothingToRun(f"shard {shard[0]}/{shard[1]} of this profile has no cases")
     if all(c.skip_reason for c in cases):
         why = sorted({f"{c.backend} on {c.device}: {c.skip_reason}" for c in cases})
         raise NothingToRun(f"nothing can run on this host: {'; '.join(why)}")

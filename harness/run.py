@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,7 @@ from harness.schema import (
     write_results,
 )
 from harness.stats import latency_warnings, summarise
+from harness.store import ResultsStore
 from harness.worker import WorkerSpec, measure
 from profiles.paths import cache_root
 from profiles.schema import ResolvedProfile
@@ -75,13 +77,22 @@ def _result(case: Case, status: str, reason: str | None = None, artifact: Artifa
 
 
 class Runner:
-    def __init__(self, resolved: ResolvedProfile, json_path: Path | None) -> None:
-        """Plans the run (raising `ModelError` or `NothingToRun`); nothing is measured yet."""
+    def __init__(
+        self,
+        resolved: ResolvedProfile,
+        json_path: Path | None,
+        store: ResultsStore | None = None,
+        shard: tuple[int, int] | None = None,
+    ) -> None:
+        """Plans the run (raising `ModelError` or `NothingToRun`); nothing is measured yet. With
+        `shard=(i, n)` only the i-th of n deterministic slices of the cases is run."""
         self.resolved = resolved
         self.profile = resolved.profile
         self.json_path = json_path
+        self.store = store
+        self.store_error: str | None = None
         self.observer = Observer()
-        self.cases = plan(self.profile)
+        self.cases = plan(self.profile, shard)
         self.run_id = uuid.uuid4().hex[:12]
         self.logs = cache_root() / "logs" / self.run_id
         self.record = RunRecord(
@@ -95,7 +106,17 @@ class Runner:
         self.record.results.append(result)
         if self.json_path:
             write_results(self.record, self.json_path)
+        self._to_store(lambda store: store.add_result(self.run_id, result))
         self.observer.result(result)
+
+    def _to_store(self, write: Callable[[ResultsStore], None]) -> None:
+        """A store that fails stops being written to; the results file still has every result."""
+        if self.store is None or self.store_error is not None:
+            return
+        try:
+            write(self.store)
+        except Exception as exc:
+            self.store_error = f"results store {self.store.url}: {type(exc).__name__}: {exc}".splitlines()[0]
 
     def _log(self, name: str) -> Path:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -109,6 +130,7 @@ class Runner:
         for case in self.cases:
             per_model.setdefault(case.model.ref, []).append(case)
         runnable = [c for c in self.cases if not c.skip_reason]
+        self._to_store(lambda store: store.add_run(self.record))
         self.observer.start(len(per_model) + len(runnable) * self.profile.measure.processes)
 
         work_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))

@@ -1,0 +1,217 @@
+"""The results store: SQLite by default, PostgreSQL by URL, one schema on both (SQLAlchemy Core).
+
+Tables: `runs`, `cases` (headline figures as columns, the whole result as JSON), `samples` (raw latency
+samples), and the flat view `case_summary` (one row per case) for Superset or Tableau. Migrations are
+numbered and recorded in `schema_migrations`; they run under a lock, so two `bench run` processes
+opening a new store at once do not race. Every result is its own transaction: concurrent writers
+append, and a reader never sees half a case.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from harness.schema import Result, RunRecord, parse_results
+from profiles.errors import ConfigError, SchemaError
+
+DEFAULT_URL = "sqlite:///bench-results/results.sqlite"
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
+_SUMMARY_VIEW = """
+CREATE VIEW case_summary AS
+SELECT c.id AS case_id, r.run_id, r.created_at, r.hostname, r.profile_name,
+       c.model, c.variant, c.format, c.device, c.backend, c.status, c.reason,
+       c.median_ms, c.ci95_lo_ms, c.ci95_hi_ms, c.p90_ms, c.p99_ms, c.cv, c.n_samples,
+       c.load_cold_ms, c.load_warm_ms, c.peak_rss_bytes, c.energy_source, c.cpu_ms_per_inference,
+       c.mj_per_inference, c.size_bytes, c.sha256, c.parity_passed
+FROM cases c JOIN runs r ON r.run_id = c.run_id
+"""
+
+# Version history: each entry is applied once, in order, and recorded. Never edit a shipped entry.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE runs (
+                run_id VARCHAR(64) PRIMARY KEY, created_at VARCHAR(40) NOT NULL, hostname VARCHAR(255),
+                profile_name VARCHAR(255), schema_version INTEGER NOT NULL,
+                environment_json TEXT NOT NULL, profile_json TEXT NOT NULL)""",
+            """CREATE TABLE cases (
+                id {serial} PRIMARY KEY, run_id VARCHAR(64) NOT NULL REFERENCES runs(run_id),
+                model VARCHAR(512) NOT NULL, variant VARCHAR(128) NOT NULL, format VARCHAR(32) NOT NULL,
+                device VARCHAR(16) NOT NULL, backend VARCHAR(32) NOT NULL, status VARCHAR(16) NOT NULL,
+                reason TEXT, median_ms DOUBLE PRECISION, ci95_lo_ms DOUBLE PRECISION,
+                ci95_hi_ms DOUBLE PRECISION, p90_ms DOUBLE PRECISION, p99_ms DOUBLE PRECISION,
+                cv DOUBLE PRECISION, n_samples INTEGER, load_cold_ms DOUBLE PRECISION,
+                load_warm_ms DOUBLE PRECISION, peak_rss_bytes BIGINT, energy_source VARCHAR(64),
+                cpu_ms_per_inference DOUBLE PRECISION, mj_per_inference DOUBLE PRECISION,
+                size_bytes BIGINT, sha256 VARCHAR(64), parity_passed BOOLEAN, result_json TEXT NOT NULL)""",
+            "CREATE INDEX cases_run ON cases (run_id)",
+            "CREATE INDEX cases_key ON cases (model, variant, device, backend)",
+            """CREATE TABLE samples (
+                case_id INTEGER NOT NULL REFERENCES cases(id), process INTEGER NOT NULL,
+                idx INTEGER NOT NULL, ms DOUBLE PRECISION NOT NULL)""",
+            "CREATE INDEX samples_case ON samples (case_id)",
+            _SUMMARY_VIEW,
+        ],
+    ),
+]
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+class ResultsStore:
+    def __init__(self, url: str = DEFAULT_URL) -> None:
+        try:
+            import sqlalchemy as sa
+        except ImportError as exc:  # pragma: no cover - a core dependency
+            raise ConfigError("--db: SQLAlchemy is not installed") from exc
+        self.sa = sa
+        self.url = url
+        try:
+            parsed = sa.engine.make_url(url)
+        except sa.exc.ArgumentError as exc:
+            raise ConfigError(f"--db {url!r}: not a database URL (sqlite:///PATH or postgresql://...)") from exc
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ConfigError(f"--db {url!r}: unsupported database '{self.dialect}'; use sqlite or postgresql")
+        if self.dialect == "sqlite" and parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if self.dialect == "postgresql" and parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        try:
+            self.engine = sa.create_engine(parsed, future=True)
+        except ImportError as exc:
+            raise ConfigError(f"--db {url!r}: the driver is missing (pip install 'ondevice-bench[postgres]')") from exc
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        self.migrate()
+
+    def migrate(self) -> None:
+        """Apply pending migrations under a lock (SQLite: a write transaction; PostgreSQL: an advisory lock)."""
+        sa = self.sa
+        serial = "INTEGER" if self.dialect == "sqlite" else "SERIAL"
+        try:
+            with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7470520)"))
+                conn.execute(sa.text(_MIGRATIONS_TABLE))
+                done = {row[0] for row in conn.execute(sa.text("SELECT version FROM schema_migrations"))}
+                for version, statements in MIGRATIONS:
+                    if version in done:
+                        continue
+                    for statement in statements:
+                        conn.execute(sa.text(statement.replace("{serial}", serial)))
+                    conn.execute(
+                        sa.text("INSERT INTO schema_migrations (version, applied_at) VALUES (:v, CURRENT_TIMESTAMP)"),
+                        {"v": version},
+                    )
+        except sa.exc.OperationalError as exc:
+            first = str(exc.orig).strip().splitlines()[0]
+            raise ConfigError(f"--db {self.url}: cannot open the store: {first}") from exc
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(self.sa.text("SELECT MAX(version) FROM schema_migrations")).scalar() or 0)
+
+    def add_run(self, run: RunRecord) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                self.sa.text(
+                    "INSERT INTO runs (run_id, created_at, hostname, profile_name, schema_version, environment_json,"
+                    " profile_json) VALUES (:run_id, :created_at, :hostname, :profile_name, :schema_version,"
+                    " :environment_json, :profile_json)"
+                ),
+                {
+                    "run_id": run.run_id,
+                    "created_at": run.created_at,
+                    "hostname": run.environment.hostname,
+                    "profile_name": str(run.profile.get("name", "")),
+                    "schema_version": run.schema_version,
+                    "environment_json": json.dumps(asdict(run.environment)),
+                    "profile_json": json.dumps(run.profile),
+                },
+            )
+
+    def add_result(self, run_id: str, result: Result) -> None:
+        sa = self.sa
+        lat = result.latency_ms
+        row = {
+            "run_id": run_id,
+            "model": result.model,
+            "variant": result.variant,
+            "format": result.format,
+            "device": result.device,
+            "backend": result.backend,
+            "status": result.status,
+            "reason": result.reason,
+            "median_ms": lat.median if lat else None,
+            "ci95_lo_ms": lat.ci95[0] if lat else None,
+            "ci95_hi_ms": lat.ci95[1] if lat else None,
+            "p90_ms": lat.p90 if lat else None,
+            "p99_ms": lat.p99 if lat else None,
+            "cv": lat.cv if lat else None,
+            "n_samples": lat.n if lat else None,
+            "load_cold_ms": result.load_ms.cold,
+            "load_warm_ms": result.load_ms.warm,
+            "peak_rss_bytes": result.memory.peak_rss_bytes,
+            "energy_source": result.energy.source,
+            "cpu_ms_per_inference": result.energy.cpu_ms_per_inference,
+            "mj_per_inference": result.energy.mj_per_inference,
+            "size_bytes": result.artifact.size_bytes,
+            "sha256": result.artifact.sha256,
+            "parity_passed": None if result.parity is None else result.parity.passed,
+            "result_json": json.dumps(asdict(result)),
+        }
+        columns = ", ".join(row)
+        values = ", ".join(f":{key}" for key in row)
+        with self.engine.begin() as conn:
+            insert = sa.text(f"INSERT INTO cases ({columns}) VALUES ({values}) RETURNING id")
+            case_id = conn.execute(insert, row).scalar_one()
+            samples = [
+                {"case_id": case_id, "process": p, "idx": i, "ms": value}
+                for p, process in enumerate(result.samples_ms)
+                for i, value in enumerate(process)
+            ]
+            if samples:
+                conn.execute(
+                    sa.text("INSERT INTO samples (case_id, process, idx, ms) VALUES (:case_id, :process, :idx, :ms)"),
+                    samples,
+                )
+
+    def run_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(self.sa.text("SELECT run_id FROM runs ORDER BY created_at"))]
+
+    def load_run(self, run_id: str) -> RunRecord:
+        """A run as a results document (schema_version 1), from the store."""
+        sa = self.sa
+        with self.engine.connect() as conn:
+            run = conn.execute(sa.text("SELECT * FROM runs WHERE run_id = :r"), {"r": run_id}).mappings().first()
+            if run is None:
+                raise SchemaError(f"run '{run_id}' is not in the store {self.url}")
+            cases = conn.execute(
+                sa.text("SELECT result_json FROM cases WHERE run_id = :r ORDER BY id"), {"r": run_id}
+            ).scalars()
+            document = {
+                "schema_version": run["schema_version"],
+                "run_id": run["run_id"],
+                "created_at": run["created_at"],
+                "environment": json.loads(run["environment_json"]),
+                "profile": json.loads(run["profile_json"]),
+                "results": [json.loads(text) for text in cases],
+            }
+        return parse_results(document, f"{self.url} run {run_id}")
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    connection.isolation_level = None  # let SQLAlchemy's BEGIN IMMEDIATE take the write lock up front
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
