@@ -169,7 +169,7 @@ def parse_results(data: Any, source: str) -> RunRecord:
     if version not in SUPPORTED_VERSIONS:
         raise SchemaError(
             f"{source}: schema_version {version!r} is not supported by this bench "
-            f"(reads {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade ondevice-bench to read it"
+            f"(reads {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade ondevice-bench"
         )
     try:
         return _RUN_ADAPTER.validate_python(data)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,48 @@ def bench(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
         env={**os.environ, **(env or {})},
         timeout=600,
     )
+
+
+def _pg_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server on a Unix socket in a temp dir, for this test session only."""
+    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL is not installed (Debian's postgresql package; .ci/run installs it)")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'ondevice-bench[postgres]')")
+    root = Path(tempfile.mkdtemp(prefix="bench-pg-"))  # not under pytest's 0700 dirs: the server user reads it
+    root.chmod(0o755)
+    data, sockets = root / "data", root / "sockets"
+    sockets.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = str(20000 + os.getpid() % 20000)
+    setup = subprocess.run(
+        [*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "bench", "--no-sync"], capture_output=True, text=True
+    )
+    if setup.returncode != 0:
+        pytest.skip(f"PostgreSQL initdb failed: {setup.stderr.strip().splitlines()[-1:]}")
+    options = f"-k {sockets} -p {port} -c listen_addresses='' -c fsync=off"
+    start = subprocess.run(
+        [*as_user, pg_ctl, "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"],
+        capture_output=True,
+        text=True,
+    )
+    if start.returncode != 0:
+        pytest.skip(f"PostgreSQL did not start: {start.stderr.strip() or start.stdout.strip()}")
+    try:
+        yield f"postgresql://bench@/postgres?host={sockets}&port={port}"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

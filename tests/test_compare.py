@@ -1,0 +1,129 @@
+"""`bench compare` and sharding, end to end on real runs."""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.plan import parse_shard, plan
+from profiles.errors import ConfigError
+from profiles.schema import load_profile
+from tests.conftest import bench
+
+MODELS = textwrap.dedent(
+    """
+    import os
+
+    import torch
+
+    def mlp():
+        # BENCH_TEST_DEPTH makes a deliberately slower build of the same model name
+        depth = int(os.environ.get("BENCH_TEST_DEPTH", "4"))
+        torch.manual_seed(0)
+        layers = []
+        for _ in range(depth):
+            layers += [torch.nn.Linear(512, 512), torch.nn.ReLU()]
+        return torch.nn.Sequential(*layers).eval(), torch.randn(1, 512)
+    """
+)
+PROFILE = textwrap.dedent(
+    """
+    models = ["gatemodels:mlp"]
+    variants = ["onnx-fp32"]
+    [measure]
+    budget_s = 1.6
+    processes = 8
+    threads = 1
+    [parity]
+    samples = 8
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("gate")
+    (root / "gatemodels.py").write_text(MODELS)
+    (root / "gate.toml").write_text(PROFILE)
+    paths = {}
+    for name, depth in (("base", "4"), ("again", "4"), ("slow", "8")):
+        paths[name] = root / f"{name}.json"
+        proc = bench("run", "gate.toml", "--json", str(paths[name]), cwd=root, env={"BENCH_TEST_DEPTH": depth})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    paths["root"] = root
+    return paths
+
+
+def test_a_run_against_itself_is_no_change(runs: dict[str, Path]) -> None:
+    proc = bench("compare", str(runs["base"]), str(runs["base"]), "--markdown", str(runs["root"] / "self.md"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "gatemodels:mlp onnx-fp32 cpu (onnxruntime)" in proc.stdout and "no change" in proc.stdout
+    assert "REGRESSION" not in proc.stdout
+    assert "No regression." in (runs["root"] / "self.md").read_text()
+
+
+def test_a_repeat_run_is_not_a_regression(runs: dict[str, Path]) -> None:
+    proc = bench("compare", str(runs["base"]), str(runs["again"]))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "REGRESSION" not in proc.stdout
+
+
+def test_a_slower_build_is_a_regression_named_with_its_ratio(runs: dict[str, Path]) -> None:
+    proc = bench("compare", str(runs["base"]), str(runs["slow"]), "--markdown", str(runs["root"] / "slow.md"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("regression: gatemodels:mlp onnx-fp32 cpu"))
+    found = re.search(r"latency ([\d.]+)x \[95% CI ([\d.]+), ([\d.]+)\]", line)
+    assert found is not None, line
+    ratio, lo, hi = (float(v) for v in found.groups())
+    assert 1.5 < lo <= ratio <= hi < 2.6  # twice the layers: about twice the time
+    assert "artifact grew" in line
+    assert "**1 regression(s)**" in (runs["root"] / "slow.md").read_text()
+
+
+def test_compare_refuses_other_hosts_and_unknown_schema(runs: dict[str, Path]) -> None:
+    data = json.loads(runs["base"].read_text())
+    data["environment"]["hostname"] = "elsewhere"
+    data["environment"]["packages"]["onnxruntime"] = "0.0.1"
+    other = runs["root"] / "other.json"
+    other.write_text(json.dumps(data))
+    proc = bench("compare", str(runs["base"]), str(other))
+    assert proc.returncode == 2
+    assert "hostname:" in proc.stderr and "packages.onnxruntime:" in proc.stderr
+    assert "--allow-env-mismatch" in proc.stderr
+    assert bench("compare", str(runs["base"]), str(other), "--allow-env-mismatch").returncode == 0
+
+    data["schema_version"] = 99
+    future = runs["root"] / "future.json"
+    future.write_text(json.dumps(data))
+    proc = bench("compare", str(runs["base"]), str(future))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    expected = f"error: {future}: schema_version 99 is not supported by this bench (reads 1); upgrade ondevice-bench"
+    assert lines == [expected]
+
+
+def test_compare_reads_run_ids_from_the_store(runs: dict[str, Path]) -> None:
+    run_id = json.loads(runs["base"].read_text())["run_id"]
+    proc = bench("compare", run_id, str(runs["base"]), cwd=runs["root"])  # the default store of those runs
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no change" in proc.stdout
+
+
+def test_shards_cover_every_case_exactly_once() -> None:
+    profile = load_profile("default").profile
+    everything = Counter((c.model.name, c.variant.name, c.device) for c in plan(profile))
+    shards = [plan(profile, (i, 3)) for i in (1, 2, 3)]
+    together = Counter((c.model.name, c.variant.name, c.device) for shard in shards for c in shard)
+    assert together == everything and max(together.values()) == 1
+    assert all(abs(len(s) - len(everything) / 3) <= 1 for s in shards)
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "a/b", "3"])
+def test_bad_shards_are_config_errors(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"--shard .*expected I/N"):
+        parse_shard(text)
