@@ -116,13 +116,16 @@ def render(record: RunRecord, console: Console) -> None:
     versus = against_reference(record, seed=int(record.profile.get("measure", {}).get("seed", 0)))
     for model, results in by_model.items():
         console.print(model_table(model, results, enforced, versus))
+        notes: dict[tuple[str, str], list[str]] = {}  # one line per reason, naming every case it applies to
         for result in results:
             where = f"{result.variant} {result.device}"
             if result.reason:
-                style = STATUS_STYLE[result.status]
-                console.print(Text(f"  {result.status} ({where}): {result.reason}", style=style), soft_wrap=True)
+                notes.setdefault((result.status, result.reason), []).append(where)
             for warning in result.warnings:
-                console.print(Text(f"  warning ({where}): {warning}", style="yellow"), soft_wrap=True)
+                notes.setdefault(("warning", warning), []).append(where)
+        for (kind, text), cases in notes.items():
+            style = STATUS_STYLE.get(kind, "yellow")
+            console.print(Text(f"  {kind} ({', '.join(cases)}): {text}", style=style), soft_wrap=True)
 
 
 def render_conversions(rows: list[ConvertRow], console: Console) -> None:
