@@ -74,6 +74,10 @@ def run(
         str | None, typer.Option("--db", help="results store URL (default sqlite:///bench-results/results.sqlite)")
     ] = None,
     shard: Annotated[str | None, typer.Option("--shard", help="run slice I of N of the cases, e.g. 2/3")] = None,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="results file whose artifacts are measured interleaved (A/B)")
+    ] = None,
+    threshold: Annotated[float, typer.Option("--threshold", help="with --baseline: latency change, percent")] = 5.0,
 ) -> None:
     """Convert, check parity and measure every case of a profile."""
     from harness.run import Runner, exit_code
@@ -103,10 +107,12 @@ def run(
             TimeRemainingColumn(),
         )
         from harness.plan import parse_shard
+        from harness.schema import load_results
         from harness.store import DEFAULT_URL, ResultsStore
 
+        baseline_run = load_results(baseline) if baseline else None
         store = ResultsStore(db or DEFAULT_URL)
-        runner = Runner(resolved, runner_json, store, parse_shard(shard) if shard else None)
+        runner = Runner(resolved, runner_json, store, parse_shard(shard) if shard else None, baseline_run)
         with Progress(*columns, console=err, transient=True) as progress:
             record = runner.run(_RichObserver(progress))
     except BenchError as exc:
@@ -119,7 +125,25 @@ def run(
     if runner.store_error:
         err.print(f"warning: {runner.store_error}", highlight=False, soft_wrap=True)
     _write_reports([record], html_path, markdown_path, None)
-    raise typer.Exit(exit_code(record))
+    code = exit_code(record)
+    if baseline is not None:
+        from reports.compare import compare_runs, render_comparison
+
+        for note in runner.baseline_notes:
+            out.print(f"note: {note}", highlight=False, soft_wrap=True)
+        changes = [c for c in compare_runs(runner.baseline_record, record, threshold / 100) if c.presence == "both"]
+        render_comparison(changes, out)
+        if _print_regressions(changes):
+            code = 1
+    raise typer.Exit(code)
+
+
+def _print_regressions(changes: list[Any]) -> bool:
+    """One line per regressed case, naming what regressed and by how much; True if there was any."""
+    regressions = [c for c in changes if c.regressions]
+    for change in regressions:
+        out.print(f"regression: {change.label}: {'; '.join(change.regressions)}", highlight=False, soft_wrap=True)
+    return bool(regressions)
 
 
 def _write_reports(runs: list[Any], html: Path | None, markdown: Path | None, pytest_benchmark: Path | None) -> None:
@@ -229,10 +253,7 @@ def compare(
     if markdown_path:
         markdown_path.parent.mkdir(parents=True, exist_ok=True)
         markdown_path.write_text(comparison_markdown(changes), encoding="utf-8")
-    regressions = [c for c in changes if c.regressions]
-    for change in regressions:
-        out.print(f"regression: {change.label}: {'; '.join(change.regressions)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1 if regressions else 0)
+    raise typer.Exit(1 if _print_regressions(changes) else 0)
 
 
 @app.command()

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ class _Progress:
     parity: ParityResult | None = None
     failure: str | None = None
     skipped: str | None = None  # the runtime refused the device when loading
+    baseline: bool = False  # a same-run A/B twin measuring the baseline's artifact
 
     @property
     def done(self) -> bool:
@@ -83,9 +84,12 @@ class Runner:
         json_path: Path | None,
         store: ResultsStore | None = None,
         shard: tuple[int, int] | None = None,
+        baseline: RunRecord | None = None,
     ) -> None:
         """Plans the run (raising `ModelError` or `NothingToRun`); nothing is measured yet. With
-        `shard=(i, n)` only the i-th of n deterministic slices of the cases is run."""
+        `shard=(i, n)` only the i-th of n deterministic slices of the cases is run. With `baseline`, each
+        case whose baseline artifact is still on disk is measured twice in one interleaved schedule, the
+        baseline's artifact and the current one, into `baseline_record` and `record`."""
         self.resolved = resolved
         self.profile = resolved.profile
         self.json_path = json_path
@@ -101,8 +105,17 @@ class Runner:
             environment=capture(self.profile.measure.threads),
             profile={"name": resolved.name, "source": resolved.source, **resolved.profile.model_dump()},
         )
+        self.baseline = baseline
+        self.baseline_notes: list[str] = []
+        self.baseline_record = replace(self.record, run_id=f"{self.run_id}-baseline", results=[])
 
-    def _emit(self, result: Result) -> None:
+    def _emit(self, result: Result, baseline: bool = False) -> None:
+        if baseline:
+            self.baseline_record.results.append(result)
+            if self.json_path:
+                write_results(self.baseline_record, self.json_path.with_suffix(".baseline.json"))
+            self._to_store(lambda store: store.add_result(self.baseline_record.run_id, result))
+            return
         self.record.results.append(result)
         if self.json_path:
             write_results(self.record, self.json_path)
@@ -131,6 +144,8 @@ class Runner:
             per_model.setdefault(case.model.ref, []).append(case)
         runnable = [c for c in self.cases if not c.skip_reason]
         self._to_store(lambda store: store.add_run(self.record))
+        if self.baseline is not None:
+            self._to_store(lambda store: store.add_run(self.baseline_record))
         self.observer.start(len(per_model) + len(runnable) * self.profile.measure.processes)
 
         work_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))
@@ -152,16 +167,16 @@ class Runner:
             self._measure_interleaved(progress)
         except KeyboardInterrupt:
             for item in progress:
-                if not item.done and item.measured and not self._is_emitted(item.case):
-                    self._emit(self._finish(item, interrupted=True))
+                if not item.done and item.measured and not self._is_emitted(item):
+                    self._emit(self._finish(item, interrupted=True), item.baseline)
             raise
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
         return self.record
 
-    def _is_emitted(self, case: Case) -> bool:
-        key = (case.model.name, case.variant.name, case.device, case.backend)
-        return any(r.case_key == key for r in self.record.results)
+    def _is_emitted(self, item: _Progress) -> bool:
+        record = self.baseline_record if item.baseline else self.record
+        return any(r.case_key == current_key(item.case) for r in record.results)
 
     def _plan_measurement(self, case: Case, prepared: Prepared) -> list[_Progress]:
         """A measurable case, or its result now: a failed conversion fails the case on any host; a
@@ -200,7 +215,28 @@ class Runner:
             threads=measure.threads,
             calls_per_sample=None,
         )
-        return [_Progress(case, spec, artifact)]
+        current = _Progress(case, spec, artifact)
+        twin = self._baseline_twin(current)
+        return [current, twin] if twin else [current]
+
+    def _baseline_twin(self, current: _Progress) -> _Progress | None:
+        """The baseline's artifact for the same case, measured in the same interleaved schedule."""
+        if self.baseline is None:
+            return None
+        case = current.case
+        match = next((r for r in self.baseline.results if r.case_key == current_key(case) and r.status == "ok"), None)
+        if match is None:
+            return None
+        reason = None
+        if case.variant.format == "torch":
+            reason = "a torch state dict runs with the current code; same-run A/B needs a self-contained artifact"
+        elif not match.artifact.path or not Path(match.artifact.path).exists():
+            reason = f"the baseline artifact {match.artifact.path} no longer exists"
+        if reason:
+            self.baseline_notes.append(f"{case.label}: not measured against the baseline: {reason}")
+            return None
+        spec = WorkerSpec(**{**current.spec.__dict__, "artifact_path": match.artifact.path})
+        return _Progress(case, spec, match.artifact, baseline=True)
 
     def _measure_interleaved(self, progress: list[_Progress]) -> None:
         """Round r runs process r of every case, in a seeded random order, so drift hits all alike."""
@@ -215,10 +251,10 @@ class Runner:
                 self._measure_once(item, do_parity=round_index == 0)
                 if item.done:
                     status, reason = ("failed", item.failure) if item.failure else ("skipped", item.skipped)
-                    self._emit(_result(item.case, status, reason, item.artifact))
+                    self._emit(_result(item.case, status, reason, item.artifact), item.baseline)
                     self.observer.step(item.case.label, advance=measure.processes - round_index - 1)
                 elif round_index == measure.processes - 1:
-                    self._emit(self._finish(item))
+                    self._emit(self._finish(item), item.baseline)
 
     def _measure_once(self, item: _Progress, do_parity: bool) -> None:
         log = self._log(f"measure-{item.case.label.replace(' ', '-')}")
@@ -257,11 +293,15 @@ class Runner:
         )
         result.parity = item.parity
         result.runtime = runs[0]["runtime"]
-        result.placement = runs[0]["placement"]
+        result.placement = next((m["placement"] for m in runs if m["placement"]), {})
         result.warnings = latency_warnings(latency, item.samples)
         if interrupted:
             result.warnings.append(f"interrupted: {len(runs)} of {measure.processes} processes measured")
         return result
+
+
+def current_key(case: Case) -> tuple[str, str, str, str]:
+    return (case.model.name, case.variant.name, case.device, case.backend)
 
 
 def exit_code(record: RunRecord) -> int:

@@ -129,7 +129,8 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
     samples = sample(call, session.sync, calls, spec.budget_s)
     energy_stats = energy.end(len(samples) * calls)
     peak = memory.peak()
-    describe, placement = session.describe(), session.placement()
+    describe = session.describe()
+    placement = session.placement() if do_parity else {}  # once per case: the first process
 
     del session, call
     gc.collect()

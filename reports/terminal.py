@@ -61,6 +61,16 @@ def size_text(result: Result, results: list[Result]) -> str:
     return f"{size} ({ratio:.2f}x)" if ratio is not None else size
 
 
+def energy_text(result: Result) -> str:
+    """Measured energy where a source gave it, else the CPU-time proxy; the source always named."""
+    energy = result.energy
+    if energy.mj_per_inference is not None:
+        return f"{energy.mj_per_inference:.3g} mJ ({energy.source})"
+    if energy.cpu_ms_per_inference is not None:
+        return f"{ms_text(energy.cpu_ms_per_inference)} CPU ms ({energy.source})"
+    return "-"
+
+
 def versus_text(entry: tuple[str, Comparison] | None, result: Result) -> Text:
     """Ratio to the model's reference on the same device, its CI and the comparison verdict."""
     if entry is None:
@@ -83,7 +93,7 @@ def model_table(model: str, results: list[Result], enforced: bool = True, versus
         ("p99 ms", "right"),
         ("load ms cold/warm", "right"),
         ("peak mem", "right"),
-        ("cpu ms/inf", "right"),
+        ("energy/inf (source)", "right"),
         ("size", "right"),
         ("parity", "left"),
     ]:
@@ -101,7 +111,7 @@ def model_table(model: str, results: list[Result], enforced: bool = True, versus
             ms_text(result.latency_ms.p99) if result.latency_ms else "-",
             f"{ms_text(load.cold)}/{ms_text(load.warm)}" if load.cold is not None else "-",
             bytes_text(result.memory.peak_rss_bytes),
-            ms_text(result.energy.cpu_ms_per_inference),
+            energy_text(result),
             size_text(result, results),
             _parity(result, enforced),
         )

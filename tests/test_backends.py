@@ -15,7 +15,7 @@ from converters.build import build_artifact
 from converters.cache import ArtifactCache
 from harness.backends.base import DeviceUnavailable, LoadRequest
 from harness.backends.coreml import COMPUTE_UNITS, CoreMLBackend, summarise_plan, unavailable_reason
-from harness.backends.onnxruntime import OnnxRuntimeBackend
+from harness.backends.onnxruntime import OnnxRuntimeBackend, summarise_profile
 from harness.backends.registry import BACKENDS
 from harness.backends.torch_eager import TorchBackend
 from profiles.catalog import FORMAT_BACKEND, VARIANTS
@@ -150,3 +150,25 @@ def test_coreml_predicts_on_macos(tmp_path: Path) -> None:
     assert np.allclose(out[0], expected, atol=1e-4)
     session.runner([np.ones((1, 4), np.float32)])()
     assert session.describe()["compile_ms"] > 0
+
+
+def test_onnxruntime_placement_from_a_profiled_session(tiny_onnx: str) -> None:
+    session = OnnxRuntimeBackend().load(LoadRequest(tiny_onnx, "cpu", 1, "unused"))
+    session.runner([np.ones((1, 4), np.float32)])()
+    placement = session.placement()
+    assert placement["source"] == "onnxruntime profiling"
+    assert placement["by_device"] == {"cpu": 1} and placement["by_provider"] == {"CPUExecutionProvider": 1}
+
+
+def test_profile_summary_maps_providers_to_devices() -> None:
+    cpu = {"provider": "CPUExecutionProvider", "op_name": "Gather"}
+    events = [
+        {"cat": "Session", "name": "model_run", "args": {}},
+        {"cat": "Node", "name": "conv_kernel_time", "args": {"provider": "CoreMLExecutionProvider", "op_name": "Conv"}},
+        {"cat": "Node", "name": "conv_fence_before", "args": {}},
+        {"cat": "Node", "name": "gather_kernel_time", "args": cpu},
+        {"cat": "Node", "name": "gather_kernel_time", "args": cpu},
+    ]
+    summary = summarise_profile(events, "ane")
+    assert summary["by_device"] == {"ane": 1, "cpu": 1}
+    assert summary["by_provider"] == {"CoreMLExecutionProvider": 1, "CPUExecutionProvider": 1}

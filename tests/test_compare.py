@@ -127,3 +127,19 @@ def test_shards_cover_every_case_exactly_once() -> None:
 def test_bad_shards_are_config_errors(text: str) -> None:
     with pytest.raises(ConfigError, match=r"--shard .*expected I/N"):
         parse_shard(text)
+
+
+def test_same_run_ab_measures_the_baseline_artifacts_interleaved(runs: dict[str, Path]) -> None:
+    out = runs["root"] / "ab.json"
+    proc = bench(
+        "run", "gate.toml", "--baseline", str(runs["base"]), "--json", str(out),
+        cwd=runs["root"], env={"BENCH_TEST_DEPTH": "8"},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "regression: gatemodels:mlp onnx-fp32 cpu (onnxruntime): latency" in proc.stdout
+    baseline_then = json.loads(runs["base"].read_text())["results"][0]
+    baseline_now = json.loads(out.with_suffix(".baseline.json").read_text())["results"][0]
+    current = json.loads(out.read_text())["results"][0]
+    assert baseline_now["artifact"]["sha256"] == baseline_then["artifact"]["sha256"] != current["artifact"]["sha256"]
+    assert len(baseline_now["samples_ms"]) == len(current["samples_ms"]) == 8
+    assert current["latency_ms"]["median"] > 1.5 * baseline_now["latency_ms"]["median"]

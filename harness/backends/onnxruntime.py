@@ -22,10 +22,34 @@ PROVIDERS: dict[str, list[tuple[str, dict[str, str]]]] = {
 }
 
 
+PROVIDER_DEVICE = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "gpu"}
+
+
+def summarise_profile(events: list[dict[str, Any]], coreml_device: str) -> dict[str, Any]:
+    """Node-to-provider placement from ONNX Runtime's profiling trace (`cat == "Node"` events carry
+    `args.provider` and `args.op_name`), counted once per node."""
+    providers: dict[str, str] = {}
+    for event in events:
+        args = event.get("args", {})
+        if event.get("cat") == "Node" and "provider" in args:
+            providers[event["name"].removesuffix("_kernel_time")] = args["provider"]
+    by_provider: dict[str, int] = {}
+    by_device: dict[str, int] = {}
+    for provider in providers.values():
+        by_provider[provider] = by_provider.get(provider, 0) + 1
+        device = coreml_device if provider == "CoreMLExecutionProvider" else PROVIDER_DEVICE.get(provider, provider)
+        by_device[device] = by_device.get(device, 0) + 1
+    return {"source": "onnxruntime profiling", "by_device": by_device, "by_provider": by_provider}
+
+
 class OrtSession(Session):
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, request: LoadRequest, options: Any, providers: list[Any]) -> None:
         self.session = session
+        self.request = request
+        self.options = options
+        self.providers = providers
         self.input_names = [i.name for i in session.get_inputs()]
+        self.feed: dict[str, np.ndarray] = {}
 
     def _feed(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
         return {name: np.ascontiguousarray(x) for name, x in zip(self.input_names, inputs, strict=True)}
@@ -34,7 +58,7 @@ class OrtSession(Session):
         return [np.asarray(o, dtype=np.float32) for o in self.session.run(None, self._feed(inputs))]
 
     def runner(self, inputs: list[np.ndarray]) -> Callable[[], Any]:
-        feed = self._feed(inputs)
+        self.feed = feed = self._feed(inputs)
         run = self.session.run
         return lambda: run(None, feed)
 
@@ -42,6 +66,26 @@ class OrtSession(Session):
         import onnxruntime as ort
 
         return {"onnxruntime": ort.__version__, "providers": self.session.get_providers()}
+
+    def placement(self) -> dict[str, Any]:
+        """From a separate profiled session run once on the timed inputs, so profiling never touches the
+        timed session."""
+        import json
+        import os
+        import tempfile
+
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.options.intra_op_num_threads
+        options.enable_profiling = True
+        with tempfile.TemporaryDirectory(prefix="bench-ort-profile-") as directory:
+            options.profile_file_prefix = os.path.join(directory, "profile")
+            session = ort.InferenceSession(self.request.artifact_path, options, providers=self.providers)
+            session.run(None, self.feed)
+            with open(session.end_profiling()) as handle:
+                events = json.load(handle)
+        return summarise_profile(events, self.request.device)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -72,8 +116,10 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = request.threads
             options.inter_op_num_threads = 1
         providers = PROVIDERS[request.device]
-        session = ort.InferenceSession(request.artifact_path, options, providers=[*providers, "CPUExecutionProvider"])
         wanted = providers[0][0]
+        if wanted != "CPUExecutionProvider":  # CPU takes the nodes the accelerator cannot
+            providers = [*providers, ("CPUExecutionProvider", {})]
+        session = ort.InferenceSession(request.artifact_path, options, providers=providers)
         if wanted not in session.get_providers():
             raise DeviceUnavailable(f"{wanted} not available (the session took {session.get_providers()})")
-        return OrtSession(session)
+        return OrtSession(session, request, options, providers)
