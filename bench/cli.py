@@ -29,7 +29,7 @@ app = typer.Typer(
 list_app = typer.Typer(help="List models, variants or profiles.", no_args_is_help=True)
 app.add_typer(list_app, name="list")
 
-PIPE_WIDTH = 200  # a CI log or a file has no terminal width: keep tables on one line per row
+PIPE_WIDTH = 250  # a CI log or a file has no terminal width: keep tables on one line per row
 out = Console()
 if not out.is_terminal:
     out = Console(width=PIPE_WIDTH)

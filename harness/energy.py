@@ -1,11 +1,24 @@
-"""Energy per inference. Only the CPU-time proxy exists so far; its source is always named."""
+"""Energy per inference: the best source this host has, always named in the result.
+
+Sources, best first: Apple's IOReport energy counters through `zeus-apple-silicon` (macOS, no root;
+CPU + GPU + ANE + DRAM), NVML's total-energy counter (NVIDIA, for `gpu` cases), Linux RAPL package
+counters (`/sys/class/powercap`, where readable), and otherwise the CPU time of the worker, which is a
+proxy and never reported as millijoules. Counter sources subtract an idle baseline measured the same
+way just before the sampling window (`idle_subtracted` says so) because they count the whole machine.
+"""
 
 from __future__ import annotations
 
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from harness.schema import EnergyStats
+
+POWERCAP = Path("/sys/class/powercap")
+IDLE_WINDOW_S = 0.5
 
 
 @dataclass
@@ -20,3 +33,134 @@ class CpuTimeWindow:
     def end(self, inferences: int) -> EnergyStats:
         spent_ms = (time.process_time() - self.start) * 1000
         return EnergyStats(source="cpu-time", cpu_ms_per_inference=spent_ms / max(inferences, 1))
+
+
+class CounterSource:
+    """A cumulative energy counter in millijoules (whole machine or whole device)."""
+
+    name = "counter"
+
+    def read_mj(self) -> float:
+        raise NotImplementedError
+
+
+@dataclass
+class RaplDomain:
+    energy: Path
+    max_range_uj: int
+
+
+@dataclass
+class RaplSource(CounterSource):
+    """Package domains of Linux RAPL; each counter wraps at its `max_energy_range_uj`."""
+
+    domains: list[RaplDomain]
+    name: str = "rapl"
+    last: list[int] = field(default_factory=list)
+    total_uj: float = 0.0
+
+    @classmethod
+    def find(cls, root: Path = POWERCAP) -> RaplSource | None:
+        domains = []
+        for zone in sorted(root.glob("intel-rapl:[0-9]*")):
+            if zone.name.count(":") != 1:  # top-level package zones only; sub-zones are inside them
+                continue
+            try:
+                max_range = int((zone / "max_energy_range_uj").read_text())
+                int((zone / "energy_uj").read_text())
+            except (OSError, ValueError):
+                continue  # absent or root-only
+            domains.append(RaplDomain(zone / "energy_uj", max_range))
+        return cls(domains) if domains else None
+
+    def read_mj(self) -> float:
+        """Accumulated energy since the first read, wraparound handled (reads must come more often than
+        one wrap, which takes minutes on a package domain)."""
+        now = [int(d.energy.read_text()) for d in self.domains]
+        if self.last:
+            for before, after, domain in zip(self.last, now, self.domains, strict=True):
+                self.total_uj += after - before if after >= before else after + domain.max_range_uj - before
+        self.last = now
+        return self.total_uj / 1000.0
+
+
+class NvmlSource(CounterSource):
+    name = "nvml"
+
+    def __init__(self) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        self.nvml = pynvml
+        self.handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        self.read_mj()
+
+    def read_mj(self) -> float:
+        return float(self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle))
+
+
+class AppleEnergySource(CounterSource):
+    """IOReport 'Energy Model' counters via zeus-apple-silicon: no root needed."""
+
+    name = "ioreport (zeus-apple-silicon)"
+
+    def __init__(self) -> None:
+        from zeus_apple_silicon import AppleEnergyMonitor
+
+        self.monitor = AppleEnergyMonitor()
+
+    def read_mj(self) -> float:
+        energy = self.monitor.get_cumulative_energy()
+        parts = ("cpu_total_mj", "gpu_mj", "gpu_sram_mj", "ane_mj", "dram_mj")
+        return float(sum(getattr(energy, part, None) or 0 for part in parts))
+
+
+def counter_source(device: str, root: Path = POWERCAP) -> CounterSource | None:
+    """The best counter this host offers for `device`, or None (then the CPU-time proxy is used)."""
+    candidates: list[Any] = []
+    if sys.platform == "darwin":
+        candidates.append(AppleEnergySource)
+    if device == "gpu":
+        candidates.append(NvmlSource)
+    for candidate in candidates:
+        try:
+            return candidate()
+        except Exception:  # not installed, no permission, no device: try the next source
+            continue
+    return RaplSource.find(root)
+
+
+@dataclass
+class EnergyMeter:
+    """Measures the idle baseline, then the sampling window, with one source plus the CPU-time proxy."""
+
+    source: CounterSource | None
+    cpu: CpuTimeWindow = field(default_factory=CpuTimeWindow)
+    idle_mw: float | None = None
+    start_mj: float = 0.0
+    start_s: float = 0.0
+
+    def measure_idle(self, seconds: float = IDLE_WINDOW_S) -> None:
+        if self.source is None:
+            return
+        before, started = self.source.read_mj(), time.perf_counter()
+        time.sleep(seconds)  # the idle window itself: nothing runs in it on purpose
+        self.idle_mw = (self.source.read_mj() - before) / (time.perf_counter() - started) * 1000
+
+    def begin(self) -> None:
+        self.cpu.begin()
+        if self.source is not None:
+            self.start_mj, self.start_s = self.source.read_mj(), time.perf_counter()
+
+    def end(self, inferences: int) -> EnergyStats:
+        stats = self.cpu.end(inferences)
+        if self.source is None:
+            return stats
+        window_mj = self.source.read_mj() - self.start_mj
+        elapsed = time.perf_counter() - self.start_s
+        idle_mj = (self.idle_mw or 0.0) * elapsed / 1000
+        stats.source = self.source.name
+        stats.mj_per_inference = max(window_mj - idle_mj, 0.0) / max(inferences, 1)
+        stats.idle_subtracted = self.idle_mw is not None
+        stats.idle_mw = self.idle_mw
+        return stats

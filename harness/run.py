@@ -287,9 +287,14 @@ class Runner:
         result.first_inference_ms = float(np.median([m["first_inference_ms"] for m in runs]))
         peak_run = max(runs, key=lambda m: m["memory"]["peak_rss_bytes"] or 0)
         result.memory = MemoryStats(**peak_run["memory"])
+        energies = [m["energy"] for m in runs]
+        millijoules = [e["mj_per_inference"] for e in energies if e["mj_per_inference"] is not None]
         result.energy = EnergyStats(
-            source=runs[0]["energy"]["source"],
-            cpu_ms_per_inference=float(np.median([m["energy"]["cpu_ms_per_inference"] for m in runs])),
+            source=energies[0]["source"],
+            cpu_ms_per_inference=float(np.median([e["cpu_ms_per_inference"] for e in energies])),
+            mj_per_inference=float(np.median(millijoules)) if millijoules else None,
+            idle_subtracted=energies[0]["idle_subtracted"],
+            idle_mw=energies[0]["idle_mw"],
         )
         result.parity = item.parity
         result.runtime = runs[0]["runtime"]

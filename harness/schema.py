@@ -86,6 +86,8 @@ class EnergyStats:
     source: str = "cpu-time"
     cpu_ms_per_inference: float | None = None
     mj_per_inference: float | None = None
+    idle_subtracted: bool = False  # counter sources: an idle baseline measured just before was subtracted
+    idle_mw: float | None = None
 
 
 @dataclass

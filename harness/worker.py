@@ -91,7 +91,7 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
             os.environ[name] = str(spec.threads)
     from harness.backends.base import DeviceUnavailable, LoadRequest
     from harness.backends.registry import BACKENDS
-    from harness.energy import CpuTimeWindow
+    from harness.energy import EnergyMeter, counter_source
     from harness.memory import PeakTracker
 
     backend = BACKENDS[spec.backend]()
@@ -124,7 +124,8 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
         call()
     session.sync()
     calls = spec.calls_per_sample or calibrate(call, session.sync, spec.min_sample_ms)
-    energy = CpuTimeWindow()
+    energy = EnergyMeter(counter_source(spec.device))
+    energy.measure_idle()
     energy.begin()
     samples = sample(call, session.sync, calls, spec.budget_s)
     energy_stats = energy.end(len(samples) * calls)

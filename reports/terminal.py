@@ -62,12 +62,12 @@ def size_text(result: Result, results: list[Result]) -> str:
 
 
 def energy_text(result: Result) -> str:
-    """Measured energy where a source gave it, else the CPU-time proxy; the source always named."""
+    """Measured energy where a source gave it, else the CPU-time proxy (the header names the sources)."""
     energy = result.energy
     if energy.mj_per_inference is not None:
-        return f"{energy.mj_per_inference:.3g} mJ ({energy.source})"
+        return f"{energy.mj_per_inference:.3g} mJ"
     if energy.cpu_ms_per_inference is not None:
-        return f"{ms_text(energy.cpu_ms_per_inference)} CPU ms ({energy.source})"
+        return f"{ms_text(energy.cpu_ms_per_inference)} CPU ms"
     return "-"
 
 
@@ -93,7 +93,7 @@ def model_table(model: str, results: list[Result], enforced: bool = True, versus
         ("p99 ms", "right"),
         ("load ms cold/warm", "right"),
         ("peak mem", "right"),
-        ("energy/inf (source)", "right"),
+        (f"energy/inf ({', '.join(sorted({r.energy.source for r in results if r.latency_ms}) or ['-'])})", "right"),
         ("size", "right"),
         ("parity", "left"),
     ]:
