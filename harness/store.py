@@ -65,10 +65,8 @@ LATEST_VERSION = MIGRATIONS[-1][0]
 
 class ResultsStore:
     def __init__(self, url: str = DEFAULT_URL) -> None:
-        try:
-            import sqlalchemy as sa
-        except ImportError as exc:  # pragma: no cover - a core dependency
-            raise ConfigError("--db: SQLAlchemy is not installed") from exc
+        import sqlalchemy as sa
+
         self.sa = sa
         self.url = url
         try:
