@@ -68,14 +68,21 @@ def overhead_worker(artifact: str, blocks: int, block_s: float, send: Callable[[
     calls = calibrate(call, sync, 1.0)
     harness_values: list[float] = []
     bare_values: list[float] = []
-    for _ in range(blocks):
-        harness_values += sample(call, sync, calls, block_s)
+
+    def bare() -> None:
         deadline = time.perf_counter() + block_s
         while time.perf_counter() < deadline:
             started = time.perf_counter_ns()
             for _ in range(calls):
                 call()
             bare_values.append((time.perf_counter_ns() - started) / 1e6 / calls)
+
+    for block in range(blocks):  # ABBA order, so neither loop always runs first
+        if block % 2:
+            bare()
+        harness_values.extend(sample(call, sync, calls, block_s))
+        if not block % 2:
+            bare()
     send({"kind": "ratio", "harness": float(np.median(harness_values)), "bare": float(np.median(bare_values))})
 
 
@@ -102,11 +109,11 @@ def export(model: str, directory: Path) -> str:
     info = build_artifact(
         loaded, model_fingerprint(loaded, spec.factory), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache()
     )
-    target = directory / f"{model}.onnx"
-    for name in info["files"]:
-        (directory / name.replace("model.onnx", f"{model}.onnx")).write_bytes(
-            (Path(info["path"]).parent / name).read_bytes()
-        )
+    source, target = Path(info["path"]).parent, directory / model
+    target.mkdir()
+    for name in info["files"]:  # names kept: the graph refers to its external data file by name
+        (target / name).write_bytes((source / name).read_bytes())
+    target = target / "model.onnx"
     np.savez(str(target) + ".inputs.npz", *(t.numpy() for t in loaded.example_inputs))
     return str(target)
 
