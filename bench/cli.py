@@ -54,6 +54,20 @@ class _RichObserver:
         self.progress.console.print(f"{mark} {result.model} {result.variant} {result.device}", highlight=False)
 
 
+OVERRIDE_KEYS = {
+    "model": "models",
+    "variant": "variants",
+    "device": "devices",
+    "budget": "measure.budget_s",
+    "processes": "measure.processes",
+}
+
+
+def _overrides(**flags: Any) -> dict[str, Any]:
+    """Profile keys set by the flags the user gave (a flag left out keeps the profile's value)."""
+    return {OVERRIDE_KEYS[flag]: value for flag, value in flags.items() if value not in (None, [])}
+
+
 def _fail(exc: BenchError) -> None:
     err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
@@ -84,17 +98,7 @@ def run(
     from profiles.schema import load_profile
     from reports.terminal import render
 
-    overrides: dict[str, Any] = {}
-    if model:
-        overrides["models"] = model
-    if variant:
-        overrides["variants"] = variant
-    if device:
-        overrides["devices"] = device
-    if budget is not None:
-        overrides["measure.budget_s"] = budget
-    if processes is not None:
-        overrides["measure.processes"] = processes
+    overrides = _overrides(model=model, variant=variant, device=device, budget=budget, processes=processes)
     try:
         resolved = load_profile(profile, overrides)
         runner_json = json_path or Path("bench-results") / f"run-{datetime.now():%Y%m%d-%H%M%S}.json"
@@ -198,11 +202,7 @@ def convert(
     from profiles.schema import load_profile
     from reports.terminal import render_conversions
 
-    overrides: dict[str, Any] = {}
-    if model:
-        overrides["models"] = model
-    if variant:
-        overrides["variants"] = variant
+    overrides = _overrides(model=model, variant=variant)
     try:
         resolved = load_profile(profile, overrides)
         with err.status("converting") as status:

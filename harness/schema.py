@@ -148,6 +148,42 @@ class RunRecord:
     schema_version: int = SCHEMA_VERSION
 
 
+def headline_figures(result: Result) -> dict[str, Any]:
+    """One case's identity and headline figures, flat: what the store's `cases` table and the pandas
+    frame both hold (each keeps the keys it has columns for)."""
+    lat = result.latency_ms
+    return {
+        "model": result.model,
+        "variant": result.variant,
+        "format": result.format,
+        "device": result.device,
+        "backend": result.backend,
+        "status": result.status,
+        "reason": result.reason,
+        "median_ms": lat.median if lat else None,
+        "ci95_lo_ms": lat.ci95[0] if lat else None,
+        "ci95_hi_ms": lat.ci95[1] if lat else None,
+        "p90_ms": lat.p90 if lat else None,
+        "p99_ms": lat.p99 if lat else None,
+        "mean_ms": lat.mean if lat else None,
+        "std_ms": lat.std if lat else None,
+        "cv": lat.cv if lat else None,
+        "n_samples": lat.n if lat else None,
+        "processes": len(lat.process_medians) if lat else None,
+        "load_cold_ms": result.load_ms.cold,
+        "load_warm_ms": result.load_ms.warm,
+        "first_inference_ms": result.first_inference_ms,
+        "peak_rss_bytes": result.memory.peak_rss_bytes,
+        "load_delta_bytes": result.memory.load_delta_bytes,
+        "energy_source": result.energy.source,
+        "cpu_ms_per_inference": result.energy.cpu_ms_per_inference,
+        "mj_per_inference": result.energy.mj_per_inference,
+        "size_bytes": result.artifact.size_bytes,
+        "sha256": result.artifact.sha256,
+        "parity_passed": None if result.parity is None else result.parity.passed,
+    }
+
+
 _RUN_ADAPTER = TypeAdapter(RunRecord)
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.schema import Result, RunRecord, parse_results
+from harness.schema import Result, RunRecord, headline_figures, parse_results
 from profiles.errors import ConfigError, SchemaError
 
 DEFAULT_URL = "sqlite:///bench-results/results.sqlite"
@@ -61,6 +61,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
+CASE_COLUMNS = (
+    "model", "variant", "format", "device", "backend", "status", "reason", "median_ms", "ci95_lo_ms",
+    "ci95_hi_ms", "p90_ms", "p99_ms", "cv", "n_samples", "load_cold_ms", "load_warm_ms", "peak_rss_bytes",
+    "energy_source", "cpu_ms_per_inference", "mj_per_inference", "size_bytes", "sha256", "parity_passed",
+)  # fmt: skip
 
 
 class ResultsStore:
@@ -137,32 +142,10 @@ class ResultsStore:
 
     def add_result(self, run_id: str, result: Result) -> None:
         sa = self.sa
-        lat = result.latency_ms
+        figures = headline_figures(result)
         row = {
             "run_id": run_id,
-            "model": result.model,
-            "variant": result.variant,
-            "format": result.format,
-            "device": result.device,
-            "backend": result.backend,
-            "status": result.status,
-            "reason": result.reason,
-            "median_ms": lat.median if lat else None,
-            "ci95_lo_ms": lat.ci95[0] if lat else None,
-            "ci95_hi_ms": lat.ci95[1] if lat else None,
-            "p90_ms": lat.p90 if lat else None,
-            "p99_ms": lat.p99 if lat else None,
-            "cv": lat.cv if lat else None,
-            "n_samples": lat.n if lat else None,
-            "load_cold_ms": result.load_ms.cold,
-            "load_warm_ms": result.load_ms.warm,
-            "peak_rss_bytes": result.memory.peak_rss_bytes,
-            "energy_source": result.energy.source,
-            "cpu_ms_per_inference": result.energy.cpu_ms_per_inference,
-            "mj_per_inference": result.energy.mj_per_inference,
-            "size_bytes": result.artifact.size_bytes,
-            "sha256": result.artifact.sha256,
-            "parity_passed": None if result.parity is None else result.parity.passed,
+            **{key: figures[key] for key in CASE_COLUMNS},
             "result_json": json.dumps(asdict(result)),
         }
         columns = ", ".join(row)

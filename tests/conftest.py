@@ -10,6 +10,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Every per-case key of the results contract (schema_version 1) in DESIGN.md.
+CONTRACT_RESULT_KEYS = {
+    "model", "variant", "format", "device", "backend", "status", "reason", "artifact", "load_ms",
+    "first_inference_ms", "latency_ms", "samples_ms", "memory", "energy", "parity", "placement",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="session", autouse=True)

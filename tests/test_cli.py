@@ -11,26 +11,8 @@ from pathlib import Path
 import pytest
 
 from profiles.catalog import VARIANTS
-from tests.conftest import bench
+from tests.conftest import CONTRACT_RESULT_KEYS, bench
 
-CONTRACT_RESULT_KEYS = {
-    "model",
-    "variant",
-    "format",
-    "device",
-    "backend",
-    "status",
-    "reason",
-    "artifact",
-    "load_ms",
-    "first_inference_ms",
-    "latency_ms",
-    "samples_ms",
-    "memory",
-    "energy",
-    "parity",
-    "placement",
-}
 LATENCY_KEYS = {"median", "mean", "std", "min", "p90", "p99", "ci95", "n", "process_medians"}
 
 USER_MODELS = textwrap.dedent(

@@ -16,25 +16,7 @@ from harness.schema import (
 )
 from harness.stats import summarise
 from profiles.errors import SchemaError
-
-CONTRACT_RESULT_KEYS = {
-    "model",
-    "variant",
-    "format",
-    "device",
-    "backend",
-    "status",
-    "reason",
-    "artifact",
-    "load_ms",
-    "first_inference_ms",
-    "latency_ms",
-    "samples_ms",
-    "memory",
-    "energy",
-    "parity",
-    "placement",
-}
+from tests.conftest import CONTRACT_RESULT_KEYS
 
 
 def record() -> RunRecord:
