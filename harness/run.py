@@ -318,8 +318,4 @@ def exit_code(record: RunRecord) -> int:
     return 0
 
 
-def execute(resolved: ResolvedProfile, json_path: Path | None = None, observer: Observer | None = None) -> RunRecord:
-    return Runner(resolved, json_path).run(observer)
-
-
-__all__ = ["Observer", "Runner", "execute", "exit_code"]
+__all__ = ["Observer", "Runner", "exit_code"]

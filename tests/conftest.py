@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 # Every per-case key of the results contract (schema_version 1) in DESIGN.md.
 CONTRACT_RESULT_KEYS = {
     "model", "variant", "format", "device", "backend", "status", "reason", "artifact", "load_ms",
