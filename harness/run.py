@@ -198,7 +198,7 @@ class Runner:
                 self.observer.step(case.label, advance=self.profile.measure.processes)
             return []
         measure = self.profile.measure
-        gate = self.profile.parity.gates.get(case.variant.family)  # type: ignore[call-overload]
+        gate = self.profile.parity.gate_for(case.model.name, case.variant.family)
         spec = WorkerSpec(
             model_ref=case.model.ref,
             backend=case.backend,
@@ -207,7 +207,7 @@ class Runner:
             inputs_path=prepared.inputs_path,
             parity_path=prepared.parity_path,
             classifier=prepared.classifier,
-            gate=gate.model_dump() if gate else {},
+            gate=gate,
             parity_source=prepared.parity_source,
             warmup=measure.warmup,
             budget_s=measure.budget_s / measure.processes,

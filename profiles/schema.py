@@ -54,10 +54,32 @@ def _default_gates() -> dict[str, Gate]:
     }
 
 
+Family = Literal["fp32", "fp16", "int8", "int4", "palettized"]
+
+
 class Parity(_Strict):
     samples: int = Field(64, ge=1, description="parity inputs per model (dataset rows, else synthetic)")
     enforce: bool = Field(True, description="a failed gate makes the exit code 1; false: report only")
-    gates: dict[Literal["fp32", "fp16", "int8", "int4", "palettized"], Gate] = Field(default_factory=_default_gates)
+    gates: dict[Family, Gate] = Field(default_factory=_default_gates)
+    models: dict[str, dict[Family, Gate]] = Field(
+        default_factory=dict, description='per-model overrides: [parity.models."NAME".FAMILY]'
+    )
+
+    @field_validator("gates", mode="before")
+    @classmethod
+    def _keep_other_families(cls, value: Any) -> Any:
+        """A profile's [parity.gates.FAMILY] table replaces that family's default, not the others'."""
+        if isinstance(value, dict):
+            return {**{k: g.model_dump() for k, g in _default_gates().items()}, **value}
+        return value
+
+    def gate_for(self, model: str, family: str) -> dict[str, float]:
+        """The family's gate with the model's overrides applied key by key; unset keys are not checked."""
+        merged = self.gates[family].model_dump() if family in self.gates else {}  # type: ignore[index]
+        override = self.models.get(model, {}).get(family)  # type: ignore[call-overload]
+        if override is not None:
+            merged.update({k: v for k, v in override.model_dump().items() if v is not None})
+        return {k: v for k, v in merged.items() if v is not None}
 
 
 class Convert(_Strict):
@@ -135,6 +157,9 @@ def _owner(loc: tuple[Any, ...]) -> type[BaseModel]:
 
 def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
     loc = error["loc"]
+    if loc and loc[-1] == "[key]":  # a table name that is not allowed, e.g. an unknown gate family
+        where = ".".join(str(part) for part in loc[:-2])
+        return f"{where}: unknown table '{error.get('input')}'; {error['msg'].replace('Input should be', 'allowed:')}"
     key = ".".join(str(part) if isinstance(part, str) else f"[{part}]" for part in loc).replace(".[", "[")
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key '{loc[-1]}'; allowed: {', '.join(_owner(loc[:-1]).model_fields)}"

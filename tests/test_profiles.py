@@ -72,3 +72,23 @@ def test_bad_values_are_one_line_errors(tmp_path: Path, text: str, expected: str
 def test_missing_profile_lists_builtins() -> None:
     with pytest.raises(ConfigError, match=r"no such built-in profile .*smoke"):
         load_profile("does-not-exist")
+
+
+def test_per_model_gate_overrides_apply_key_by_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'models = ["vit_small", "digits_cnn"]\n'
+        '[parity.models."vit_small".int8]\ntop1_agreement_min = 0.7\n'
+        "[parity.gates.fp16]\ncosine_min = 0.99\n",
+    )
+    parity = load_profile(path).profile.parity
+    assert parity.gate_for("vit_small", "int8") == {"top1_agreement_min": 0.7, "accuracy_ratio_min": 0.99}
+    assert parity.gate_for("digits_cnn", "int8") == {"top1_agreement_min": 0.9, "accuracy_ratio_min": 0.99}
+    assert parity.gate_for("digits_cnn", "fp16") == {"cosine_min": 0.99}  # a table replaces the family default
+
+
+def test_override_for_an_unknown_family_is_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, 'models = ["vit_small"]\n[parity.models."vit_small".int3]\ntop1_agreement_min = 0.7\n')
+    expected = r"parity\.models\.vit_small: unknown table 'int3'; allowed: 'fp32', 'fp16', 'int8', 'int4' or"
+    with pytest.raises(ConfigError, match=expected):
+        load_profile(path)
