@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose
 from harness.environment import capture
 from harness.isolation import run_isolated
 from harness.plan import Case, plan
@@ -271,8 +272,19 @@ class Runner:
             item.spec = WorkerSpec(**{**item.spec.__dict__, "calls_per_sample": measured["calls_per_sample"]})
         if measured["parity"] is not None:
             item.parity = ParityResult(**measured["parity"])
+            if not item.parity.passed and item.case.variant.format == "onnx":
+                item.parity.diagnosis = self._diagnose(item)
         item.samples.append(measured["samples_ms"])
         item.measured.append(measured)
+
+    def _diagnose(self, item: _Progress) -> dict[str, Any]:
+        """Layer-by-layer comparison of a failing ONNX variant, in a worker of its own."""
+        tolerance = item.spec.gate.get("snr_db_min", DEFAULT_TOLERANCE_DB)
+        log = self._log(f"diagnose-{item.case.label.replace(' ', '-')}")
+        arguments = (item.case.model.ref, item.spec.artifact_path, item.spec.parity_path, tolerance)
+        outcome = run_isolated(diagnose, arguments, self.profile.measure.timeout_s, None, log)
+        found = next((m["diagnosis"] for m in outcome.messages if m["kind"] == "diagnosis"), None)
+        return found or {"summary": f"diagnosis failed: {outcome.failure} (log: {log})"}
 
     def _finish(self, item: _Progress, interrupted: bool = False) -> Result:
         measure = self.profile.measure

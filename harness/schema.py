@@ -9,6 +9,7 @@ Add keys freely; never rename or drop one without a new version and a loader tha
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -98,6 +99,7 @@ class ParityResult:
     failures: list[str] = field(default_factory=list)
     samples: int = 0
     inputs: str = ""  # where the parity inputs came from: "dataset:digits" or "synthetic"
+    diagnosis: dict[str, Any] | None = None  # for a failing ONNX variant: where it left the reference
 
 
 @dataclass
@@ -187,8 +189,20 @@ def headline_figures(result: Result) -> dict[str, Any]:
 _RUN_ADAPTER = TypeAdapter(RunRecord)
 
 
+def json_safe(value: Any) -> Any:
+    """The value with every NaN or infinity replaced by None: JSON has no such numbers, and one bad
+    output must not make a whole results file unwritable."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def to_json(run: RunRecord) -> str:
-    return json.dumps(asdict(run), indent=1, allow_nan=False)
+    return json.dumps(json_safe(asdict(run)), indent=1, allow_nan=False)
 
 
 def write_results(run: RunRecord, path: Path) -> None:

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.schema import Result, RunRecord, headline_figures, parse_results
+from harness.schema import Result, RunRecord, headline_figures, json_safe, parse_results
 from profiles.errors import ConfigError, SchemaError
 
 DEFAULT_URL = "sqlite:///bench-results/results.sqlite"
@@ -135,18 +135,18 @@ class ResultsStore:
                     "hostname": run.environment.hostname,
                     "profile_name": str(run.profile.get("name", "")),
                     "schema_version": run.schema_version,
-                    "environment_json": json.dumps(asdict(run.environment)),
-                    "profile_json": json.dumps(run.profile),
+                    "environment_json": json.dumps(json_safe(asdict(run.environment)), allow_nan=False),
+                    "profile_json": json.dumps(json_safe(run.profile), allow_nan=False),
                 },
             )
 
     def add_result(self, run_id: str, result: Result) -> None:
         sa = self.sa
-        figures = headline_figures(result)
+        figures = json_safe(headline_figures(result))
         row = {
             "run_id": run_id,
             **{key: figures[key] for key in CASE_COLUMNS},
-            "result_json": json.dumps(asdict(result)),
+            "result_json": json.dumps(json_safe(asdict(result)), allow_nan=False),
         }
         columns = ", ".join(row)
         values = ", ".join(f":{key}" for key in row)

@@ -15,7 +15,7 @@ from reports.summary import against_reference, ordered_results, size_vs_fp32
 if TYPE_CHECKING:
     from harness.convert import ConvertRow
 
-STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
+STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "diagnosis": "red"}
 
 
 def bytes_text(value: int | None) -> str:
@@ -133,6 +133,8 @@ def render(record: RunRecord, console: Console) -> None:
                 notes.setdefault((result.status, result.reason), []).append(where)
             for warning in result.warnings:
                 notes.setdefault(("warning", warning), []).append(where)
+            if result.parity is not None and result.parity.diagnosis:
+                notes.setdefault(("diagnosis", result.parity.diagnosis["summary"]), []).append(where)
         for (kind, text), cases in notes.items():
             style = STATUS_STYLE.get(kind, "yellow")
             console.print(Text(f"  {kind} ({', '.join(cases)}): {text}", style=style), soft_wrap=True)

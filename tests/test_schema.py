@@ -8,6 +8,7 @@ import pytest
 from harness.schema import (
     SCHEMA_VERSION,
     Environment,
+    ParityResult,
     Result,
     RunRecord,
     load_results,
@@ -58,3 +59,11 @@ def test_garbage_is_refused(tmp_path: Path, content: str, expected: str) -> None
 def test_missing_file() -> None:
     with pytest.raises(SchemaError, match="no such results file"):
         load_results(Path("/nonexistent/r.json"))
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path: Path) -> None:
+    run = record()
+    run.results[0].parity = ParityResult(False, metrics={"max_rel_err": float("nan"), "snr_db": float("inf")})
+    path = tmp_path / "r.json"
+    write_results(run, path)
+    assert load_results(path).results[0].parity.metrics == {"max_rel_err": None, "snr_db": None}
