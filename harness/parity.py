@@ -16,7 +16,10 @@ GATE_KEYS = {
     "snr_db": ("snr_db_min", "min"),
     "top1_agreement": ("top1_agreement_min", "min"),
     "accuracy_ratio": ("accuracy_ratio_min", "min"),
+    "cosine_mean": ("cosine_mean_min", "min"),
+    "retrieval_agreement": ("retrieval_agreement_min", "min"),
 }
+TASK_METRICS = ("top1_agreement", "accuracy_ratio", "retrieval_agreement")  # only where the task defines them
 
 
 def _cosines(reference: np.ndarray, actual: np.ndarray) -> np.ndarray:
@@ -27,10 +30,25 @@ def _cosines(reference: np.ndarray, actual: np.ndarray) -> np.ndarray:
     return np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(dots == 0, 1.0, 0.0))
 
 
+def retrieval_agreement(reference: np.ndarray, actual: np.ndarray) -> float:
+    """Share of samples whose nearest neighbour (cosine, among the other samples) is the same under the
+    variant as under the reference: what a search index built from the variant would get right."""
+
+    def neighbours(embeddings: np.ndarray) -> np.ndarray:
+        flat = embeddings.reshape(len(embeddings), -1).astype(np.float64)
+        flat /= np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+        similarity = flat @ flat.T
+        np.fill_diagonal(similarity, -np.inf)
+        return similarity.argmax(axis=1)
+
+    return float(np.mean(neighbours(reference) == neighbours(actual)))
+
+
 def compare_outputs(
-    references: Sequence[np.ndarray], actuals: Sequence[np.ndarray], labels: np.ndarray | None, classifier: bool
+    references: Sequence[np.ndarray], actuals: Sequence[np.ndarray], labels: np.ndarray | None, task: str
 ) -> dict[str, float | None]:
-    """Metrics over all outputs (N x ... each): errors, cosine, SNR; agreement and accuracy for classifiers."""
+    """Metrics over all outputs (N x ... each): errors, cosine, SNR; agreement and accuracy for classifiers;
+    retrieval agreement for embeddings."""
     metrics: dict[str, float | None] = {}
     nonfinite = sum(int(np.size(a) - np.isfinite(a).sum()) for a in actuals)
     metrics["nonfinite"] = float(nonfinite)
@@ -45,7 +63,9 @@ def compare_outputs(
     noise = sum(float(np.nansum(d**2)) for d in diffs)
     # None when undefined: NaN/Inf outputs, or outputs identical to the reference (infinite SNR)
     metrics["snr_db"] = float(10 * np.log10(signal / noise)) if noise > 0 and not nonfinite else None
-    if classifier:
+    if task == "embedding" and nonfinite == 0 and len(references[0]) > 2:
+        metrics["retrieval_agreement"] = retrieval_agreement(references[0], actuals[0])
+    if task == "classification":
         ref_logits, act_logits = references[0].reshape(len(references[0]), -1), actuals[0].reshape(len(actuals[0]), -1)
         ref_top1, act_top1 = ref_logits.argmax(1), act_logits.argmax(1)
         metrics["top1_agreement"] = float(np.mean(ref_top1 == act_top1))
@@ -73,8 +93,8 @@ def check_gate(metrics: dict[str, float | None], gate: dict[str, Any]) -> list[s
         if threshold is None or (metric == "snr_db" and metrics.get("max_abs_err") == 0):
             continue
         if value is None:
-            if metric in ("top1_agreement", "accuracy_ratio"):
-                continue  # not a classifier, or no labels: the gate key does not apply
+            if metric in TASK_METRICS:
+                continue  # the model's task does not define it (no classes, no labels): the key does not apply
             failures.append(f"{metric} is undefined")
         elif kind == "max" and value > threshold:
             failures.append(f"{metric} {value:.3g} > {threshold:.3g}")
@@ -87,11 +107,11 @@ def evaluate(
     references: Sequence[np.ndarray],
     actuals: Sequence[np.ndarray],
     labels: np.ndarray | None,
-    classifier: bool,
+    task: str,
     gate: dict[str, Any],
     inputs: str,
 ) -> ParityResult:
-    metrics = compare_outputs(references, actuals, labels, classifier)
+    metrics = compare_outputs(references, actuals, labels, task)
     failures = check_gate(metrics, gate)
     return ParityResult(
         passed=not failures,

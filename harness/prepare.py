@@ -91,7 +91,7 @@ def prepare_model(
             "inputs_path": str(out / "inputs.npz"),
             "parity_path": str(out / "parity.npz"),
             "parity_source": source,
-            "classifier": spec.task == "classification",
+            "task": spec.task,
         }
     )
 
@@ -119,7 +119,7 @@ class Prepared:
     inputs_path: str = ""
     parity_path: str = ""
     parity_source: str = ""
-    classifier: bool = False
+    task: str = "generic"
     failure: str | None = None  # the model itself failed (factory, reference outputs): all its cases fail
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> `artifact` message
 
@@ -148,7 +148,7 @@ def prepare_isolated(
             prepared.inputs_path = message["inputs_path"]
             prepared.parity_path = message["parity_path"]
             prepared.parity_source = message["parity_source"]
-            prepared.classifier = message["classifier"]
+            prepared.task = message["task"]
         elif message["kind"] == "artifact":
             prepared.artifacts[message["variant"]] = message
             pending.remove(message["variant"])

@@ -207,7 +207,7 @@ class Runner:
             artifact_path=artifact.path or "",
             inputs_path=prepared.inputs_path,
             parity_path=prepared.parity_path,
-            classifier=prepared.classifier,
+            task=prepared.task,
             gate=gate,
             parity_source=prepared.parity_source,
             warmup=measure.warmup,

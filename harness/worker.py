@@ -27,7 +27,7 @@ class WorkerSpec:
     artifact_path: str
     inputs_path: str
     parity_path: str | None
-    classifier: bool
+    task: str  # classification | embedding | generic: which parity metrics apply
     gate: dict[str, Any]
     parity_source: str
     warmup: int
@@ -81,7 +81,7 @@ def _parity(session: Any, spec: WorkerSpec) -> dict[str, Any] | None:
         labels = data["labels"] if "labels" in data.files else None
     rows = [session.run([x[i : i + 1] for x in inputs]) for i in range(len(inputs[0]))]
     actuals = [np.concatenate([row[j] for row in rows]) for j in range(len(references))]
-    result = evaluate(references, actuals, labels, spec.classifier, spec.gate, spec.parity_source)
+    result = evaluate(references, actuals, labels, spec.task, spec.gate, spec.parity_source)
     return asdict(result)
 
 

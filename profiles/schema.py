@@ -42,15 +42,17 @@ class Gate(_Strict):
     snr_db_min: float | None = None
     top1_agreement_min: float | None = Field(None, ge=0, le=1)
     accuracy_ratio_min: float | None = Field(None, ge=0)
+    cosine_mean_min: float | None = Field(None, ge=-1, le=1)
+    retrieval_agreement_min: float | None = Field(None, ge=0, le=1)
 
 
 def _default_gates() -> dict[str, Gate]:
     return {
         "fp32": Gate(max_abs_err=1e-3, cosine_min=0.99999),
         "fp16": Gate(cosine_min=0.999, snr_db_min=40.0),
-        "int8": Gate(top1_agreement_min=0.9, accuracy_ratio_min=0.99),
-        "int4": Gate(top1_agreement_min=0.8, accuracy_ratio_min=0.99),
-        "palettized": Gate(top1_agreement_min=0.8, accuracy_ratio_min=0.99),
+        "int8": Gate(top1_agreement_min=0.9, accuracy_ratio_min=0.99, cosine_mean_min=0.98),
+        "int4": Gate(top1_agreement_min=0.8, accuracy_ratio_min=0.99, cosine_mean_min=0.98),
+        "palettized": Gate(top1_agreement_min=0.8, accuracy_ratio_min=0.99, cosine_mean_min=0.98),
     }
 
 

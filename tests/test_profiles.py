@@ -82,8 +82,9 @@ def test_per_model_gate_overrides_apply_key_by_key(tmp_path: Path) -> None:
         "[parity.gates.fp16]\ncosine_min = 0.99\n",
     )
     parity = load_profile(path).profile.parity
-    assert parity.gate_for("vit_small", "int8") == {"top1_agreement_min": 0.7, "accuracy_ratio_min": 0.99}
-    assert parity.gate_for("digits_cnn", "int8") == {"top1_agreement_min": 0.9, "accuracy_ratio_min": 0.99}
+    defaults = {"accuracy_ratio_min": 0.99, "cosine_mean_min": 0.98}
+    assert parity.gate_for("vit_small", "int8") == {"top1_agreement_min": 0.7, **defaults}
+    assert parity.gate_for("digits_cnn", "int8") == {"top1_agreement_min": 0.9, **defaults}
     assert parity.gate_for("digits_cnn", "fp16") == {"cosine_min": 0.99}  # a table replaces the family default
 
 

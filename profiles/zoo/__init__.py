@@ -34,7 +34,7 @@ class ModelSpec:
     name: str
     ref: str
     description: str
-    task: str  # "classification" | "generic"
+    task: str  # "classification" | "embedding" | "generic"
     factory: Callable[[], Any]
     dataset: Callable[[int, str], Dataset] | None = None  # (count, "parity" | "calibration")
 
@@ -92,6 +92,18 @@ def _digits_dataset(count: int, purpose: str) -> Dataset:
     return Dataset((split.x_test[:count],), split.y_test[:count])
 
 
+def _minilm_factory() -> tuple[Any, Any]:
+    from profiles.zoo.minilm import minilm
+
+    return minilm()
+
+
+def _minilm_dataset(count: int, purpose: str) -> Dataset:
+    from profiles.zoo.minilm import sentence_dataset
+
+    return Dataset(sentence_dataset(count, purpose), None)
+
+
 ZOO: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
@@ -116,6 +128,14 @@ ZOO: dict[str, ModelSpec] = {
             "ResNet-18 layout, 224x224, fixed-seed weights",
             "classification",
             _image_model("ResNet18", 224),
+        ),
+        ModelSpec(
+            "minilm",
+            "minilm",
+            "all-MiniLM-L6-v2 sentence embeddings, pretrained (extra 'zoo'), 64 tokens, real sentences",
+            "embedding",
+            _minilm_factory,
+            _minilm_dataset,
         ),
         ModelSpec(
             "vit_small",
