@@ -61,6 +61,15 @@ def _seeded(build: Callable[[], Any]) -> Any:
         return build().eval()
 
 
+def _photo_dataset(size: int) -> Callable[[int, str], Dataset]:
+    def dataset(count: int, purpose: str) -> Dataset:
+        from profiles.zoo.images import photo_batch
+
+        return Dataset((photo_batch(count, size, purpose),), None)
+
+    return dataset
+
+
 def _image_model(cls_name: str, size: int) -> Callable[[], Any]:
     def factory() -> tuple[Any, Any]:
         import torch
@@ -121,6 +130,7 @@ ZOO: dict[str, ModelSpec] = {
             "MobileNetV3-Small layout, 224x224, fixed-seed weights",
             "classification",
             _image_model("MobileNetV3Small", 224),
+            _photo_dataset(224),
         ),
         ModelSpec(
             "resnet18",
@@ -128,6 +138,7 @@ ZOO: dict[str, ModelSpec] = {
             "ResNet-18 layout, 224x224, fixed-seed weights",
             "classification",
             _image_model("ResNet18", 224),
+            _photo_dataset(224),
         ),
         ModelSpec(
             "minilm",
@@ -143,6 +154,7 @@ ZOO: dict[str, ModelSpec] = {
             "ViT-Tiny-shaped encoder, 64x64, 8x8 patches, 6 blocks",
             "classification",
             _image_model("SmallViT", 64),
+            _photo_dataset(64),
         ),
     ]
 }
