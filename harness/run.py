@@ -312,6 +312,7 @@ class Runner:
         result.runtime = runs[0]["runtime"]
         result.placement = next((m["placement"] for m in runs if m["placement"]), {})
         result.warnings = latency_warnings(latency, item.samples)
+        result.warnings += sorted({m["thermal"] for m in runs if m.get("thermal")})
         if interrupted:
             result.warnings.append(f"interrupted: {len(runs)} of {measure.processes} processes measured")
         return result

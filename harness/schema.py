@@ -80,6 +80,7 @@ class MemoryStats:
     load_delta_bytes: int | None = None
     load_peak_bytes: int | None = None
     peak_rss_bytes: int | None = None
+    gpu: dict[str, Any] | None = None  # device memory where a GPU ran the case, with its source
 
 
 @dataclass

@@ -93,6 +93,7 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
     from harness.backends.registry import BACKENDS
     from harness.energy import EnergyMeter, counter_source
     from harness.memory import PeakTracker
+    from harness.thermal import thermal_warning
 
     backend = BACKENDS[spec.backend]()
     request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
@@ -130,6 +131,8 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
     samples = sample(call, session.sync, calls, spec.budget_s)
     energy_stats = energy.end(len(samples) * calls)
     peak = memory.peak()
+    gpu_memory = session.gpu_memory()
+    thermal = thermal_warning()
     describe = session.describe()
     placement = session.placement() if do_parity else {}  # once per case: the first process
 
@@ -155,10 +158,12 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
                 "load_delta_bytes": after_load - before_load,
                 "load_peak_bytes": load_peak,
                 "peak_rss_bytes": peak,
+                "gpu": gpu_memory,
             },
             "energy": asdict(energy_stats),
             "parity": parity,
             "runtime": describe,
+            "thermal": thermal,
             "placement": placement,
         }
     )

@@ -42,6 +42,10 @@ class Session:
         """Ops per device where the runtime can tell; empty where it cannot."""
         return {}
 
+    def gpu_memory(self) -> dict[str, Any] | None:
+        """Device memory in use or at peak, labelled with its source; None where no GPU ran the case."""
+        return None
+
 
 class DeviceUnavailable(Exception):
     """The runtime did not take the requested device (never measured under another label)."""

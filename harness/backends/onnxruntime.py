@@ -62,6 +62,23 @@ class OrtSession(Session):
         run = self.session.run
         return lambda: run(None, feed)
 
+    def gpu_memory(self) -> dict[str, Any] | None:
+        """This process's memory on the GPU by NVML, where the CUDA provider ran the case."""
+        if "CUDAExecutionProvider" not in self.session.get_providers():
+            return None
+        try:
+            import os
+
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            processes = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+            used = [p.usedGpuMemory for p in processes if p.pid == os.getpid()]
+        except Exception as exc:  # no NVML library or no permission: say so rather than guess
+            return {"source": f"unavailable: {type(exc).__name__}: {exc}"}
+        return {"source": "nvml (process)", "used_bytes": int(used[0]) if used and used[0] else None}
+
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 

@@ -40,6 +40,8 @@ class TorchSession(Session):
 
         tensors = self._tensors(inputs)
         module = self.module
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)  # peaks from here on are inference's
 
         def call() -> Any:
             with torch.inference_mode():
@@ -54,6 +56,20 @@ class TorchSession(Session):
             torch.cuda.synchronize()
         elif self.device.type == "mps":
             torch.mps.synchronize()
+
+    def gpu_memory(self) -> dict[str, Any] | None:
+        """CUDA: the caching allocator's peaks since load; MPS: memory the Metal driver holds for us."""
+        import torch
+
+        if self.device.type == "cuda":
+            return {
+                "source": "torch.cuda allocator",
+                "peak_allocated_bytes": int(torch.cuda.max_memory_allocated(self.device)),
+                "peak_reserved_bytes": int(torch.cuda.max_memory_reserved(self.device)),
+            }
+        if self.device.type == "mps":
+            return {"source": "torch.mps driver", "driver_allocated_bytes": int(torch.mps.driver_allocated_memory())}
+        return None
 
     def describe(self) -> dict[str, Any]:
         import torch
