@@ -165,6 +165,9 @@ class Runner:
                 self.observer.step(f"{model_ref}: prepared")
                 for case in cases:
                     progress += self._plan_measurement(case, prepared)
+            measure = self.profile.measure
+            twins = sum(item.baseline for item in progress)
+            self.observer.start(len(per_model) + (len(runnable) + twins) * measure.processes)
             self._measure_interleaved(progress)
         except KeyboardInterrupt:
             for item in progress:
