@@ -76,7 +76,7 @@ class OnnxConverter(Converter):
                 source, target, source.parent, model.input_names, ctx.calibration, recipe["per_channel"]
             )
         elif quant == "matmul-4bit":
-            onnx_quant.matmul_4bit(source, target, recipe["block_size"], recipe["min_matmul_share"])
+            onnx_quant.matmul_4bit(source, target, recipe["block_size"], recipe["min_matmul_share_of_compute"])
         else:
             raise ConversionError(f"unknown ONNX recipe quant={quant!r}")
         return Converted("model.onnx", path if quant is None else f"{path} + {quant}", opset=opset)

@@ -19,13 +19,28 @@ def to_fp16(source: Path, target: Path) -> None:
     onnx.save(model, str(target))
 
 
-def int8_dynamic(source: Path, target: Path, scratch: Path) -> None:
-    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+def preprocessed(source: Path, scratch: Path) -> Path:
+    """ONNX Runtime's quantization pre-processing, once per model (graphs under protobuf's 2 GB limit).
+    Its symbolic shape inference fails on some exported graphs (an Expand in BERT's attention mask);
+    then ONNX's own shape inference is used."""
+    import onnx
+    from onnxruntime.quantization import quant_pre_process
 
     pre = scratch / "preprocessed.onnx"
     if not pre.exists():
-        quant_pre_process(str(source), str(pre))
-    quantize_dynamic(str(pre), str(target), weight_type=QuantType.QInt8)
+        inline = scratch / "inline.onnx"  # one file: the pre-processor's temp copies lose a side data file
+        onnx.save(onnx.load(str(source)), str(inline))
+        try:
+            quant_pre_process(str(inline), str(pre))
+        except Exception:
+            quant_pre_process(str(inline), str(pre), skip_symbolic_shape=True)
+    return pre
+
+
+def int8_dynamic(source: Path, target: Path, scratch: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(preprocessed(source, scratch)), str(target), weight_type=QuantType.QInt8)
 
 
 class _Calibration:
@@ -51,15 +66,12 @@ class _Calibration:
 def int8_static(
     source: Path, target: Path, scratch: Path, names: list[str], calibration: tuple[Any, ...], per_channel: bool
 ) -> None:
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     if not calibration:
-        raise VariantSkipped("no calibration inputs (parity.samples must be >= 1)")
-    pre = scratch / "preprocessed.onnx"
-    if not pre.exists():
-        quant_pre_process(str(source), str(pre))
+        raise VariantSkipped("no calibration inputs (convert.calibration_samples must be >= 1)")
     quantize_static(
-        str(pre),
+        str(preprocessed(source, scratch)),
         str(target),
         _Calibration(names, calibration),
         quant_format=QuantFormat.QDQ,
@@ -69,14 +81,22 @@ def int8_static(
     )
 
 
+COMPUTE_OPS = ("MatMul", "Gemm", "Conv")
+
+
 def matmul_weight_share(model: Any) -> float:
-    """Fraction of initializer bytes that feed a MatMul as its constant weight."""
+    """Of the weights that compute ops (MatMul, Gemm, Conv) multiply by, the fraction MatMul holds.
+    Lookup tables (an embedding's Gather) are left out: 4-bit MatMul quantization is about the weights
+    that are multiplied."""
     from onnx import numpy_helper
 
     sizes = {init.name: numpy_helper.to_array(init).nbytes for init in model.graph.initializer}
-    total = sum(sizes.values()) or 1
-    matmul = {node.input[1] for node in model.graph.node if node.op_type == "MatMul" and len(node.input) > 1}
-    return sum(size for name, size in sizes.items() if name in matmul) / total
+    by_op: dict[str, set[str]] = {op: set() for op in COMPUTE_OPS}
+    for node in model.graph.node:
+        if node.op_type in by_op and len(node.input) > 1:
+            by_op[node.op_type].add(node.input[1])
+    compute = sum(sizes.get(name, 0) for names in by_op.values() for name in names) or 1
+    return sum(sizes.get(name, 0) for name in by_op["MatMul"]) / compute
 
 
 def matmul_4bit(source: Path, target: Path, block_size: int, min_share: float) -> None:
@@ -87,7 +107,7 @@ def matmul_4bit(source: Path, target: Path, block_size: int, min_share: float) -
     share = matmul_weight_share(model)
     if share < min_share:
         raise VariantSkipped(
-            f"only {share:.0%} of the weights feed MatMul (the rest are Conv/Gemm); "
+            f"only {share:.0%} of the multiplied weights feed MatMul (the rest are Conv/Gemm); "
             f"onnx-w4 is for models whose weight mass is in MatMul (>= {min_share:.0%})",
             about_model=True,
         )

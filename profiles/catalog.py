@@ -110,7 +110,7 @@ VARIANTS: dict[str, Variant] = {
             "onnx",
             "int4",
             "4-bit weight-only MatMul (MatMulNBits), block 32, symmetric",
-            {"opset": _OPSET, "quant": "matmul-4bit", "block_size": 32, "min_matmul_share": 0.5},
+            {"opset": _OPSET, "quant": "matmul-4bit", "block_size": 32, "min_matmul_share_of_compute": 0.5},
         ),
     ]
 }
