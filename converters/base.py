@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,13 +43,13 @@ class Converted:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-class Converter:
+class Converter(ABC):
     format: ClassVar[str]
 
+    @abstractmethod
     def convert(self, model: LoadedModel, variant: Variant, out_dir: Path, ctx: ConversionContext) -> Converted:
         """Write the artifact's files into `out_dir` (empty, owned by the caller)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def inspect(self, main_file: Path) -> tuple[dict[str, int], dict[str, int]]:
         """(op histogram, weight bytes by dtype) of a written artifact."""
-        raise NotImplementedError

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,14 @@ class CpuTimeWindow:
         return EnergyStats(source="cpu-time", cpu_ms_per_inference=spent_ms / max(inferences, 1))
 
 
-class CounterSource:
+class CounterSource(ABC):
     """A cumulative energy counter in millijoules (whole machine or whole device)."""
 
     name = "counter"
 
+    @abstractmethod
     def read_mj(self) -> float:
-        raise NotImplementedError
+        """Millijoules accumulated so far (only differences between reads mean anything)."""
 
 
 @dataclass

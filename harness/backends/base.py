@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -19,19 +20,19 @@ class LoadRequest:
     model_ref: str  # the torch backend rebuilds the module from its factory
 
 
-class Session:
+class Session(ABC):
     """A loaded artifact, ready to run."""
 
+    @abstractmethod
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """One inference on numpy inputs, outputs as float numpy arrays (parity uses this)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def runner(self, inputs: list[np.ndarray]) -> Callable[[], Any]:
         """A zero-argument call doing one inference on bound inputs, with as little overhead as the
         runtime allows (the timing loop calls it)."""
-        raise NotImplementedError
 
-    def sync(self) -> None:
+    def sync(self) -> None:  # noqa: B027  (a default: CPU runtimes have nothing queued)
         """Wait for queued device work, so the clock reads finished work. CPU runtimes return at once."""
 
     def describe(self) -> dict[str, Any]:
@@ -51,16 +52,17 @@ class DeviceUnavailable(Exception):
     """The runtime did not take the requested device (never measured under another label)."""
 
 
-class Backend:
+class Backend(ABC):
     name: ClassVar[str]
     devices: ClassVar[tuple[str, ...]]
 
+    @abstractmethod
     def available(self, device: str) -> str | None:
         """None when this host can run `device`, else the reason it cannot (cheap: no heavy imports)."""
-        raise NotImplementedError
 
-    def prepare(self, request: LoadRequest) -> None:
+    def prepare(self, request: LoadRequest) -> None:  # noqa: B027  (a default: nothing to prepare)
         """Heavy imports, thread settings and anything else outside what `load` should time."""
 
+    @abstractmethod
     def load(self, request: LoadRequest) -> Session:
-        raise NotImplementedError
+        """Load the artifact for the request's device; raise `DeviceUnavailable` if the runtime declines it."""
