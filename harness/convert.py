@@ -12,7 +12,7 @@ from pathlib import Path
 from harness.prepare import prepare_isolated
 from harness.schema import ArtifactInfo
 from profiles.catalog import VARIANTS
-from profiles.paths import cache_root
+from profiles.paths import cache_root, file_name
 from profiles.schema import ResolvedProfile
 from profiles.zoo import resolve_model
 
@@ -45,7 +45,7 @@ def convert_profile(
                 list(profile.variants),
                 Path(work),
                 profile,
-                logs / f"{spec.name.replace(':', '_').replace('/', '_')}.log",
+                logs / f"{file_name(spec.name)}.log",
                 lambda stage, name=spec.name: on_stage(f"{name}: {stage}"),
                 with_reference=False,
             )
@@ -55,7 +55,7 @@ def convert_profile(
                 status, reason = message["status"], message.get("reason")
                 rows.append(ConvertRow(spec.name, name, VARIANTS[name].format, status, reason, artifact))
                 if out_dir is not None and artifact.path:
-                    _export(artifact, out_dir / spec.name.replace(":", "_").replace("/", "_") / name)
+                    _export(artifact, out_dir / file_name(spec.name) / name)
     return rows, time.perf_counter() - started
 
 

@@ -102,11 +102,11 @@ def diagnose(
     import onnx
     import onnxruntime as ort
 
+    from harness.worker import npz_arrays
     from profiles.zoo import load_model, resolve_model
 
-    with np.load(parity_path) as data:
-        inputs = [data[k] for k in sorted(data.files) if k.startswith("input_")]
-        reference = data["ref_0"]
+    inputs = npz_arrays(parity_path, "input_")
+    reference = npz_arrays(parity_path, "ref_")[0]
     session = ort.InferenceSession(artifact_path, providers=["CPUExecutionProvider"])
     outputs = np.concatenate([row[0] for row in _run_rows(session, None, inputs)])
     flat_ref = reference.reshape(len(reference), -1).astype(np.float64)

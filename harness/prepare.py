@@ -65,13 +65,14 @@ def prepare_model(
     from converters.cache import ArtifactCache, model_fingerprint
     from profiles.catalog import VARIANTS
     from profiles.errors import ConversionError
+    from profiles.paths import file_name
     from profiles.zoo import load_model, resolve_model
 
     send({"kind": "stage", "stage": "building the model"})
     spec = resolve_model(model_ref)
     loaded = load_model(spec)
     fingerprint = model_fingerprint(loaded, spec.factory)
-    out = Path(work_dir) / f"{spec.name.replace(':', '_').replace('/', '_')}-{fingerprint[:12]}"
+    out = Path(work_dir) / f"{file_name(spec.name)}-{fingerprint[:12]}"
     out.mkdir(parents=True, exist_ok=True)
 
     source = ""

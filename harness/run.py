@@ -32,7 +32,7 @@ from harness.schema import (
 from harness.stats import latency_warnings, summarise
 from harness.store import ResultsStore
 from harness.worker import WorkerSpec, measure
-from profiles.paths import cache_root
+from profiles.paths import cache_root, file_name
 from profiles.schema import ResolvedProfile
 
 
@@ -134,7 +134,7 @@ class Runner:
 
     def _log(self, name: str) -> Path:
         self.logs.mkdir(parents=True, exist_ok=True)
-        return self.logs / f"{name.replace(':', '_').replace('/', '_')}.log"
+        return self.logs / f"{file_name(name)}.log"
 
     def run(self, observer: Observer | None = None) -> RunRecord:
         """Every variant is converted, even for a device this host cannot run: a skipped case still

@@ -37,7 +37,8 @@ class WorkerSpec:
     calls_per_sample: int | None  # None: calibrate here (the first process of a case)
 
 
-def _npz_list(path: str, prefix: str) -> list[np.ndarray]:
+def npz_arrays(path: str, prefix: str) -> list[np.ndarray]:
+    """The arrays named PREFIX0, PREFIX1, ... of an .npz file, in numeric order (input_10 after input_9)."""
     with np.load(path) as data:
         keys = sorted((k for k in data.files if k.startswith(prefix)), key=lambda k: int(k.rsplit("_", 1)[1]))
         return [data[k] for k in keys]
@@ -75,8 +76,8 @@ def _parity(session: Any, spec: WorkerSpec) -> dict[str, Any] | None:
 
     if spec.parity_path is None:
         return None
-    inputs = _npz_list(spec.parity_path, "input_")
-    references = _npz_list(spec.parity_path, "ref_")
+    inputs = npz_arrays(spec.parity_path, "input_")
+    references = npz_arrays(spec.parity_path, "ref_")
     with np.load(spec.parity_path) as data:
         labels = data["labels"] if "labels" in data.files else None
     rows = [session.run([x[i : i + 1] for x in inputs]) for i in range(len(inputs[0]))]
@@ -98,7 +99,7 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
     backend = BACKENDS[spec.backend]()
     request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
     backend.prepare(request)
-    inputs = _npz_list(spec.inputs_path, "arr_")
+    inputs = npz_arrays(spec.inputs_path, "arr_")
     memory = PeakTracker()
     gc.collect()
     before_load = memory.rss()

@@ -7,7 +7,6 @@ passes, so a gate built on this stays quiet when nothing changed.
 
 from __future__ import annotations
 
-import html
 from dataclasses import asdict, dataclass, field
 
 from rich.console import Console
@@ -16,6 +15,7 @@ from rich.text import Text
 
 from harness.schema import Result, RunRecord
 from harness.stats import Comparison, compare_latency
+from reports.markdown import md_escape
 
 CHECKED_ENVIRONMENT = ("hostname", "os", "machine", "cpu", "cores", "python")
 CHECKED_PACKAGES = ("ondevice-bench", "torch", "onnx", "onnxruntime", "coremltools")
@@ -140,9 +140,6 @@ def render_comparison(changes: list[CaseChange], console: Console) -> None:
 
 
 def comparison_markdown(changes: list[CaseChange]) -> str:
-    def esc(text: object) -> str:
-        return html.escape(str(text), quote=False).replace("|", "\\|")
-
     regressions = [c for c in changes if c.regressions]
     lines = [
         "## ondevice-bench compare",
@@ -156,5 +153,5 @@ def comparison_markdown(changes: list[CaseChange]) -> str:
         verdict = c.latency.verdict if c.latency else c.presence
         result = "REGRESSION: " + "; ".join(c.regressions) if c.regressions else "ok"
         cells = [c.label, _latency_text(c), verdict, _delta(c.size), _delta(c.memory), c.parity, result]
-        lines.append("| " + " | ".join(esc(cell) for cell in cells) + " |")
+        lines.append("| " + " | ".join(md_escape(cell) for cell in cells) + " |")
     return "\n".join(lines) + "\n"

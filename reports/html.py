@@ -11,7 +11,7 @@ from jinja2 import Environment, select_autoescape
 from harness.schema import Result, RunRecord
 from reports import charts
 from reports.summary import BEST_RULE, against_reference, best_variants, ordered_results
-from reports.terminal import bytes_text, ms_text, size_text
+from reports.terminal import bytes_text, latency_text, ms_text, size_text
 
 METRIC_KEYS = ("max_abs_err", "cosine", "snr_db", "top1_agreement", "task_accuracy", "accuracy_ratio")
 
@@ -32,8 +32,7 @@ class _Formatter:
 
     @staticmethod
     def latency(result: Result) -> str:
-        lat = result.latency_ms
-        return f"{ms_text(lat.median)} [{ms_text(lat.ci95[0])}, {ms_text(lat.ci95[1])}]" if lat else "-"
+        return latency_text(result)
 
     def versus(self, result: Result) -> str:
         entry = self.versus_map.get(result.case_key)

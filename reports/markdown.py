@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.schema import RunRecord
 from reports.summary import BEST_RULE, against_reference, best_variants, ordered_results
-from reports.terminal import ms_text, size_text
+from reports.terminal import latency_text, ms_text, size_text
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 
@@ -39,15 +39,13 @@ def render_markdown(runs: list[RunRecord]) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in results:
-            lat = r.latency_ms
-            latency = f"{ms_text(lat.median)} [{ms_text(lat.ci95[0])}, {ms_text(lat.ci95[1])}]" if lat else "-"
             entry = versus.get(r.case_key)
             vs = f"{entry[1].ratio:.2f}x ({entry[1].verdict})" if entry else "-"
             status = r.status + (f": {r.reason}" if r.reason else "")
             parity = "-"
             if r.parity is not None:
                 parity = "pass" if r.parity.passed else "FAIL: " + "; ".join(r.parity.failures)
-            cells = [r.model, r.variant, r.device, status, latency, vs, size_text(r, results), parity]
+            cells = [r.model, r.variant, r.device, status, latency_text(r), vs, size_text(r, results), parity]
             lines.append("| " + " | ".join(md_escape(c) for c in cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -37,7 +37,7 @@ def ms_text(value: float | None) -> str:
     return f"{value:.3f}"
 
 
-def _latency(result: Result) -> str:
+def latency_text(result: Result) -> str:
     lat = result.latency_ms
     if lat is None:
         return "-"
@@ -106,7 +106,7 @@ def model_table(model: str, results: list[Result], enforced: bool = True, versus
             result.device,
             result.backend,
             status,
-            _latency(result),
+            latency_text(result),
             versus_text((versus or {}).get(result.case_key), result),
             ms_text(result.latency_ms.p99) if result.latency_ms else "-",
             f"{ms_text(load.cold)}/{ms_text(load.warm)}" if load.cold is not None else "-",
