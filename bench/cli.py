@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -18,8 +19,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from profiles.errors import BenchError, ConfigError
+from bench.outputs import check_writable
+from profiles.errors import BenchError, ConfigError, SchemaError
 
 app = typer.Typer(
     add_completion=False,
@@ -68,9 +71,35 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     return {OVERRIDE_KEYS[flag]: value for flag, value in flags.items() if value not in (None, [])}
 
 
+_CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F] if code not in (0x09,)}
+
+
+def printable(text: object) -> str:
+    """The text with control characters (ESC sequences, newlines) shown escaped, never acted on by a
+    terminal: error lines echo names the user typed."""
+    return str(text).translate(_CONTROL)
+
+
 def _fail(exc: BenchError) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    if exc.exit_code == 0:  # nothing to do, and that is not a mistake
+        err.print(Text(f"nothing to do: {printable(exc)}"), soft_wrap=True)
+    else:
+        err.print(Text.assemble(("error:", "bold red"), " ", printable(exc)), soft_wrap=True)
     raise typer.Exit(exc.exit_code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a CI cancel sends), handled like Ctrl-C: measured cases are kept."""
+
+
+def _on_sigterm(_signum: int, _frame: Any) -> None:
+    raise Terminated
+
+
+def _interrupted_note(path: Path) -> str:
+    if path.exists():
+        return f"interrupted: the results measured so far are in {path}"
+    return "interrupted before any case finished: no results file was written"
 
 
 @app.command()
@@ -99,9 +128,12 @@ def run(
     from reports.terminal import render
 
     overrides = _overrides(model=model, variant=variant, device=device, budget=budget, processes=processes)
+    runner_json = json_path or Path("bench-results") / f"run-{datetime.now():%Y%m%d-%H%M%S}.json"
+    previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         resolved = load_profile(profile, overrides)
-        runner_json = json_path or Path("bench-results") / f"run-{datetime.now():%Y%m%d-%H%M%S}.json"
+        for path, flag in ((runner_json, "--json"), (html_path, "--html"), (markdown_path, "--markdown")):
+            check_writable(path, flag)
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -121,15 +153,19 @@ def run(
             record = runner.run(_RichObserver(progress))
     except BenchError as exc:
         _fail(exc)
-    except KeyboardInterrupt:
-        err.print(f"interrupted: the results measured so far are in {runner_json}")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as interrupt:
+        err.print(_interrupted_note(runner_json), highlight=False, soft_wrap=True)
+        raise typer.Exit(143 if isinstance(interrupt, Terminated) else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
     render(record, out)
     out.print(f"results: {runner_json}; run {record.run_id} in {store.url}", highlight=False, soft_wrap=True)
-    if runner.store_error:
-        err.print(f"warning: {runner.store_error}", highlight=False, soft_wrap=True)
-    _write_reports([record], html_path, markdown_path, None)
+    for problem in (runner.store_error, runner.json_error):
+        if problem:
+            err.print(f"warning: {printable(problem)}", highlight=False, soft_wrap=True)
     code = exit_code(record)
+    if runner.json_error or not _write_reports([record], html_path, markdown_path, None):
+        code = max(code, 1)
     if baseline is not None:
         from reports.compare import compare_runs, render_comparison
 
@@ -150,22 +186,28 @@ def _print_regressions(changes: list[Any]) -> bool:
     return bool(regressions)
 
 
-def _write_reports(runs: list[Any], html: Path | None, markdown: Path | None, pytest_benchmark: Path | None) -> None:
-    if html:
-        from reports.html import write_html
+def _write_reports(runs: list[Any], html: Path | None, markdown: Path | None, pytest_benchmark: Path | None) -> bool:
+    """Write the requested reports (their paths were checked before any work); False if one failed."""
+    from reports.html import write_html
+    from reports.markdown import write_markdown
+    from reports.pytest_benchmark import write_pytest_benchmark
 
-        write_html(runs, html)
-        out.print(f"html: {html}", highlight=False, soft_wrap=True)
-    if markdown:
-        from reports.markdown import write_markdown
-
-        write_markdown(runs, markdown)
-        out.print(f"markdown: {markdown}", highlight=False, soft_wrap=True)
-    if pytest_benchmark:
-        from reports.pytest_benchmark import write_pytest_benchmark
-
-        write_pytest_benchmark(runs, pytest_benchmark)
-        out.print(f"pytest-benchmark: {pytest_benchmark}", highlight=False, soft_wrap=True)
+    written = True
+    for path, flag, write in (
+        (html, "--html", write_html),
+        (markdown, "--markdown", write_markdown),
+        (pytest_benchmark, "--pytest-benchmark", write_pytest_benchmark),
+    ):
+        if path is None:
+            continue
+        try:
+            write(runs, path)
+        except OSError as exc:
+            err.print(Text(f"error: {flag} {printable(path)}: cannot write it: {exc.strerror or exc}"), soft_wrap=True)
+            written = False
+            continue
+        out.print(f"{flag.removeprefix('--')}: {path}", highlight=False, soft_wrap=True)
+    return written
 
 
 @app.command()
@@ -182,12 +224,16 @@ def report(
     from reports.terminal import render
 
     try:
+        check_writable(html_path, "--html")
+        check_writable(markdown_path, "--markdown")
+        check_writable(pytest_benchmark_path, "--pytest-benchmark")
         runs = [load_results(path) for path in results]
     except BenchError as exc:
         _fail(exc)
     for run in runs:
         render(run, out)
-    _write_reports(runs, html_path, markdown_path, pytest_benchmark_path)
+    if not _write_reports(runs, html_path, markdown_path, pytest_benchmark_path):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -242,17 +288,23 @@ def compare(
     if not 0 < threshold < 100:
         _fail(ConfigError(f"--threshold {threshold}: expected a percentage between 0 and 100, e.g. 5"))
     try:
+        check_writable(markdown_path, "--markdown")
         before, after = _load_run(baseline, db), _load_run(current, db)
     except BenchError as exc:
         _fail(exc)
+    for run, role, source in ((before, "baseline", baseline), (after, "current", current)):
+        if not run.results:
+            _fail(SchemaError(f"{role} {source}: the run has no results; there is nothing to compare"))
     differences = environment_differences(before, after)
     if differences and not allow_env_mismatch:
         _fail(ConfigError(f"the runs differ in {'; '.join(differences)}; pass --allow-env-mismatch to compare anyway"))
     changes = compare_runs(before, after, threshold / 100, memory_tolerance / 100)
     render_comparison(changes, out)
     if markdown_path:
-        markdown_path.parent.mkdir(parents=True, exist_ok=True)
         markdown_path.write_text(comparison_markdown(changes), encoding="utf-8")
+    if not any(change.presence == "both" for change in changes):
+        err.print("error: no case of the current run matches one of the baseline (model, variant, device, backend)")
+        raise typer.Exit(1)
     raise typer.Exit(1 if _print_regressions(changes) else 0)
 
 
@@ -307,5 +359,5 @@ def main() -> None:
     try:
         app()
     except BenchError as exc:  # raised outside a command's own handler
-        err.print(f"error: {exc}", highlight=False)
+        err.print(Text(f"error: {printable(exc)}"), soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +27,34 @@ class VariantSkipped(Exception):
 
 @dataclass
 class ConversionContext:
-    """What a recipe may need beyond the model: calibration inputs (one array per model input, N x ...)."""
+    """What a recipe may need beyond the model: calibration inputs (one array per model input, N x ...),
+    and a per-model memo of intermediate products (the fp32 ONNX export) shared by a process's recipes.
+
+    Intermediate files go under `scratch_root` (the run's work directory, which the parent removes even
+    when this process is killed) or the system temp directory; `close()` removes them."""
 
     calibration: tuple[Any, ...] = ()
     seed: int = 0
-    scratch: dict[str, Any] = field(default_factory=dict)  # per-model memo shared by a process's recipes
+    scratch: dict[str, Any] = field(default_factory=dict)
+    scratch_root: Path | None = None
+    _directories: list[Path] = field(default_factory=list)
+
+    def scratch_dir(self, prefix: str) -> Path:
+        directory = Path(tempfile.mkdtemp(prefix=prefix, dir=self.scratch_root))
+        self._directories.append(directory)
+        return directory
+
+    def close(self) -> None:
+        for directory in self._directories:
+            shutil.rmtree(directory, ignore_errors=True)
+        self._directories.clear()
+        self.scratch.clear()
+
+    def __enter__(self) -> ConversionContext:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 @dataclass

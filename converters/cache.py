@@ -97,6 +97,33 @@ def cache_key(fingerprint: str, variant: Variant, extra: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _well_formed(stored: Any) -> bool:
+    """A manifest is `{"files": {relative name: sha256}, "info": {...}}` whose info names a stored skip,
+    or the path of a main file that is among its files."""
+    if (
+        not isinstance(stored, dict)
+        or not isinstance(stored.get("files"), dict)
+        or not isinstance(stored.get("info"), dict)
+    ):
+        return False
+    files, info = stored["files"], stored["info"]
+    names_ok = all(
+        isinstance(name, str)
+        and name
+        and not Path(name).is_absolute()
+        and ".." not in Path(name).parts
+        and isinstance(sha, str)
+        and len(sha) == 64
+        for name, sha in files.items()
+    )
+    if not names_ok:
+        return False
+    if "skipped" in info:
+        return isinstance(info["skipped"], str) and not files
+    path = info.get("path")
+    return bool(files) and isinstance(path, str) and Path(path).name in {Path(name).parts[0] for name in files}
+
+
 class ArtifactCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or cache_root() / "artifacts"
@@ -105,20 +132,26 @@ class ArtifactCache:
         return self.root / key[:2] / key
 
     def lookup(self, key: str) -> dict[str, Any] | None:
-        """The stored metadata if the entry exists and every file still matches its hash."""
+        """The stored metadata if the entry exists, its manifest is well formed and every file still
+        matches its hash; any defect deletes the entry, so the caller rebuilds it."""
         entry = self.entry(key)
         manifest = entry / MANIFEST
-        if not manifest.exists():
+        if not entry.exists():
             return None
         try:
             stored = json.loads(manifest.read_text())
-            intact = all(file_sha256(entry / name) == sha for name, sha in stored["files"].items())
-        except (OSError, ValueError, KeyError):
+            intact = _well_formed(stored) and all(
+                file_sha256(entry / name) == sha for name, sha in stored["files"].items()
+            )
+        except (OSError, ValueError, RecursionError):
             intact = False
         if not intact:
             shutil.rmtree(entry, ignore_errors=True)
             return None
-        return dict(stored["info"])
+        info = dict(stored["info"])
+        if "path" in info:  # where the entry is now (the cache directory may have moved)
+            info["path"] = str(entry / Path(info["path"]).name)
+        return info
 
     def store_skip(self, key: str, reason: str) -> None:
         """Remember that a recipe does not apply to this model (no files, just the reason)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -54,7 +53,7 @@ class OnnxConverter(Converter):
         """The fp32 export every ONNX recipe starts from, made once per model and process."""
         key = f"onnx-fp32-opset{opset}"
         if key not in ctx.scratch:
-            directory = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
+            directory = ctx.scratch_dir("bench-onnx-")
             ctx.scratch[key] = (directory / "model.onnx", export_fp32(model, directory / "model.onnx", opset))
         return ctx.scratch[key]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,43 @@ import numpy as np
 from converters.base import VariantSkipped
 
 
+def topologically_sort(graph: Any) -> None:
+    """Reorder `graph.node` in place so every node comes after the producers of its inputs (Kahn's
+    algorithm, stable: ready nodes keep their original order). ONNX requires it and `onnx.checker` with
+    `full_check` rejects a graph without it; ONNX Runtime's fp16 converter inserts its input casts at the
+    end of the node list."""
+    nodes = list(graph.node)
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    producer = {output: index for index, node in enumerate(nodes) for output in node.output}
+    waiting_on = [{name for name in node.input if name not in available and name in producer} for node in nodes]
+    consumers: dict[int, list[int]] = {}
+    for index, needs in enumerate(waiting_on):
+        for name in needs:
+            consumers.setdefault(producer[name], []).append(index)
+    pending = [len({producer[name] for name in needs}) for needs in waiting_on]
+    ready = [index for index, count in enumerate(pending) if count == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        index = heapq.heappop(ready)
+        order.append(index)
+        for consumer in sorted(set(consumers.get(index, []))):
+            pending[consumer] -= 1
+            if pending[consumer] == 0:
+                heapq.heappush(ready, consumer)
+    if len(order) != len(nodes):
+        raise ValueError("the graph has a cycle; it cannot be sorted")
+    del graph.node[:]
+    graph.node.extend(nodes[index] for index in order)
+
+
 def to_fp16(source: Path, target: Path) -> None:
     """fp16 weights and compute; fp32 inputs and outputs kept so callers feed the same arrays."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    topologically_sort(model.graph)
     onnx.save(model, str(target))
 
 

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.prepare import prepare_isolated
+from harness.messages import ArtifactBuilt
+from harness.prepare import check_user_models, prepare_isolated
 from harness.schema import ArtifactInfo
 from profiles.catalog import VARIANTS
 from profiles.paths import cache_root, file_name
@@ -39,7 +40,14 @@ def convert_profile(
     rows: list[ConvertRow] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-convert-") as work:
+        unimportable = check_user_models([spec.ref for spec in models], profile.measure.timeout_s, logs)
         for spec in models:
+            if spec.ref in unimportable:
+                rows += [
+                    ConvertRow(spec.name, name, VARIANTS[name].format, "failed", unimportable[spec.ref], ArtifactInfo())
+                    for name in profile.variants
+                ]
+                continue
             prepared = prepare_isolated(
                 spec.ref,
                 list(profile.variants),
@@ -50,9 +58,9 @@ def convert_profile(
                 with_reference=False,
             )
             for name in profile.variants:
-                message = prepared.artifacts.get(name, {"status": "failed", "reason": prepared.failure})
-                artifact = ArtifactInfo(**message["info"]) if message.get("info") else ArtifactInfo()
-                status, reason = message["status"], message.get("reason")
+                message = prepared.artifacts.get(name, ArtifactBuilt(name, "failed", prepared.failure))
+                artifact = ArtifactInfo(**message.info) if message.info else ArtifactInfo()
+                status, reason = message.status, message.reason
                 rows.append(ConvertRow(spec.name, name, VARIANTS[name].format, status, reason, artifact))
                 if out_dir is not None and artifact.path:
                     _export(artifact, out_dir / file_name(spec.name) / name)

@@ -96,14 +96,31 @@ def _run_rows(session: Any, outputs: list[str] | None, inputs: list[np.ndarray])
     ]
 
 
+def prepared_module(model_ref: str, weights_path: str) -> Any:
+    """The model as it was prepared: built by its factory, then given the weights the reference outputs
+    and the artifacts came from (a factory without a seed builds other weights each time)."""
+    import torch
+
+    from profiles.zoo import load_model, resolve_model
+
+    module = load_model(resolve_model(model_ref)).module
+    module.load_state_dict(torch.load(weights_path, weights_only=True, map_location="cpu"))
+    return module.eval()
+
+
 def diagnose(
-    model_ref: str, artifact_path: str, parity_path: str, tolerance_db: float, send: Callable[[dict], None]
+    model_ref: str,
+    weights_path: str,
+    artifact_path: str,
+    parity_path: str,
+    tolerance_db: float,
+    send: Callable[[Any], None],
 ) -> None:
     import onnx
     import onnxruntime as ort
 
+    from harness.messages import Diagnosis
     from harness.worker import npz_arrays
-    from profiles.zoo import load_model, resolve_model
 
     inputs = npz_arrays(parity_path, "input_")
     reference = npz_arrays(parity_path, "ref_")[0]
@@ -117,7 +134,7 @@ def diagnose(
     worst = [int(i) for i in np.argsort(cosines)[:WORST_SAMPLES]]
     chosen = [x[worst] for x in inputs]
 
-    order, torch_values = _torch_layers(load_model(resolve_model(model_ref)).module, chosen)
+    order, torch_values = _torch_layers(prepared_module(model_ref, weights_path), chosen)
     mapping = module_outputs(onnx.load(artifact_path, load_external_data=False))
     layers = [name for name in order if name in mapping]
     with tempfile.TemporaryDirectory(prefix="bench-diagnose-") as directory:
@@ -142,7 +159,7 @@ def diagnose(
             "max_abs_err": float(np.max(np.abs(finite - torch_values[name]))) if actual.size else 0.0,
             "nonfinite": nonfinite,
         })  # fmt: skip
-    send({"kind": "diagnosis", "diagnosis": summarise(report, worst, cosines, tolerance_db)})
+    send(Diagnosis(summarise(report, worst, cosines, tolerance_db)))
 
 
 def summarise(layers: list[dict[str, Any]], worst: list[int], cosines: np.ndarray, tolerance_db: float) -> dict:

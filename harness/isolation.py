@@ -2,6 +2,11 @@
 
 The child sends messages over a pipe; the parent relays them as they arrive, kills the child at the
 deadline, and turns an abnormal end into a reason a person can act on.
+
+A child never outlives its parent: on Linux the kernel kills it when the parent dies
+(`PR_SET_PDEATHSIG`), elsewhere a watchdog thread ends it once its parent is gone. A child starts with
+SIGINT ignored (the disposition survives exec), so a Ctrl-C to the process group reaches only the
+parent, which then kills its child; no half-started worker prints a traceback on the user's terminal.
 """
 
 from __future__ import annotations
@@ -10,23 +15,53 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-Message = dict[str, Any]
+from harness.messages import WorkerError
+
+T = TypeVar("T")
+PR_SET_PDEATHSIG = 1
+WATCHDOG_INTERVAL_S = 0.5
 
 
 @dataclass
 class WorkerOutcome:
-    messages: list[Message] = field(default_factory=list)
+    messages: list[Any] = field(default_factory=list)
     failure: str | None = None  # None when the child finished normally
 
+    def first(self, kind: type[T]) -> T | None:
+        """The first message of a type, or None."""
+        return next((m for m in self.messages if isinstance(m, kind)), None)
 
-def _child(target: Callable[..., None], args: tuple[Any, ...], conn: Any, log_path: str | None) -> None:
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent_pid:  # the parent died before the request took effect
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(WATCHDOG_INTERVAL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _child(
+    target: Callable[..., None], args: tuple[Any, ...], conn: Any, log_path: str | None, parent_pid: int
+) -> None:
+    _die_with_parent(parent_pid)
     if log_path:
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
@@ -36,9 +71,21 @@ def _child(target: Callable[..., None], args: tuple[Any, ...], conn: Any, log_pa
     except BaseException as exc:
         traceback.print_exc()
         sys.stderr.flush()
-        conn.send({"kind": "error", "error": f"{type(exc).__name__}: {exc}".strip().splitlines()[0]})
+        conn.send(WorkerError(f"{type(exc).__name__}: {exc}".strip().splitlines()[0]))
     finally:
         conn.close()
+
+
+def _start_without_sigint(process: Any) -> None:
+    """Start the child with SIGINT ignored; only the main thread may change signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        process.start()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _last_log_line(log_path: str | None) -> str:
@@ -63,26 +110,27 @@ def run_isolated(
     target: Callable[..., None],
     args: tuple[Any, ...],
     timeout_s: float,
-    on_message: Callable[[Message], None] | None = None,
+    on_message: Callable[[Any], None] | None = None,
     log_path: Path | None = None,
 ) -> WorkerOutcome:
-    """Call ``target(*args, send)`` in a spawned process; `send` takes picklable dict messages.
+    """Call ``target(*args, send)`` in a spawned process; `send` takes picklable messages (the records of
+    `harness.messages`).
 
-    A message ``{"kind": "error", ...}`` is sent for an exception; the outcome's `failure` says why the
-    child ended abnormally (exception, exit code or signal, or the timeout), else None.
+    A `WorkerError` is sent for an exception; the outcome's `failure` says why the child ended
+    abnormally (exception, exit code or signal, or the timeout), else None.
     """
     context = mp.get_context("spawn")
     parent_conn, child_conn = context.Pipe(duplex=False)
     log = str(log_path) if log_path else None
-    process = context.Process(target=_child, args=(target, args, child_conn, log), daemon=True)
-    process.start()
+    process = context.Process(target=_child, args=(target, args, child_conn, log, os.getpid()), daemon=True)
+    _start_without_sigint(process)
     child_conn.close()
     outcome = WorkerOutcome()
     deadline = time.monotonic() + timeout_s
 
-    def receive(message: Message) -> None:
-        if message.get("kind") == "error":
-            outcome.failure = message["error"]
+    def receive(message: Any) -> None:
+        if isinstance(message, WorkerError):
+            outcome.failure = message.error
         outcome.messages.append(message)
         if on_message:
             on_message(message)

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from harness.isolation import run_isolated
+from harness.messages import ArtifactBuilt, ModelChecked, ModelRejected, PreparedModel, Stage
 from profiles.schema import Profile
 
-Send = Callable[[dict[str, Any]], None]
+Send = Callable[[Any], None]
 
 
 def model_inputs(spec: Any, loaded: Any, count: int, purpose: str, seed: int) -> tuple[list[np.ndarray], Any, str]:
@@ -48,6 +49,40 @@ def _reference_outputs(loaded: Any, inputs: list[np.ndarray]) -> list[np.ndarray
     return [np.concatenate([row[j] for row in rows]) for j in range(len(rows[0]))]
 
 
+def check_model(ref: str, send: Send) -> None:
+    """Import a user model's module and find its factory (worker side of `check_user_models`)."""
+    from profiles.errors import ModelError
+    from profiles.zoo import import_factory
+
+    try:
+        import_factory(ref)
+    except ModelError as exc:
+        send(ModelRejected(str(exc)))
+        return
+    send(ModelChecked(ref))
+
+
+def check_user_models(refs: list[str], timeout_s: float, log_dir: Path) -> dict[str, str]:
+    """Import each user model's module in a worker of its own. A module that raises on import, or has
+    no such factory, is a `ModelError` (bad input: exit 2); one that crashes or hangs is returned as a
+    failure reason for that model's cases, and the run goes on with the others."""
+    from profiles.errors import ModelError
+    from profiles.paths import file_name
+    from profiles.zoo import ZOO
+
+    failures = {}
+    for ref in refs:
+        if ref in ZOO:
+            continue
+        outcome = run_isolated(check_model, (ref,), timeout_s, None, log_dir / f"import-{file_name(ref)}.log")
+        rejected = outcome.first(ModelRejected)
+        if rejected is not None:
+            raise ModelError(rejected.message)
+        if outcome.first(ModelChecked) is None:
+            failures[ref] = f"{outcome.failure or 'worker sent no result'} while importing the model"
+    return failures
+
+
 def prepare_model(
     model_ref: str,
     variants: list[str],
@@ -58,8 +93,9 @@ def prepare_model(
     with_reference: bool,
     send: Send,
 ) -> None:
-    """Sends `stage` messages as it goes, one `prepared` (with the reference outputs saved, unless
-    `with_reference` is false: `bench convert` needs none), then one `artifact` message per variant."""
+    """Sends `Stage` records as it goes, one `PreparedModel` (with the reference outputs and weights
+    saved, unless `with_reference` is false: `bench convert` needs none), then one `ArtifactBuilt` per
+    variant."""
     from converters.base import ConversionContext, VariantSkipped
     from converters.build import build_artifact
     from converters.cache import ArtifactCache, model_fingerprint
@@ -68,16 +104,18 @@ def prepare_model(
     from profiles.paths import file_name
     from profiles.zoo import load_model, resolve_model
 
-    send({"kind": "stage", "stage": "building the model"})
+    send(Stage("building the model"))
     spec = resolve_model(model_ref)
     loaded = load_model(spec)
-    fingerprint = model_fingerprint(loaded, spec.factory)
+    fingerprint = model_fingerprint(loaded, loaded.factory)
     out = Path(work_dir) / f"{file_name(spec.name)}-{fingerprint[:12]}"
     out.mkdir(parents=True, exist_ok=True)
 
     source = ""
     if with_reference:
-        send({"kind": "stage", "stage": "computing reference outputs"})
+        import torch
+
+        send(Stage("computing reference outputs"))
         inputs, labels, source = model_inputs(spec, loaded, parity_samples, "parity", seed)
         references = _reference_outputs(loaded, inputs)
         np.savez(out / "inputs.npz", *(t.numpy() for t in loaded.example_inputs))
@@ -85,15 +123,16 @@ def prepare_model(
         if labels is not None:
             parity["labels"] = np.asarray(labels)
         np.savez(out / "parity.npz", **parity)
+        torch.save(loaded.module.state_dict(), out / "weights.pt")
     send(
-        {
-            "kind": "prepared",
-            "fingerprint": fingerprint,
-            "inputs_path": str(out / "inputs.npz"),
-            "parity_path": str(out / "parity.npz"),
-            "parity_source": source,
-            "task": spec.task,
-        }
+        PreparedModel(
+            fingerprint=fingerprint,
+            inputs_path=str(out / "inputs.npz"),
+            parity_path=str(out / "parity.npz"),
+            weights_path=str(out / "weights.pt"),
+            parity_source=source,
+            task=spec.task,
+        )
     )
 
     cache = ArtifactCache()
@@ -101,16 +140,16 @@ def prepare_model(
         calibration, _, _ = model_inputs(spec, loaded, calibration_samples, "calibration", seed)
     else:
         calibration = []
-    ctx = ConversionContext(calibration=tuple(calibration), seed=seed)
-    for name in variants:
-        send({"kind": "stage", "stage": f"converting {name}", "variant": name})
-        try:
-            info = build_artifact(loaded, fingerprint, VARIANTS[name], ctx, cache)
-            send({"kind": "artifact", "variant": name, "status": "ok", "info": info})
-        except VariantSkipped as exc:
-            send({"kind": "artifact", "variant": name, "status": "skipped", "reason": str(exc)})
-        except ConversionError as exc:
-            send({"kind": "artifact", "variant": name, "status": "failed", "reason": f"conversion failed: {exc}"})
+    with ConversionContext(calibration=tuple(calibration), seed=seed, scratch_root=Path(work_dir)) as ctx:
+        for name in variants:
+            send(Stage(f"converting {name}", name))
+            try:
+                info = build_artifact(loaded, fingerprint, VARIANTS[name], ctx, cache)
+                send(ArtifactBuilt(name, "ok", info=info))
+            except VariantSkipped as exc:
+                send(ArtifactBuilt(name, "skipped", str(exc)))
+            except ConversionError as exc:
+                send(ArtifactBuilt(name, "failed", f"conversion failed: {exc}"))
 
 
 @dataclass
@@ -119,10 +158,11 @@ class Prepared:
 
     inputs_path: str = ""
     parity_path: str = ""
+    weights_path: str = ""
     parity_source: str = ""
     task: str = "generic"
     failure: str | None = None  # the model itself failed (factory, reference outputs): all its cases fail
-    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> `artifact` message
+    artifacts: dict[str, ArtifactBuilt] = field(default_factory=dict)
 
 
 def prepare_isolated(
@@ -138,21 +178,23 @@ def prepare_isolated(
     variant, and a new worker carries on with the rest."""
     prepared = Prepared()
     pending = list(variants)
-    stage: dict[str, Any] = {}  # the last stage the current worker announced
+    stage: list[Stage] = []  # the last stage the current worker announced and has not finished
 
-    def on_message(message: dict[str, Any]) -> None:
-        if message["kind"] == "stage":
-            stage.clear()
-            stage.update(message)
-            on_stage(message["stage"])
-        elif message["kind"] == "prepared":
-            prepared.inputs_path = message["inputs_path"]
-            prepared.parity_path = message["parity_path"]
-            prepared.parity_source = message["parity_source"]
-            prepared.task = message["task"]
-        elif message["kind"] == "artifact":
-            prepared.artifacts[message["variant"]] = message
-            pending.remove(message["variant"])
+    def on_message(message: Any) -> None:
+        if isinstance(message, Stage):
+            stage[:] = [message]
+            on_stage(message.stage)
+        elif isinstance(message, PreparedModel):
+            prepared.inputs_path = message.inputs_path
+            prepared.parity_path = message.parity_path
+            prepared.weights_path = message.weights_path
+            prepared.parity_source = message.parity_source
+            prepared.task = message.task
+        elif isinstance(message, ArtifactBuilt):
+            prepared.artifacts[message.variant] = message
+            if message.variant in pending:
+                pending.remove(message.variant)
+            stage.clear()  # finished: a worker dying after this is not this variant's fault
 
     while True:
         stage.clear()
@@ -168,11 +210,12 @@ def prepare_isolated(
         outcome = run_isolated(prepare_model, arguments, profile.measure.timeout_s, on_message, log_path)
         if outcome.failure is None:
             return prepared
-        variant = stage.get("variant")
-        if variant is None:
-            prepared.failure = f"{outcome.failure} while {stage.get('stage', 'starting')}"
+        current = stage[0] if stage else None
+        if current is None or current.variant is None:  # not while converting: the model itself failed
+            if pending:  # (a worker dying after its last artifact has lost nothing)
+                prepared.failure = f"{outcome.failure} while {current.stage if current else 'starting'}"
             return prepared
-        prepared.artifacts[variant] = {"status": "failed", "reason": f"conversion {outcome.failure}"}
-        pending.remove(variant)
+        prepared.artifacts[current.variant] = ArtifactBuilt(current.variant, "failed", f"conversion {outcome.failure}")
+        pending.remove(current.variant)
         if not pending:
             return prepared

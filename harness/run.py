@@ -17,8 +17,9 @@ import numpy as np
 from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose
 from harness.environment import capture
 from harness.isolation import run_isolated
+from harness.messages import Diagnosis
 from harness.plan import Case, plan
-from harness.prepare import Prepared, prepare_isolated
+from harness.prepare import Prepared, check_user_models, prepare_isolated
 from harness.schema import (
     ArtifactInfo,
     EnergyStats,
@@ -59,6 +60,7 @@ class _Progress:
     failure: str | None = None
     skipped: str | None = None  # the runtime refused the device when loading
     baseline: bool = False  # a same-run A/B twin measuring the baseline's artifact
+    weights_path: str = ""  # the prepared model's weights, for a layer-by-layer diagnosis
 
     @property
     def done(self) -> bool:
@@ -96,6 +98,7 @@ class Runner:
         self.json_path = json_path
         self.store = store
         self.store_error: str | None = None
+        self.json_error: str | None = None  # the results file stopped being written: why
         self.observer = Observer()
         self.cases = plan(self.profile, shard)
         self.run_id = uuid.uuid4().hex[:12]
@@ -111,17 +114,18 @@ class Runner:
         self.baseline_record = replace(self.record, run_id=f"{self.run_id}-baseline", results=[])
 
     def _emit(self, result: Result, baseline: bool = False) -> None:
-        if baseline:
-            self.baseline_record.results.append(result)
-            if self.json_path:
-                write_results(self.baseline_record, self.json_path.with_suffix(".baseline.json"))
-            self._to_store(lambda store: store.add_result(self.baseline_record.run_id, result))
-            return
-        self.record.results.append(result)
-        if self.json_path:
-            write_results(self.record, self.json_path)
-        self._to_store(lambda store: store.add_result(self.run_id, result))
-        self.observer.result(result)
+        """Append a result and write it to the results file and to the store; each write fails alone."""
+        record = self.baseline_record if baseline else self.record
+        record.results.append(result)
+        self._to_store(lambda store: store.add_result(record.run_id, result))
+        if self.json_path and self.json_error is None:
+            path = self.json_path.with_suffix(".baseline.json") if baseline else self.json_path
+            try:
+                write_results(record, path)
+            except OSError as exc:
+                self.json_error = f"results file {path}: {exc.strerror or exc}"
+        if not baseline:
+            self.observer.result(result)
 
     def _to_store(self, write: Callable[[ResultsStore], None]) -> None:
         """A store that fails stops being written to; the results file still has every result."""
@@ -132,9 +136,12 @@ class Runner:
         except Exception as exc:
             self.store_error = f"results store {self.store.url}: {type(exc).__name__}: {exc}".splitlines()[0]
 
-    def _log(self, name: str) -> Path:
+    def _log_dir(self) -> Path:
         self.logs.mkdir(parents=True, exist_ok=True)
-        return self.logs / f"{file_name(name)}.log"
+        return self.logs
+
+    def _log(self, name: str) -> Path:
+        return self._log_dir() / f"{file_name(name)}.log"
 
     def run(self, observer: Observer | None = None) -> RunRecord:
         """Every variant is converted, even for a device this host cannot run: a skipped case still
@@ -152,7 +159,13 @@ class Runner:
         work_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))
         progress: list[_Progress] = []
         try:
+            unimportable = check_user_models(list(per_model), self.profile.measure.timeout_s, self._log_dir())
             for model_ref, cases in per_model.items():
+                if model_ref in unimportable:
+                    for case in cases:
+                        self._emit(_result(case, "failed", unimportable[model_ref]))
+                    self.observer.step(f"{model_ref}: cannot import")
+                    continue
                 variants = list(dict.fromkeys(c.variant.name for c in cases))
                 prepared = prepare_isolated(
                     model_ref,
@@ -186,12 +199,11 @@ class Runner:
         """A measurable case, or its result now: a failed conversion fails the case on any host; a
         skipped conversion or a device this host lacks makes it skipped, with the artifact if built."""
         message = prepared.artifacts.get(case.variant.name)
-        info = message.get("info") if message else None
-        artifact = ArtifactInfo(**info) if info else ArtifactInfo()
+        artifact = ArtifactInfo(**message.info) if message and message.info else ArtifactInfo()
         if message is None:
             status, reason = ("skipped", case.skip_reason) if case.skip_reason else ("failed", prepared.failure)
-        elif message["status"] != "ok":
-            status, reason = message["status"], message["reason"]
+        elif message.status != "ok":
+            status, reason = message.status, message.reason
         elif case.skip_reason:
             status, reason = "skipped", case.skip_reason
         else:
@@ -219,7 +231,7 @@ class Runner:
             threads=measure.threads,
             calls_per_sample=None,
         )
-        current = _Progress(case, spec, artifact)
+        current = _Progress(case, spec, artifact, weights_path=prepared.weights_path)
         twin = self._baseline_twin(current)
         return [current, twin] if twin else [current]
 
@@ -284,10 +296,10 @@ class Runner:
         """Layer-by-layer comparison of a failing ONNX variant, in a worker of its own."""
         tolerance = item.spec.gate.get("snr_db_min", DEFAULT_TOLERANCE_DB)
         log = self._log(f"diagnose-{item.case.label.replace(' ', '-')}")
-        arguments = (item.case.model.ref, item.spec.artifact_path, item.spec.parity_path, tolerance)
+        arguments = (item.case.model.ref, item.weights_path, item.spec.artifact_path, item.spec.parity_path, tolerance)
         outcome = run_isolated(diagnose, arguments, self.profile.measure.timeout_s, None, log)
-        found = next((m["diagnosis"] for m in outcome.messages if m["kind"] == "diagnosis"), None)
-        return found or {"summary": f"diagnosis failed: {outcome.failure} (log: {log})"}
+        found = outcome.first(Diagnosis)
+        return found.diagnosis if found else {"summary": f"diagnosis failed: {outcome.failure} (log: {log})"}
 
     def _finish(self, item: _Progress, interrupted: bool = False) -> Result:
         measure = self.profile.measure

@@ -206,13 +206,25 @@ def to_json(run: RunRecord) -> str:
     return json.dumps(json_safe(asdict(run)), indent=1, allow_nan=False)
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def write_results(run: RunRecord, path: Path) -> None:
-    """Atomic rewrite, so a reader (or a Ctrl-C) never sees half a file."""
+    """Atomic rewrite, so a reader (or a Ctrl-C) never sees half a file. The file gets the permissions
+    any new file of the user's gets (mkstemp's are 0600); the temp file never outlives a failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(to_json(run))
-    os.replace(tmp, path)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "w") as handle:
+            handle.write(to_json(run))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def parse_results(data: Any, source: str) -> RunRecord:
@@ -233,10 +245,22 @@ def parse_results(data: Any, source: str) -> RunRecord:
 
 
 def load_results(path: Path) -> RunRecord:
+    """A results file, or `SchemaError` in one line for anything that is not a readable one."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
     except FileNotFoundError as exc:
         raise SchemaError(f"{path}: no such results file") from exc
+    except IsADirectoryError as exc:
+        raise SchemaError(f"{path}: is a directory, not a results file") from exc
+    except OSError as exc:
+        raise SchemaError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"{path}: not a results file (not UTF-8 text at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise SchemaError(f"{path}: not valid JSON: {exc}") from exc
-    return parse_results(data, str(path))
+    except RecursionError as exc:
+        raise SchemaError(f"{path}: not a results file (JSON nested too deeply)") from exc
+    try:
+        return parse_results(data, str(path))
+    except RecursionError as exc:
+        raise SchemaError(f"{path}: not a results file (nested too deeply)") from exc

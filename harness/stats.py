@@ -12,16 +12,28 @@ from scipy import stats as sps
 from harness.schema import LatencyStats
 
 BOOTSTRAP_RESAMPLES = 4_000
+BOOTSTRAP_MAX_POINTS = 1_000  # per process; more samples are condensed to this many quantiles
 CV_WARN = 0.10
 MIN_SAMPLES_WARN = 30
 MODIFIED_Z_OUTLIER = 10.0  # hyperfine's threshold: about 10 sigma, in MAD units scaled to sigma
+
+
+def condensed(group: Sequence[float], points: int = BOOTSTRAP_MAX_POINTS) -> np.ndarray:
+    """The samples, or `points` evenly spaced quantiles of them where there are more: the same
+    distribution in bounded size. Resampling the quantiles spreads the bootstrap median a little wider
+    than resampling all samples would (fewer points), so the interval errs on the cautious side, and
+    the cost of a bootstrap no longer grows with the samples a results file holds."""
+    values = np.asarray(group, dtype=float)
+    if len(values) <= points:
+        return values
+    return np.quantile(values, (np.arange(points) + 0.5) / points)
 
 
 def bootstrap_centres(groups: Sequence[Sequence[float]], rng: np.random.Generator, resamples: int) -> np.ndarray:
     """Bootstrap replicates of the median of per-process medians, resampling processes, then samples
     within each. Resampling both levels keeps the process-to-process spread in the interval, which a
     bootstrap over the pooled samples would hide."""
-    arrays = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    arrays = [condensed(g) for g in groups if len(g)]
     medians = np.empty((resamples, len(arrays)))
     for index, group in enumerate(arrays):
         chunk = max(1, 2_000_000 // len(group))  # bounds memory for processes with many samples

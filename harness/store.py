@@ -10,6 +10,7 @@ append, and a reader never sees half a case.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,9 @@ class ResultsStore:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         if self.dialect == "postgresql" and parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
+        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000} if self.dialect == "sqlite" else {}
         try:
-            self.engine = sa.create_engine(parsed, future=True)
+            self.engine = sa.create_engine(parsed, future=True, connect_args=connect_args)
         except ImportError as exc:
             raise ConfigError(f"--db {url!r}: the driver is missing (pip install 'ondevice-bench[postgres]')") from exc
         if self.dialect == "sqlite":
@@ -95,27 +97,45 @@ class ResultsStore:
         self.migrate()
 
     def migrate(self) -> None:
-        """Apply pending migrations under a lock (SQLite: a write transaction; PostgreSQL: an advisory lock)."""
+        """Apply pending migrations under a lock (SQLite: a write transaction; PostgreSQL: an advisory lock).
+
+        Opening waits for other writers like every write does: SQLite's busy timeout covers the
+        transaction, and a lock that a connection's own set-up meets (switching the journal to WAL takes
+        an exclusive lock that the busy handler does not always wait for) is retried until the timeout."""
+        sa = self.sa
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        delay = 0.01
+        while True:
+            try:
+                self._migrate_once()
+                return
+            except sa.exc.OperationalError as exc:
+                first = str(exc.orig).strip().splitlines()[0]
+                if ("locked" not in first and "busy" not in first) or time.monotonic() > deadline:
+                    raise ConfigError(f"--db {self.url}: cannot open the store: {first}") from exc
+            except sa.exc.DatabaseError as exc:
+                first = str(exc.orig).strip().splitlines()[0]
+                raise ConfigError(f"--db {self.url}: not a results store: {first}") from exc
+            time.sleep(delay)  # back off and retry: another process holds the lock
+            delay = min(delay * 2, 0.5)
+
+    def _migrate_once(self) -> None:
         sa = self.sa
         serial = "INTEGER" if self.dialect == "sqlite" else "SERIAL"
-        try:
-            with self.engine.begin() as conn:
-                if self.dialect == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7470520)"))
-                conn.execute(sa.text(_MIGRATIONS_TABLE))
-                done = {row[0] for row in conn.execute(sa.text("SELECT version FROM schema_migrations"))}
-                for version, statements in MIGRATIONS:
-                    if version in done:
-                        continue
-                    for statement in statements:
-                        conn.execute(sa.text(statement.replace("{serial}", serial)))
-                    conn.execute(
-                        sa.text("INSERT INTO schema_migrations (version, applied_at) VALUES (:v, CURRENT_TIMESTAMP)"),
-                        {"v": version},
-                    )
-        except sa.exc.OperationalError as exc:
-            first = str(exc.orig).strip().splitlines()[0]
-            raise ConfigError(f"--db {self.url}: cannot open the store: {first}") from exc
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7470520)"))
+            conn.execute(sa.text(_MIGRATIONS_TABLE))
+            done = {row[0] for row in conn.execute(sa.text("SELECT version FROM schema_migrations"))}
+            for version, statements in MIGRATIONS:
+                if version in done:
+                    continue
+                for statement in statements:
+                    conn.execute(sa.text(statement.replace("{serial}", serial)))
+                conn.execute(
+                    sa.text("INSERT INTO schema_migrations (version, applied_at) VALUES (:v, CURRENT_TIMESTAMP)"),
+                    {"v": version},
+                )
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
@@ -192,7 +212,7 @@ class ResultsStore:
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     connection.isolation_level = None  # let SQLAlchemy's BEGIN IMMEDIATE take the write lock up front
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

@@ -7,6 +7,7 @@ It lives in `profiles`, the bottom layer, because every other package imports fr
     ├── ModelError         a model reference cannot be resolved (exit 2)
     ├── SchemaError        a results file cannot be read (exit 2)
     ├── NothingToRun       every case was refused by this host (exit 2)
+    ├── NothingToDo        the request selects no work, which is not a mistake (exit 0): an empty shard
     ├── ConversionError    a converter failed (one failed result, the run goes on)
     └── BackendError       a backend failed to load or run an artifact (one failed result)
 
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigError",
     "ConversionError",
     "ModelError",
+    "NothingToDo",
     "NothingToRun",
     "SchemaError",
 ]
@@ -46,6 +48,10 @@ class SchemaError(BenchError):
 
 class NothingToRun(BenchError):
     exit_code = 2
+
+
+class NothingToDo(BenchError):
+    exit_code = 0
 
 
 class ConversionError(BenchError):

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
 from profiles.catalog import VARIANTS
 from profiles.errors import ConfigError
@@ -25,13 +25,19 @@ class _Strict(BaseModel):
 
 
 class Measure(_Strict):
-    budget_s: float = Field(3.0, gt=0, description="sampling seconds per case, split over its processes")
-    processes: int = Field(3, ge=1, le=100, description="fresh worker processes per case")
-    warmup: int = Field(10, ge=0, description="calls before sampling; the same for every variant")
-    min_sample_ms: float = Field(1.0, gt=0, description="a sample batches calls until it lasts this long")
-    timeout_s: float = Field(300.0, gt=0, description="a worker running longer is killed and its case fails")
-    threads: int = Field(1, ge=0, description="intra-op threads; 0 means the runtime's own default")
-    seed: int = Field(0, description="seeds the interleaved process order and synthetic inputs")
+    budget_s: float = Field(
+        3.0, gt=0, le=3600, allow_inf_nan=False, description="sampling seconds per case, split over its processes"
+    )
+    processes: StrictInt = Field(3, ge=1, le=100, description="fresh worker processes per case")
+    warmup: StrictInt = Field(10, ge=0, le=100_000, description="calls before sampling; the same for every variant")
+    min_sample_ms: float = Field(
+        1.0, gt=0, le=10_000, allow_inf_nan=False, description="a sample batches calls until it lasts this long"
+    )
+    timeout_s: float = Field(
+        300.0, gt=0, le=86_400, allow_inf_nan=False, description="a worker running longer is killed; its case fails"
+    )
+    threads: StrictInt = Field(1, ge=0, le=1024, description="intra-op threads; 0 means the runtime's own default")
+    seed: StrictInt = Field(0, ge=0, lt=2**32, description="seeds the interleaved process order and synthetic inputs")
 
 
 class Gate(_Strict):
@@ -60,8 +66,10 @@ Family = Literal["fp32", "fp16", "int8", "int4", "palettized"]
 
 
 class Parity(_Strict):
-    samples: int = Field(64, ge=1, description="parity inputs per model (dataset rows, else synthetic)")
-    enforce: bool = Field(True, description="a failed gate makes the exit code 1; false: report only")
+    samples: StrictInt = Field(
+        64, ge=1, le=100_000, description="parity inputs per model (dataset rows, else synthetic)"
+    )
+    enforce: StrictBool = Field(True, description="a failed gate makes the exit code 1; false: report only")
     gates: dict[Family, Gate] = Field(default_factory=_default_gates)
     models: dict[str, dict[Family, Gate]] = Field(
         default_factory=dict, description='per-model overrides: [parity.models."NAME".FAMILY]'
@@ -85,8 +93,8 @@ class Parity(_Strict):
 
 
 class Convert(_Strict):
-    calibration_samples: int = Field(
-        32, ge=1, description="inputs for calibrated recipes (int8 static, W8A8), apart from the parity inputs"
+    calibration_samples: StrictInt = Field(
+        32, ge=1, le=100_000, description="inputs for calibrated recipes (int8 static, W8A8), apart from parity's"
     )
 
 
@@ -107,7 +115,20 @@ class Profile(_Strict):
         for name in value:
             if name not in VARIANTS:
                 raise ValueError(f"unknown variant '{name}'; allowed: all, {', '.join(VARIANTS)}")
-        return value
+        return _unique(value)
+
+    @field_validator("models", "devices")
+    @classmethod
+    def _no_repeats(cls, value: list[str]) -> list[str]:
+        return _unique(value)
+
+
+def _unique(values: list[str]) -> list[str]:
+    """The list itself; a name given twice is a mistake (it would be measured twice under one label)."""
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(repeated)} given more than once; list each once")
+    return values
 
 
 class ResolvedProfile(BaseModel):
@@ -131,7 +152,7 @@ def builtin_profiles() -> dict[str, str]:
 
 def _read(name_or_path: str) -> tuple[str, str, dict[str, Any]]:
     builtin = resources.files("profiles").joinpath(BUILTIN_DIR, f"{name_or_path}.toml")
-    if builtin.is_file():
+    if "/" not in name_or_path and builtin.is_file():
         text, source, name = builtin.read_text(), f"profiles/{BUILTIN_DIR}/{name_or_path}.toml", name_or_path
     else:
         path = Path(name_or_path)
@@ -139,11 +160,19 @@ def _read(name_or_path: str) -> tuple[str, str, dict[str, Any]]:
             raise ConfigError(
                 f"profile '{name_or_path}': no such built-in profile ({', '.join(builtin_profiles())}) and no such file"
             )
-        text, source, name = path.read_text(), str(path), path.stem
+        source, name = str(path), path.stem
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read the profile: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not a TOML profile (not UTF-8 text at byte {exc.start})") from exc
     try:
         return name, source, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{source}: not a profile (nested too deeply)") from exc
 
 
 def _owner(loc: tuple[Any, ...]) -> type[BaseModel]:
@@ -177,12 +206,17 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
     for dotted, value in (overrides or {}).items():
         section = data
         *parents, leaf = dotted.split(".")
-        for parent in parents:
+        for depth, parent in enumerate(parents):
             section = section.setdefault(parent, {})
+            if not isinstance(section, dict):
+                where = ".".join(parents[: depth + 1])
+                raise ConfigError(f"{source}: {where} = {section!r}: expected a table ([{where}]) of keys")
         section[leaf] = value
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
         first = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         raise ConfigError(f"{source}: {_describe(dict(first), data)}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{source}: not a profile (nested too deeply)") from exc
     return ResolvedProfile(name=name, source=source, profile=profile)

@@ -82,6 +82,13 @@ USER_MODELS = textwrap.dedent(
 
     def unconvertible():
         return _build(Unconvertible)
+
+
+    def dies_at_exit():
+        import atexit
+
+        atexit.register(os._exit, 3)  # the process that built it ends abnormally after its last message
+        return _build(Tiny)
     """
 )
 
@@ -257,3 +264,25 @@ def test_convert_reports_every_variant_and_hits_the_cache(user_dir: Path) -> Non
     assert built and all("│ hit " in row for row in built)
     assert "│ built " not in second.stdout
     assert "activation calibration runs Core ML predict" in second.stdout or sys.platform == "darwin"
+
+
+def test_a_preparation_worker_dying_after_its_last_artifact_loses_nothing(user_dir: Path) -> None:
+    args = ("convert", "smoke", "-m", "usermodels:dies_at_exit", "-v", "onnx-fp32", "-v", "onnx-fp16")
+    proc = bench(*args, cwd=user_dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if "│ onnx-fp" in line]
+    assert len(rows) == 2 and all("│ ok " in row for row in rows)
+
+
+def test_nothing_outlives_a_run_in_the_temp_directory(user_dir: Path) -> None:
+    temp = user_dir / "tmp"
+    temp.mkdir()
+    proc = bench(
+        "run", "smoke", "-m", "usermodels:tiny", "-v", "onnx-fp32", "-v", "onnx-fp16", "-v", "onnx-int8-static",
+        "--budget", "0.3", "--processes", "1", "--json", str(user_dir / "r.json"), cwd=user_dir,
+        env={"TMPDIR": str(temp)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # `.ses`: ONNX Runtime's own telemetry session file, one fixed name written at `import onnxruntime`
+    assert [p.name for p in temp.iterdir() if p.name != ".ses"] == []

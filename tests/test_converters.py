@@ -73,3 +73,34 @@ def test_export_failure_is_a_conversion_error_with_both_paths(tmp_path: Path) ->
     model = LoadedModel(Unexportable().eval(), (torch.ones(1, 4),))
     with pytest.raises(ConversionError, match=r"dynamo: .*torchscript: .*'aten::linalg_eigvals'"):
         build_artifact(model, "u", VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    ['{"files": []}', '{"files": {}, "info": {}}', '{"files": {"model.onnx": "abc"}, "info": {"path": "x"}}', "[]"],
+    ids=["files-list", "empty-info", "bad-hash", "not-an-object"],
+)
+def test_a_malformed_manifest_is_rebuilt(tmp_path: Path, manifest: str) -> None:
+    cache = ArtifactCache(tmp_path)
+    model = tiny()
+    first = build_artifact(model, "fp", VARIANTS["onnx-fp32"], ConversionContext(), cache)
+    (Path(first["path"]).parent / "manifest.json").write_text(manifest)
+    rebuilt = build_artifact(model, "fp", VARIANTS["onnx-fp32"], ConversionContext(), cache)
+    assert not rebuilt["cache_hit"] and rebuilt["sha256"] == first["sha256"]
+    assert build_artifact(model, "fp", VARIANTS["onnx-fp32"], ConversionContext(), cache)["cache_hit"]
+
+
+def test_a_moved_cache_still_hits_with_its_new_paths(tmp_path: Path) -> None:
+    model = tiny()
+    first = build_artifact(model, "fp", VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path / "a"))
+    (tmp_path / "a").rename(tmp_path / "b")
+    moved = build_artifact(model, "fp", VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path / "b"))
+    assert moved["cache_hit"] and moved["path"].startswith(str(tmp_path / "b")) and Path(moved["path"]).exists()
+    assert moved["sha256"] == first["sha256"]
+
+
+def test_intermediate_files_are_removed_with_the_context(tmp_path: Path) -> None:
+    with ConversionContext(scratch_root=tmp_path) as ctx:
+        build_artifact(tiny(), "fp", VARIANTS["onnx-fp16"], ctx, ArtifactCache(tmp_path / "cache"))
+        assert list(tmp_path.glob("bench-onnx-*"))
+    assert not list(tmp_path.glob("bench-onnx-*"))

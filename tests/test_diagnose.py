@@ -13,6 +13,8 @@ from tests.conftest import bench
 
 OVERFLOW = textwrap.dedent(
     """
+    from pathlib import Path
+
     import torch
 
 
@@ -33,7 +35,12 @@ OVERFLOW = textwrap.dedent(
 
 
     def overflow():
-        torch.manual_seed(0)
+        # other weights at every call, as a factory without a seed gives: the diagnosis must use the
+        # weights the reference outputs and the artifacts came from
+        calls = Path(__file__).with_suffix(".calls")
+        count = len(calls.read_text()) if calls.exists() else 0
+        calls.write_text("x" * (count + 1))
+        torch.manual_seed(count)
         return Overflow().eval(), torch.randn(1, 16)
 
 

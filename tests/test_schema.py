@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,37 @@ def test_non_finite_numbers_are_written_as_null(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     write_results(run, path)
     assert load_results(path).results[0].parity.metrics == {"max_rel_err": None, "snr_db": None}
+
+
+def test_results_files_get_the_users_umask_and_no_temp_file_survives(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        write_results(record(), tmp_path / "r.json")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+    target = tmp_path / "a-directory"
+    target.mkdir()
+    (target / "keep").write_text("x")  # os.replace cannot put a file over a non-empty directory
+    with pytest.raises(OSError):
+        write_results(record(), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-directory", "r.json"]
+
+
+def test_a_results_file_failing_mid_run_does_not_stop_the_store(tmp_path: Path) -> None:
+    from harness.run import Runner
+    from harness.store import ResultsStore
+    from profiles.schema import load_profile
+
+    store = ResultsStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    json_path = tmp_path / "out" / "r.json"
+    runner = Runner(load_profile("smoke"), json_path, store)
+    store.add_run(runner.record)
+    first, second = record().results[0], Result("m2", "onnx-fp32", "onnx", "cpu", "onnxruntime", "skipped")
+    runner._emit(first)
+    assert json_path.exists()
+    (tmp_path / "out").rename(tmp_path / "gone")
+    (tmp_path / "out").write_text("a file where the results directory was")
+    runner._emit(second)
+    assert runner.json_error is not None and runner.json_error.startswith(f"results file {json_path}: ")
+    assert [r.model for r in store.load_run(runner.run_id).results] == ["m", "m2"]

@@ -82,3 +82,16 @@ def test_too_few_processes_are_inconclusive_and_say_how_many() -> None:
     assert result.verdict == "inconclusive" and result.p_value is None
     assert "run at least 4 per side" in result.detail
     assert min_attainable_p(3, 3) == pytest.approx(0.1) and min_attainable_p(4, 4) == pytest.approx(2 / 70)
+
+
+def test_bootstrap_cost_is_bounded_by_condensing_large_processes() -> None:
+    from harness.stats import BOOTSTRAP_MAX_POINTS, condensed
+
+    rng = np.random.default_rng(0)
+    big = rng.gamma(5.0, 0.2, 2_000_000)
+    small = condensed(big)
+    assert len(small) == BOOTSTRAP_MAX_POINTS
+    assert np.median(small) == pytest.approx(np.median(big), rel=1e-3)
+    assert condensed(big[:10]).tolist() == big[:10].tolist()
+    lo, hi = hierarchical_bootstrap_ci([big, big * 1.01, big * 0.99], seed=0)
+    assert lo < np.median(big) < hi

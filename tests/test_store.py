@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +20,7 @@ from harness.schema import Environment, Result, RunRecord, load_results
 from harness.stats import summarise
 from harness.store import LATEST_VERSION, ResultsStore
 from profiles.errors import ConfigError, SchemaError
+from tests.store_writer import open_and_write
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -151,3 +154,38 @@ def test_two_bench_runs_write_one_store_at_once(tmp_path: Path) -> None:
             if json.loads((tmp_path / f"r{i}.json").read_text())["run_id"] == run_id
         )
         assert stored.results == from_file.results
+
+
+def test_four_runs_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """What four `bench run`s do first, at the same instant, ten times over: open a store that does not
+    exist yet (migrations, the switch to WAL), then write a run. In the first round another writer holds
+    the database's lock for longer than SQLite's default 5 s wait, as a long transaction would; none may
+    fail with 'database is locked'."""
+    context = mp.get_context("spawn")
+    for repetition in range(10):
+        database = tmp_path / f"fresh{repetition}.sqlite"
+        url = f"sqlite:///{database}"
+        ready, go = context.Semaphore(0), context.Event()
+        writers = [context.Process(target=open_and_write, args=(url, f"r{i}", ready, go)) for i in range(4)]
+        for writer in writers:
+            writer.start()
+        for _ in writers:
+            assert ready.acquire(timeout=120)
+        holder = sqlite3.connect(database, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        go.set()
+        if repetition == 0:
+            time.sleep(6.0)  # the hold itself: a writer keeping the lock this long is the condition tested
+        holder.execute("COMMIT")
+        holder.close()
+        for writer in writers:
+            writer.join(120)
+        assert [w.exitcode for w in writers] == [0, 0, 0, 0], f"repetition {repetition}"
+        assert sorted(ResultsStore(url).run_ids()) == ["r0", "r1", "r2", "r3"]
+
+
+def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
+    impostor = tmp_path / "results.sqlite"
+    impostor.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ConfigError, match=r"not a results store: file is not a database"):
+        ResultsStore(f"sqlite:///{impostor}")

@@ -84,6 +84,8 @@ def test_user_model_from_a_file_and_from_a_module(tmp_path: Path, monkeypatch: p
     with pytest.raises(ModelError, match=r"must return \(nn.Module, example_inputs\)"):
         load_model(resolve_model("mymodels:broken"))
     with pytest.raises(ModelError, match="has no callable named 'missing'"):
-        resolve_model("mymodels:missing")
+        load_model(resolve_model("mymodels:missing"))
     with pytest.raises(ModelError, match="cannot import no_such_pkg"):
-        resolve_model("no_such_pkg.mod:build")
+        load_model(resolve_model("no_such_pkg.mod:build"))
+    with pytest.raises(ModelError, match="does not exist"):
+        resolve_model(f"{tmp_path / 'nope.py'}:build")

@@ -43,6 +43,7 @@ class ModelSpec:
 class LoadedModel:
     module: Any  # torch.nn.Module in eval mode
     example_inputs: tuple[Any, ...]  # torch tensors, batch 1
+    factory: Any = None  # the function that built it (a user factory: the imported function itself)
 
     @property
     def input_names(self) -> list[str]:
@@ -160,7 +161,10 @@ ZOO: dict[str, ModelSpec] = {
 }
 
 
-def _import_factory(ref: str) -> Callable[[], Any]:
+def import_factory(ref: str) -> Callable[[], Any]:
+    """Import a user factory `package.module:factory` or `path/to/file.py:factory`; `ModelError` in one
+    line. Only worker processes call this: a user module runs its import-time code (which may crash,
+    hang or print) where that fails only its own cases."""
     target, _, attr = ref.rpartition(":")
     if not target or not attr:
         raise ModelError(f"model '{ref}': expected package.module:factory or path/to/file.py:factory")
@@ -181,7 +185,7 @@ def _import_factory(ref: str) -> Callable[[], Any]:
             module = importlib.import_module(target)
     except ModelError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a module calling sys.exit at import cannot be imported either
         raise ModelError(f"model '{ref}': cannot import {target}: {type(exc).__name__}: {exc}") from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
@@ -189,24 +193,42 @@ def _import_factory(ref: str) -> Callable[[], Any]:
     return factory
 
 
+@dataclass(frozen=True)
+class UserFactory:
+    """A user factory by reference, imported when first called (in a worker, never in `bench` itself)."""
+
+    ref: str
+
+    def resolve(self) -> Callable[[], Any]:
+        return import_factory(self.ref)
+
+    def __call__(self) -> Any:
+        return self.resolve()()
+
+
 def resolve_model(ref: str) -> ModelSpec:
-    """A zoo name or a user factory reference, checked to import; raises `ModelError` in one line."""
+    """A zoo name or a user factory reference, checked for its form (and a file path for its existence)
+    without importing anything; raises `ModelError` in one line."""
     if ref in ZOO:
         return ZOO[ref]
-    if ":" not in ref:
+    target, _, attr = ref.rpartition(":")
+    if ":" not in ref or not target or not attr:
         raise ModelError(
             f"unknown model '{ref}': not in the zoo ({', '.join(sorted(ZOO))}) "
-            "and not of the form package.module:factory"
+            "and not of the form package.module:factory or path/to/file.py:factory"
         )
-    return ModelSpec(ref, ref, f"user model {ref}", "generic", _import_factory(ref))
+    if target.endswith(".py") and not Path(target).resolve().is_file():
+        raise ModelError(f"model '{ref}': file {Path(target).resolve()} does not exist")
+    return ModelSpec(ref, ref, f"user model {ref}", "generic", UserFactory(ref))
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:
-    """Call the factory and check what it returned against the protocol."""
+    """Call the factory (importing a user factory first) and check what it returned against the protocol."""
     import torch
 
+    factory = spec.factory.resolve() if isinstance(spec.factory, UserFactory) else spec.factory
     try:
-        built = spec.factory()
+        built = factory()
     except Exception as exc:
         raise ModelError(f"model '{spec.name}': factory raised {type(exc).__name__}: {exc}") from exc
     if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module)):
@@ -215,4 +237,4 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
         raise ModelError(f"model '{spec.name}': example_inputs must be a tensor or a tuple of tensors")
-    return LoadedModel(module.eval(), inputs)
+    return LoadedModel(module.eval(), inputs, factory)

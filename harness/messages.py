@@ -1,0 +1,67 @@
+"""What crosses the process boundary: one dataclass per message a worker sends its parent.
+
+They pickle as they are (every field is a plain value, a list, a dict or another of these records), so
+the parent receives typed records instead of dicts to splat into dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkerError:
+    """The target raised: the exception's type and first line (the traceback is in the worker's log)."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a preparation worker is doing now; `variant` while it converts one."""
+
+    stage: str
+    variant: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelChecked:
+    """A user model's module imported and named a callable factory."""
+
+    ref: str
+
+
+@dataclass(frozen=True)
+class ModelRejected:
+    """A user model's reference cannot be used: the module does not import, or has no such factory."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """A model built and its reference outputs saved (paths are empty for `bench convert`)."""
+
+    fingerprint: str
+    inputs_path: str
+    parity_path: str
+    weights_path: str
+    parity_source: str
+    task: str
+
+
+@dataclass(frozen=True)
+class ArtifactBuilt:
+    """One variant's conversion: `info` holds `harness.schema.ArtifactInfo` keys when status is ok (and
+    for a skip whose artifact exists)."""
+
+    variant: str
+    status: str  # ok | skipped | failed
+    reason: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    diagnosis: dict[str, Any]

@@ -1,0 +1,281 @@
+"""An unlucky or hostile user: bad files, bad values, bad paths and models that misbehave at import.
+Each gets one line and the stated exit code, and nothing measured is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import bench
+
+
+def _one_line(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def _profile(directory: Path, text: str, name: str = "p.toml") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b'{"schema_version": 1, "run_id": "\xff\xfe"}', "not UTF-8 text at byte"),
+        (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
+        (b'{"schema_version": 1, "results": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", "nested too deeply"),
+    ],
+    ids=["not-utf8", "deep-json", "deep-results"],
+)
+def test_hostile_results_files_are_one_line(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "r.json"
+    path.write_bytes(content)
+    assert expected in _one_line(bench("report", str(path), cwd=tmp_path))
+    assert expected in _one_line(bench("compare", str(path), str(path), cwd=tmp_path))
+
+
+def test_results_paths_that_are_not_readable_files_are_one_line(tmp_path: Path) -> None:
+    assert "is a directory, not a results file" in _one_line(bench("report", str(tmp_path), cwd=tmp_path))
+    assert "cannot read it" in _one_line(bench("report", "/proc/self/mem", cwd=tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("text", "flags", "expected"),
+    [
+        (None, (), "not a TOML profile (not UTF-8 text at byte"),
+        ("a = " + "[" * 100_000 + "]" * 100_000, (), "nested too deeply"),
+        ('models = ["digits_cnn"]\nmeasure = 5\n', ("--budget", "1"), "measure = 5: expected a table"),
+        ('models = ["digits_cnn"]\n[measure]\nseed = -1\n', (), "measure.seed = -1: Input should be greater"),
+        ('models = ["digits_cnn"]\n[measure]\nbudget_s = inf\n', (), "measure.budget_s = inf"),
+        ('models = ["digits_cnn"]\n', ("--budget", "inf"), "measure.budget_s = inf"),
+        ('models = ["digits_cnn"]\n[measure]\nwarmup = 1e30\n', (), "measure.warmup = 1e+30"),
+        ('models = ["digits_cnn"]\n[measure]\nthreads = 9223372036854775807\n', (), "measure.threads"),
+        ('models = ["digits_cnn"]\n[measure]\nprocesses = true\n', (), "measure.processes = True"),
+        ('models = ["digits_cnn"]\n[parity]\nsamples = 1e12\n', (), "parity.samples"),
+        ('models = ["digits_cnn", "digits_cnn"]\n', (), "digits_cnn given more than once"),
+    ],
+    ids=[
+        "not-utf8",
+        "deep",
+        "measure-not-a-table",
+        "negative-seed",
+        "inf-budget",
+        "inf-budget-flag",
+        "huge-warmup",
+        "huge-threads",
+        "bool-processes",
+        "huge-samples",
+        "duplicate-models",
+    ],
+)
+def test_hostile_profiles_are_one_line_naming_the_key(
+    tmp_path: Path, text: str | None, flags: tuple[str, ...], expected: str
+) -> None:
+    path = tmp_path / "p.toml"
+    if text is None:
+        path.write_bytes(b'models = ["digits_cnn"]\ndescription = "\xff"\n')
+    else:
+        path.write_text(text)
+    line = _one_line(bench("run", str(path), *flags, "--json", str(tmp_path / "r.json"), cwd=tmp_path))
+    assert line.startswith(f"error: {path}: ") and expected in line
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_an_unreadable_profile_is_one_line(tmp_path: Path) -> None:
+    assert "cannot read the profile" in _one_line(bench("run", "/proc/self/mem", cwd=tmp_path))
+
+
+@pytest.mark.parametrize("flag", ["--json", "--html", "--markdown"])
+def test_unwritable_outputs_fail_before_any_work(tmp_path: Path, flag: str) -> None:
+    started = time.monotonic()
+    line = _one_line(bench("run", "smoke", flag, "/proc/r.out", "--db", f"sqlite:///{tmp_path / 's.db'}"))
+    assert line.startswith(f"error: {flag} /proc/r.out: cannot write there")
+    assert time.monotonic() - started < 30  # before measuring anything (a smoke run takes longer)
+    line = _one_line(bench("run", "smoke", flag, str(tmp_path), "--db", f"sqlite:///{tmp_path / 's.db'}"))
+    assert line == f"error: {flag} {tmp_path}: is a directory; give a file path, e.g. {tmp_path / 'results'}"
+
+
+def test_report_and_compare_check_their_outputs_first(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.json"
+    line = _one_line(bench("report", str(missing), "--pytest-benchmark", "/proc/x.json", cwd=tmp_path))
+    assert "--pytest-benchmark /proc/x.json: cannot write there" in line
+    line = _one_line(bench("compare", str(missing), str(missing), "--markdown", str(tmp_path), cwd=tmp_path))
+    assert "--markdown" in line and "is a directory" in line
+
+
+def test_a_file_that_is_not_a_store_is_one_line(tmp_path: Path) -> None:
+    impostor = tmp_path / "store.sqlite"
+    impostor.write_text("hello" * 1000)
+    line = _one_line(bench("run", "smoke", "--db", f"sqlite:///{impostor}", cwd=tmp_path))
+    assert line == f"error: --db sqlite:///{impostor}: not a results store: file is not a database"
+
+
+def test_control_characters_in_names_are_shown_escaped(tmp_path: Path) -> None:
+    proc = bench("run", "-m", "\x1b[31mevil\x07", cwd=tmp_path)
+    line = _one_line(proc)
+    assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr
+    assert "unknown model '\\x1b[31mevil\\x07'" in line
+
+
+def test_an_empty_shard_is_not_an_error(tmp_path: Path) -> None:
+    proc = bench("run", "smoke", "--shard", "3/3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "nothing to do: shard 3/3 is empty: this profile has only 2 cases"
+
+
+def test_compare_against_a_run_without_results_is_an_error(tmp_path: Path) -> None:
+    from harness.schema import Environment, RunRecord, write_results
+
+    env = Environment("Linux", "x86_64", "cpu", 2, "3.11", {}, {}, "h")
+    empty = tmp_path / "empty.json"
+    write_results(RunRecord("e", "2026-11-23T00:00:00+00:00", env, {}), empty)
+    line = _one_line(bench("compare", str(empty), str(empty), cwd=tmp_path))
+    assert line == f"error: baseline {empty}: the run has no results; there is nothing to compare"
+
+
+IMPORT_FAULTS = {
+    "exits.py": "import os\nos._exit(1)\n",
+    "quits.py": "import sys\nsys.exit('bye')\n",
+    "sleeps.py": "import time\ntime.sleep(3600)\n",
+    "chatty.py": textwrap.dedent(
+        """
+        import torch
+
+        for line in range(200_000):
+            print(f"chatter {line}")
+
+
+        def tiny():
+            torch.manual_seed(0)
+            return torch.nn.Linear(16, 4).eval(), torch.randn(1, 16)
+        """
+    ),
+}
+
+
+def test_user_modules_that_misbehave_at_import_fail_alone(tmp_path: Path) -> None:
+    """The bench process never imports a user module: one that exits or hangs at import fails its own
+    cases, one that prints floods only its worker's log, and one that raises is a one-line error."""
+    for name, source in IMPORT_FAULTS.items():
+        (tmp_path / name).write_text(source)
+    line = _one_line(bench("run", "smoke", "-m", "quits:build", cwd=tmp_path))
+    assert line == "error: model 'quits:build': cannot import quits: SystemExit: bye"
+    profile = _profile(
+        tmp_path,
+        """
+        models = ["exits:build", "sleeps:build", "chatty:tiny"]
+        variants = ["onnx-fp32"]
+        [measure]
+        budget_s = 0.3
+        processes = 1
+        timeout_s = 40
+        [parity]
+        samples = 4
+        """,
+    )
+    out = tmp_path / "r.json"
+    proc = bench("run", str(profile), "--json", str(out), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "chatter" not in proc.stdout + proc.stderr
+    cases = {r["model"]: r for r in json.loads(out.read_text())["results"]}
+    assert cases["exits:build"]["status"] == "failed"
+    assert cases["exits:build"]["reason"] == "worker exited with code 1 while importing the model"
+    assert cases["sleeps:build"]["reason"] == "timed out after 40 s while importing the model"
+    assert cases["chatty:tiny"]["status"] == "ok"
+
+
+HANGS_LATER = textwrap.dedent(
+    """
+    import os
+    import time
+    from pathlib import Path
+
+    import torch
+
+    COUNTER = Path(os.environ["HANG_COUNTER"])
+
+
+    def build():
+        calls = len(COUNTER.read_text()) if COUNTER.exists() else 0
+        COUNTER.write_text("x" * (calls + 1))
+        if calls + 1 >= 3:  # preparation, then the first measuring process; the second one hangs
+            Path(str(COUNTER) + ".pid").write_text(str(os.getpid()))
+            time.sleep(3600)
+        torch.manual_seed(0)
+        return torch.nn.Linear(16, 4).eval(), torch.randn(1, 16)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")
+
+
+def _wait_for(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_killing_bench_leaves_no_worker_behind(tmp_path: Path, sig: signal.Signals) -> None:
+    (tmp_path / "hangs.py").write_text(HANGS_LATER)
+    counter = tmp_path / "counter"
+    profile = _profile(
+        tmp_path,
+        """
+        models = ["hangs:build"]
+        variants = ["torch-fp32"]
+        [measure]
+        budget_s = 0.4
+        processes = 2
+        timeout_s = 300
+        [parity]
+        samples = 4
+        """,
+    )
+    out = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", str(profile), "--json", str(out)],
+        cwd=tmp_path,
+        env={**os.environ, "HANG_COUNTER": str(counter), "TMPDIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pid_file = Path(str(counter) + ".pid")
+    assert _wait_for(pid_file.exists, 240), "the second measuring process never started"
+    worker = int(pid_file.read_text())
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert _wait_for(lambda: not _alive(worker), 10), "the hung worker outlived bench"
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143, stdout + stderr
+        assert "Traceback" not in stderr
+        assert f"interrupted: the results measured so far are in {out}" in stderr
+        (case,) = json.loads(out.read_text())["results"]
+        assert case["status"] == "ok" and len(case["samples_ms"]) == 1
+        assert "interrupted: 1 of 2 processes measured" in case["warnings"]
+        assert not list(tmp_path.glob("bench-run-*"))
