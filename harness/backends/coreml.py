@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from converters.coreml_inputs import cast_to_spec, spec_input_dtypes
 from harness.backends.base import Backend, LoadRequest, Session
 
 COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "ane": "CPU_AND_NE", "all": "ALL"}
@@ -77,6 +78,7 @@ class CoreMLSession(Session):
 
         self.model = model
         self.input_names = [i.name for i in spec.description.input]
+        self.input_dtypes = spec_input_dtypes(spec)
         self.output_names = [o.name for o in spec.description.output]
         self.package_path = request.artifact_path
         self.compiled_path = compiled_path
@@ -85,7 +87,7 @@ class CoreMLSession(Session):
         self.feed: dict[str, np.ndarray] | None = None
 
     def _feed(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        return {n: np.ascontiguousarray(x) for n, x in zip(self.input_names, inputs, strict=True)}
+        return cast_to_spec(dict(zip(self.input_names, inputs, strict=True)), self.input_dtypes)
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         out = self.model.predict(self._feed(inputs))
