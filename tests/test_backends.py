@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +15,27 @@ from converters.base import ConversionContext
 from converters.build import build_artifact
 from converters.cache import ArtifactCache
 from harness.backends.base import DeviceUnavailable, LoadRequest
-from harness.backends.coreml import COMPUTE_UNITS, CoreMLBackend, summarise_plan, unavailable_reason
+from harness.backends.coreml import (
+    COMPUTE_UNITS,
+    CoreMLBackend,
+    macos_reason,
+    plan_refusal,
+    preference,
+    summarise_plan,
+    unavailable_reason,
+)
 from harness.backends.onnxruntime import OnnxRuntimeBackend, summarise_profile
 from harness.backends.registry import BACKENDS
 from harness.backends.torch_eager import TorchBackend
+from harness.environment import macos_version
 from profiles.catalog import FORMAT_BACKEND, VARIANTS
 from profiles.zoo import LoadedModel
 
 requires_macos = pytest.mark.skipif(sys.platform != "darwin", reason="requires macOS (Core ML prediction)")
+requires_compute_plan = pytest.mark.skipif(
+    sys.platform != "darwin" or platform.machine() != "arm64" or macos_version() < (14, 4),
+    reason="requires macOS 14.4+ on Apple silicon (MLComputePlan)",
+)
 
 
 def test_every_format_has_a_registered_backend() -> None:
@@ -106,6 +120,62 @@ def test_placement_summary_without_costs_has_no_share() -> None:
     assert summary["by_device"] == {"cpu": 1} and summary["cost_share"] == {}
 
 
+def _plan(*devices: object) -> dict:
+    ops = [_Op(f"ios18.op{i}") for i in range(len(devices))]
+    usage = {op.operator_name: _Usage(d) for op, d in zip(ops, devices, strict=True)}
+    return summarise_plan(ops, lambda op: usage[op.operator_name], lambda op: _Cost(1 / len(ops)))
+
+
+def test_ane_is_refused_when_no_op_prefers_it() -> None:
+    """A float32-typed model: every op prefers the CPU under CPU_AND_NE, so it is not an ane case."""
+    plan = _plan(MLCPUComputeDevice(), MLCPUComputeDevice(), MLCPUComputeDevice())
+    reason = plan_refusal(plan, "ane", {"cpu", "gpu", "ane"})
+    assert reason is not None and reason.startswith("0 of 3 ops prefer the Neural Engine (preferred: cpu 3)")
+    assert "float32-typed" in reason
+    assert plan_refusal(plan, "gpu", {"cpu", "gpu", "ane"}) == "0 of 3 ops prefer the GPU (preferred: cpu 3)"
+    assert plan_refusal(plan, "cpu", None) is None and plan_refusal(plan, "all", None) is None
+
+
+def test_a_device_the_host_does_not_expose_is_named() -> None:
+    plan = _plan(MLCPUComputeDevice(), MLCPUComputeDevice())
+    reason = plan_refusal(plan, "ane", {"cpu"})
+    assert reason == (
+        "0 of 2 ops prefer the Neural Engine (preferred: cpu 2): "
+        "no Neural Engine visible to Core ML (virtualised runner?)"
+    )
+
+
+def test_one_op_preferring_the_device_is_enough_and_the_share_is_kept() -> None:
+    plan = _plan(MLNeuralEngineComputeDevice(), MLNeuralEngineComputeDevice(), MLCPUComputeDevice())
+    assert plan_refusal(plan, "ane", {"cpu", "ane"}) is None
+    assert preference(plan, "ane") == "2 of 3 ops prefer the Neural Engine"
+    assert plan["by_device"] == {"ane": 2, "cpu": 1}
+    assert plan["cost_share"] == pytest.approx({"ane": 2 / 3, "cpu": 1 / 3})
+
+
+def test_an_unreadable_plan_is_no_evidence_for_gpu_or_ane() -> None:
+    plan = {"source": "unavailable: MLComputePlan needs macOS >= 14.4"}
+    assert plan_refusal(plan, "ane", None) == (
+        "ane placement cannot be checked (unavailable: MLComputePlan needs macOS >= 14.4)"
+    )
+    assert plan_refusal(plan, "cpu", None) is None
+
+
+@pytest.mark.parametrize(
+    ("macos", "device", "spec_version", "reason"),
+    [
+        ((12, 6), "ane", 7, "CPU_AND_NE needs macOS 13 or later; this is macOS 12.6"),
+        ((12, 6), "cpu", 6, None),
+        ((13, 5), "cpu", 8, "the model targets iOS17, which needs macOS 14+; this is macOS 13.5"),
+        ((14, 6), "ane", 9, "the model targets iOS18, which needs macOS 15+; this is macOS 14.6"),
+        ((15, 1), "ane", 9, None),
+        ((14, 0), "gpu", 8, None),
+    ],
+)
+def test_macos_version_floors(macos: tuple[int, ...], device: str, spec_version: int, reason: str | None) -> None:
+    assert macos_reason(macos, device, spec_version) == reason
+
+
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> str:
     torch.manual_seed(0)
@@ -149,7 +219,25 @@ def test_coreml_predicts_on_macos(tmp_path: Path) -> None:
     expected = model.module(torch.ones(1, 4)).detach().numpy()
     assert np.allclose(out[0], expected, atol=1e-4)
     session.runner([np.ones((1, 4), np.float32)])()
-    assert session.describe()["compile_ms"] > 0
+    described = session.describe()
+    assert described["compile_ms"] > 0 and described["core_ml_predict_ms_separate_instance"] > 0
+    compiled = Path(backend.compiled.path)
+    assert compiled.exists()
+    backend.close()
+    assert not compiled.exists() and not compiled.parent.exists()
+
+
+@requires_compute_plan
+def test_coreml_fp32_on_ane_is_refused_not_run_on_the_cpu(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = LoadedModel(torch.nn.Linear(64, 64).eval(), (torch.ones(1, 64),))
+    info = build_artifact(model, "tiny", VARIANTS["coreml-fp32"], ConversionContext(), ArtifactCache(tmp_path))
+    backend = CoreMLBackend()
+    request = LoadRequest(info["path"], "ane", 1, "unused")
+    backend.prepare(request)
+    with pytest.raises(DeviceUnavailable, match=r"^0 of \d+ ops prefer the Neural Engine"):
+        backend.load(request)
+    backend.close()
 
 
 def test_onnxruntime_placement_from_a_profiled_session(tiny_onnx: str) -> None:

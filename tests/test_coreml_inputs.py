@@ -85,6 +85,9 @@ def test_coreml_predicts_on_int64_token_ids(tmp_path: Path) -> None:
     backend = CoreMLBackend()
     request = LoadRequest(info["path"], "cpu", 1, "unused")
     backend.prepare(request)
-    out = backend.load(request).run([np.array([[1, 2049, 3999]], dtype=np.int64)])
+    try:
+        out = backend.load(request).run([np.array([[1, 2049, 3999]], dtype=np.int64)])
+    finally:
+        backend.close()
     expected = model.module(model.example_inputs[0]).detach().numpy()
     assert np.allclose(out[0], expected, atol=1e-4)
