@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -24,7 +25,14 @@ from harness.backends.coreml import (
     summarise_plan,
     unavailable_reason,
 )
-from harness.backends.onnxruntime import OnnxRuntimeBackend, summarise_profile
+from harness.backends.onnxruntime import (
+    PROVIDERS,
+    RECORD_ASSIGNMENT,
+    OnnxRuntimeBackend,
+    assignment_refusal,
+    count_assignment,
+    summarise_assignment,
+)
 from harness.backends.registry import BACKENDS
 from harness.backends.torch_eager import TorchBackend
 from harness.environment import macos_version
@@ -240,23 +248,82 @@ def test_coreml_fp32_on_ane_is_refused_not_run_on_the_cpu(tmp_path: Path) -> Non
     backend.close()
 
 
-def test_onnxruntime_placement_from_a_profiled_session(tiny_onnx: str) -> None:
+def _three_node_graph() -> bytes:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="relu"),
+        helper.make_node("Sigmoid", ["a"], ["b"], name="sigmoid"),
+        helper.make_node("Add", ["b", "x"], ["y"], name="add"),
+    ]
+    graph = helper.make_graph(nodes, "three", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _recorded_session(providers: list[str]) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.add_session_config_entry(RECORD_ASSIGNMENT, "1")
+    return ort.InferenceSession(_three_node_graph(), options, providers=providers)
+
+
+def test_graph_assignment_counts_nodes_per_provider_on_a_real_session() -> None:
+    counts = count_assignment(_recorded_session(["CPUExecutionProvider"]).get_provider_graph_assignment_info())
+    assert counts == {"CPUExecutionProvider": 3}
+    assert summarise_assignment(counts, "cpu") == {
+        "source": "onnxruntime graph assignment",
+        "by_device": {"cpu": 3},
+        "by_provider": {"CPUExecutionProvider": 3},
+    }
+    assert assignment_refusal(counts, "CPUExecutionProvider") is None
+
+
+def test_a_provider_absent_from_the_assignment_is_refused() -> None:
+    counts = count_assignment(_recorded_session(["CPUExecutionProvider"]).get_provider_graph_assignment_info())
+    assert assignment_refusal(counts, "CoreMLExecutionProvider") == (
+        "CoreMLExecutionProvider took 0 of 3 nodes (CPUExecutionProvider 3)"
+    )
+
+
+@pytest.mark.skipif(
+    "AzureExecutionProvider" not in ort.get_available_providers(), reason="this onnxruntime build has no Azure EP"
+)
+def test_a_registered_provider_that_took_no_node_is_refused_at_load(
+    tiny_onnx: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Azure provider registers, stays in get_providers() and takes no node: what the CoreML provider
+    does on an Intel Mac asked for CPUAndNeuralEngine. The case must be refused, not measured on the CPU."""
+    session = _recorded_session(["AzureExecutionProvider", "CPUExecutionProvider"])
+    assert "AzureExecutionProvider" in session.get_providers()
+    monkeypatch.setitem(PROVIDERS, "gpu", [("AzureExecutionProvider", {})])
+    with pytest.raises(DeviceUnavailable, match=r"^AzureExecutionProvider took 0 of \d+ nodes \(CPUExecutionProvider"):
+        OnnxRuntimeBackend().load(LoadRequest(tiny_onnx, "gpu", 1, "unused"))
+
+
+def test_the_coreml_share_is_labelled_as_requested_never_as_the_device() -> None:
+    counts = {"CoreMLExecutionProvider": 12, "CPUExecutionProvider": 2}
+    summary = summarise_assignment(counts, "ane")
+    assert summary["by_device"] == {"coreml (requested ane)": 12, "cpu": 2}
+    assert "ane" not in summary["by_device"]
+    assert summarise_assignment(counts, "gpu")["by_device"]["coreml (requested gpu)"] == 12
+
+
+def test_onnxruntime_placement_comes_from_the_timed_session(tiny_onnx: str) -> None:
     session = OnnxRuntimeBackend().load(LoadRequest(tiny_onnx, "cpu", 1, "unused"))
-    session.runner([np.ones((1, 4), np.float32)])()
     placement = session.placement()
-    assert placement["source"] == "onnxruntime profiling"
+    assert placement["source"] == "onnxruntime graph assignment"
     assert placement["by_device"] == {"cpu": 1} and placement["by_provider"] == {"CPUExecutionProvider": 1}
 
 
-def test_profile_summary_maps_providers_to_devices() -> None:
-    cpu = {"provider": "CPUExecutionProvider", "op_name": "Gather"}
-    events = [
-        {"cat": "Session", "name": "model_run", "args": {}},
-        {"cat": "Node", "name": "conv_kernel_time", "args": {"provider": "CoreMLExecutionProvider", "op_name": "Conv"}},
-        {"cat": "Node", "name": "conv_fence_before", "args": {}},
-        {"cat": "Node", "name": "gather_kernel_time", "args": cpu},
-        {"cat": "Node", "name": "gather_kernel_time", "args": cpu},
-    ]
-    summary = summarise_profile(events, "ane")
-    assert summary["by_device"] == {"ane": 1, "cpu": 1}
-    assert summary["by_provider"] == {"CoreMLExecutionProvider": 1, "CPUExecutionProvider": 1}
+@pytest.mark.skipif(
+    sys.platform != "darwin" or platform.machine() != "arm64", reason="requires macOS on Apple silicon (CoreML EP)"
+)
+def test_coreml_provider_counts_the_members_of_its_fused_partition(tmp_path: Path) -> None:
+    path = tmp_path / "three.onnx"
+    path.write_bytes(_three_node_graph())
+    session = OnnxRuntimeBackend().load(LoadRequest(str(path), "ane", 1, "unused"))
+    placement = session.placement()
+    assert placement["by_provider"].get("CoreMLExecutionProvider") == 3  # one fused partition, three nodes
+    assert placement["by_device"] == {"coreml (requested ane)": 3}
