@@ -94,7 +94,7 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
     from harness.backends.registry import BACKENDS
     from harness.energy import EnergyMeter, counter_source
     from harness.memory import PeakTracker
-    from harness.thermal import thermal_warning
+    from harness.thermal import read_thermal, thermal_warning
 
     backend = BACKENDS[spec.backend]()
     request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
@@ -128,12 +128,13 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
     calls = spec.calls_per_sample or calibrate(call, session.sync, spec.min_sample_ms)
     energy = EnergyMeter(counter_source(spec.device))
     energy.measure_idle()
+    thermal_start = read_thermal()
     energy.begin()
     samples = sample(call, session.sync, calls, spec.budget_s)
     energy_stats = energy.end(len(samples) * calls)
+    thermal_end = read_thermal()
     peak = memory.peak()
     gpu_memory = session.gpu_memory()
-    thermal = thermal_warning()
     describe = session.describe()
     placement = session.placement() if do_parity else {}  # once per case: the first process
 
@@ -164,7 +165,8 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
             "energy": asdict(energy_stats),
             "parity": parity,
             "runtime": describe,
-            "thermal": thermal,
+            "thermal": thermal_warning(thermal_start, thermal_end),
+            "thermal_state": {"source": thermal_end.source, "start": thermal_start.level, "end": thermal_end.level},
             "placement": placement,
         }
     )
