@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -11,6 +12,9 @@ import torch
 from converters.base import ConversionContext
 from converters.build import build_artifact
 from converters.cache import ArtifactCache
+from harness.backends.base import LoadRequest, Session
+from harness.backends.onnxruntime import OnnxRuntimeBackend, OrtSession
+from harness.backends.registry import BACKENDS
 from harness.worker import WorkerSpec, measure
 from profiles.catalog import VARIANTS
 from profiles.zoo import LoadedModel
@@ -54,3 +58,39 @@ def test_thermal_state_at_the_start_and_end_of_sampling(spec: WorkerSpec) -> Non
     state = measured["thermal_state"]
     assert set(state) == {"source", "start", "end"} and isinstance(state["source"], str)
     assert measured["thermal"] is None or isinstance(measured["thermal"], str)  # the parent dedups warning strings
+
+
+def test_every_process_reports_placement_not_only_the_first(spec: WorkerSpec) -> None:
+    for do_parity in (True, False):  # the first process of a case, then the others
+        placement = _measured(spec, do_parity)["placement"]
+        assert placement["source"] == "onnxruntime graph assignment"
+        assert placement["by_device"] == {"cpu": 1}
+
+
+class _SessionFailingAfterSampling(OrtSession):
+    def describe(self) -> dict[str, Any]:
+        raise TypeError("describe broke")
+
+    def placement(self) -> dict[str, Any]:
+        raise RuntimeError("placement broke")
+
+
+class _BackendWithAFailingSession(OnnxRuntimeBackend):
+    closed: ClassVar[list[bool]] = []
+
+    def load(self, request: LoadRequest) -> Session:
+        loaded = super().load(request)
+        assert isinstance(loaded, OrtSession)
+        return _SessionFailingAfterSampling(loaded.session, loaded.assignment)
+
+    def close(self) -> None:
+        self.closed.append(True)
+
+
+def test_describe_or_placement_failing_keeps_the_measurement(spec: WorkerSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(BACKENDS, "failing-describe", _BackendWithAFailingSession)
+    measured = _measured(replace(spec, backend="failing-describe"))
+    assert len(measured["samples_ms"]) >= 5 and all(v > 0 for v in measured["samples_ms"])
+    assert measured["runtime"] == {"error": "TypeError: describe broke"}
+    assert measured["placement"] == {"error": "RuntimeError: placement broke"}
+    assert _BackendWithAFailingSession.closed == [True]  # the backend cleaned up after the warm load
