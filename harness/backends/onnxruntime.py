@@ -27,7 +27,8 @@ RECORD_ASSIGNMENT = "session.record_ep_graph_assignment_info"
 
 
 def count_assignment(subgraphs: Iterable[Any]) -> dict[str, int]:
-    """ONNX nodes per provider from `get_provider_graph_assignment_info()` (onnxruntime 1.24+). A compiling
+    """ONNX nodes per provider from `get_provider_graph_assignment_info()` (onnxruntime 1.24+), in the graph
+    as ONNX Runtime runs it (after its basic optimizations, e.g. MatMul+Add fused into Gemm). A compiling
     provider (CoreML) lists the member nodes of each fused partition, so each counts, not the partition."""
     counts: dict[str, int] = {}
     for subgraph in subgraphs:
