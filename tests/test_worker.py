@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -13,7 +14,7 @@ from converters.base import ConversionContext
 from converters.build import build_artifact
 from converters.cache import ArtifactCache
 from harness.backends.base import LoadRequest, Session
-from harness.backends.onnxruntime import OnnxRuntimeBackend, OrtSession
+from harness.backends.onnxruntime import OnnxRuntimeBackend
 from harness.backends.registry import BACKENDS
 from harness.worker import WorkerSpec, measure
 from profiles.catalog import VARIANTS
@@ -67,7 +68,18 @@ def test_every_process_reports_placement_not_only_the_first(spec: WorkerSpec) ->
         assert placement["by_device"] == {"cpu": 1}
 
 
-class _SessionFailingAfterSampling(OrtSession):
+class _SessionFailingAfterSampling(Session):
+    """A real ONNX Runtime session whose reports after sampling raise."""
+
+    def __init__(self, real: Session) -> None:
+        self.real = real
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return self.real.run(inputs)
+
+    def runner(self, inputs: list[np.ndarray]) -> Callable[[], Any]:
+        return self.real.runner(inputs)
+
     def describe(self) -> dict[str, Any]:
         raise TypeError("describe broke")
 
@@ -79,9 +91,7 @@ class _BackendWithAFailingSession(OnnxRuntimeBackend):
     closed: ClassVar[list[bool]] = []
 
     def load(self, request: LoadRequest) -> Session:
-        loaded = super().load(request)
-        assert isinstance(loaded, OrtSession)
-        return _SessionFailingAfterSampling(loaded.session, loaded.assignment)
+        return _SessionFailingAfterSampling(super().load(request))
 
     def close(self) -> None:
         self.closed.append(True)
