@@ -122,7 +122,7 @@ def probe_device(
         return Probe(backend.name, request.device, placed=placed(session, request.device), ms=ms)
     except DeviceUnavailable as exc:
         return Probe(backend.name, request.device, reason=str(exc))
-    except Exception as exc:
+    except Exception as exc:  # reported on its line (exit 1), so the other devices are still checked
         return Probe(backend.name, request.device, reason=f"{type(exc).__name__}: {exc}", error=True)
     finally:
         backend.close()

@@ -13,8 +13,9 @@ import pytest
 
 from harness.backends.base import LoadRequest
 from harness.backends.onnxruntime import PROVIDERS, OnnxRuntimeBackend
+from harness.backends.registry import BACKENDS
 from harness.environment import macos_version
-from harness.probe import PROBE_MODEL_REF, onnx_probe_bytes, onnxruntime_placed, probe_all, probe_device
+from harness.probe import KITS, PROBE_MODEL_REF, onnx_probe_bytes, onnxruntime_placed, probe_all, probe_device
 from tests.conftest import bench
 
 
@@ -22,6 +23,10 @@ def _section(stdout: str, backend: str) -> list[str]:
     lines = stdout.splitlines()
     start = lines.index(backend) + 1
     return [line.strip() for line in lines[start : start + 3]]
+
+
+def test_every_registered_backend_has_a_probe() -> None:
+    assert set(KITS) == set(BACKENDS)
 
 
 def test_devices_check_reports_nodes_and_time_per_device() -> None:
