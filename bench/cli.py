@@ -309,8 +309,14 @@ def compare(
 
 
 @app.command()
-def devices() -> None:
-    """What this host can run, and why not the rest."""
+def devices(
+    check: Annotated[
+        bool, typer.Option("--check", help="load a tiny model on every device: what really runs where, and how fast")
+    ] = False,
+) -> None:
+    """What this host can run, and why not the rest; with --check, what really ran where."""
+    if check:
+        raise typer.Exit(_check_devices())
     from harness.backends.registry import BACKENDS
 
     table = Table("backend", "device", "status", header_style="bold")
@@ -320,6 +326,27 @@ def devices() -> None:
             reason = backend.available(device)
             table.add_row(name, device, "[green]available[/]" if reason is None else f"[yellow]{reason}[/]")
     out.print(table)
+
+
+def _check_devices() -> int:
+    """One line per backend and device; 1 if a probe failed unexpectedly (a refusal is not a failure)."""
+    from rich.markup import escape
+
+    from harness.probe import probe_all
+    from reports.terminal import ms_text
+
+    current, failed = None, False
+    for probe in probe_all():
+        if probe.backend != current:
+            current = probe.backend
+            out.print(f"[bold]{current}[/]")
+        if probe.placed is not None:
+            line = f"{probe.device}: {escape(probe.placed)}, {ms_text(probe.ms)} ms"
+        else:
+            line = f"{probe.device}: {'[red]error:[/] ' if probe.error else ''}{escape(probe.reason or '')}"
+        out.print(f"  {line}", highlight=False, soft_wrap=True)
+        failed = failed or probe.error
+    return 1 if failed else 0
 
 
 @list_app.command("models")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from converters.base import ConversionContext, Converted, Converter, VariantSkipped
+from converters.coreml_inputs import cast_to_spec, spec_input_dtypes
 from profiles.catalog import Variant
 from profiles.errors import ConversionError
 from profiles.zoo import LoadedModel
@@ -41,22 +42,38 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".strip()
 
 
-def _convert(ct: Any, model: LoadedModel, precision: Any, target: Any) -> tuple[Any, str]:
+def trace_input_type(ct: Any, name: str, tensor: Any) -> Any:
+    """The TensorType for one traced input: integer tensors (token ids) as int32, which predict takes and
+    which holds every id; without a dtype Core ML makes them FLOAT16, exact only up to 2048."""
+    import numpy as np
+
+    dtype = None if tensor.is_floating_point() else np.int32
+    return ct.TensorType(name=name, shape=tuple(tensor.shape), dtype=dtype)
+
+
+def convert_exported(ct: Any, model: LoadedModel, common: dict[str, Any]) -> Any:
     import torch
 
+    exported = torch.export.export(model.module, model.example_inputs).run_decompositions({})
+    return ct.convert(exported, **common)
+
+
+def convert_traced(ct: Any, model: LoadedModel, common: dict[str, Any]) -> Any:
+    import torch
+
+    traced = torch.jit.trace(model.module, model.example_inputs)
+    inputs = [trace_input_type(ct, n, t) for n, t in zip(model.input_names, model.example_inputs, strict=True)]
+    return ct.convert(traced, inputs=inputs, **common)
+
+
+def _convert(ct: Any, model: LoadedModel, precision: Any, target: Any) -> tuple[Any, str]:
     common = {"convert_to": "mlprogram", "minimum_deployment_target": target, "compute_precision": precision}
     try:
-        exported = torch.export.export(model.module, model.example_inputs).run_decompositions({})
-        return ct.convert(exported, **common), "torch.export"
+        return convert_exported(ct, model, common), "torch.export"
     except Exception as export_error:
         log.warning("coremltools torch.export path failed (%s); trying torch.jit.trace", export_error)
         try:
-            traced = torch.jit.trace(model.module, model.example_inputs)
-            inputs = [
-                ct.TensorType(name=name, shape=tuple(t.shape))
-                for name, t in zip(model.input_names, model.example_inputs, strict=True)
-            ]
-            return ct.convert(traced, inputs=inputs, **common), "torch.jit.trace"
+            return convert_traced(ct, model, common), "torch.jit.trace"
         except Exception as trace_error:
             raise ConversionError(
                 f"coremltools failed on both paths: torch.export: {_first_line(export_error)}; "
@@ -67,9 +84,14 @@ def _convert(ct: Any, model: LoadedModel, precision: Any, target: Any) -> tuple[
 def _compress(ct: Any, mlmodel: Any, recipe: dict[str, Any], ctx: ConversionContext) -> Any:
     cto = ct.optimize.coreml
     if recipe.get("activations"):
-        names = [i.name for i in mlmodel.get_spec().description.input]
+        spec = mlmodel.get_spec()
+        names = [i.name for i in spec.description.input]
+        dtypes = spec_input_dtypes(spec)
         rows = min(CALIBRATION_ROWS, len(ctx.calibration[0]))
-        samples = [{n: x[i : i + 1] for n, x in zip(names, ctx.calibration, strict=True)} for i in range(rows)]
+        samples = [
+            cast_to_spec({n: x[i : i + 1] for n, x in zip(names, ctx.calibration, strict=True)}, dtypes)
+            for i in range(rows)
+        ]
         config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
         mlmodel = cto.linear_quantize_activations(mlmodel, config, samples)
     if recipe.get("weights") == "linear":

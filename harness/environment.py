@@ -14,6 +14,12 @@ PACKAGES = ("ondevice-bench", "torch", "onnx", "onnxruntime", "onnxscript", "cor
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 
+def macos_version() -> tuple[int, ...]:
+    """(major, minor, ...) of this macOS; () elsewhere."""
+    release = platform.mac_ver()[0]
+    return tuple(int(part) for part in release.split(".") if part.isdigit()) if release else ()
+
+
 def cpu_model() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():

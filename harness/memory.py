@@ -1,38 +1,93 @@
 """Process memory by phase: Linux `VmHWM` with a reset between phases; macOS `phys_footprint` (what
-Activity Monitor and Xcode show) and its lifetime maximum through `proc_pid_rusage`; psutil RSS elsewhere."""
+Activity Monitor and Xcode show) with its interval maximum reset between phases, plus the Neural Engine's
+memory where macOS reports it; psutil RSS elsewhere."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 RUSAGE_INFO_V4 = 4
-PHYS_FOOTPRINT_OFFSET = 72  # rusage_info_v4: 16-byte uuid, then uint64 fields; ri_phys_footprint is field 7
-LIFETIME_MAX_FOOTPRINT_OFFSET = 240  # ri_lifetime_max_phys_footprint, field 28
+RUSAGE_INFO_V6 = 6
+NEURAL_FOOTPRINT_MACOS = (15,)  # rusage_info_v6
+# Byte offsets in struct rusage_info_v4/v6 (xnu bsd/sys/resource.h): a 16-byte uuid, then uint64 fields.
+PHYS_FOOTPRINT_OFFSET = 72  # ri_phys_footprint
+LIFETIME_MAX_FOOTPRINT_OFFSET = 240  # ri_lifetime_max_phys_footprint
+INTERVAL_MAX_FOOTPRINT_OFFSET = 280  # ri_interval_max_phys_footprint, reset by proc_reset_footprint_interval
+NEURAL_FOOTPRINT_OFFSET = 368  # ri_neural_footprint (v6): Neural Engine memory, charged outside phys_footprint
 
 
-def parse_rusage_v4(raw: bytes) -> tuple[int, int]:
-    """(phys_footprint, lifetime max phys_footprint) in bytes from a rusage_info_v4 buffer."""
-    footprint = int.from_bytes(raw[PHYS_FOOTPRINT_OFFSET : PHYS_FOOTPRINT_OFFSET + 8], "little")
-    peak = int.from_bytes(raw[LIFETIME_MAX_FOOTPRINT_OFFSET : LIFETIME_MAX_FOOTPRINT_OFFSET + 8], "little")
-    return footprint, peak
+@dataclass(frozen=True)
+class Footprint:
+    """One rusage reading in bytes; `neural` is None where the flavor (v4, before macOS 15) lacks it."""
+
+    current: int
+    lifetime_peak: int
+    interval_peak: int
+    neural: int | None
+
+    def now(self) -> int:
+        return self.current + (self.neural or 0)
+
+    def peak(self, per_phase: bool) -> int:
+        """The phase peak (interval maximum since the last reset) or the lifetime peak, plus the Neural
+        Engine's memory now (macOS keeps no peak of it that this reading resets)."""
+        return (self.interval_peak if per_phase else self.lifetime_peak) + (self.neural or 0)
 
 
-def darwin_footprint() -> tuple[int, int] | None:
-    """This process's footprint and its lifetime peak on macOS, or None where the call fails."""
+def _field(raw: bytes, offset: int) -> int:
+    return int.from_bytes(raw[offset : offset + 8], "little")
+
+
+def parse_rusage(raw: bytes, flavor: int) -> Footprint:
+    """The footprint fields of a rusage_info_v4 or rusage_info_v6 buffer."""
+    return Footprint(
+        current=_field(raw, PHYS_FOOTPRINT_OFFSET),
+        lifetime_peak=_field(raw, LIFETIME_MAX_FOOTPRINT_OFFSET),
+        interval_peak=_field(raw, INTERVAL_MAX_FOOTPRINT_OFFSET),
+        neural=_field(raw, NEURAL_FOOTPRINT_OFFSET) if flavor >= RUSAGE_INFO_V6 else None,
+    )
+
+
+def darwin_source(per_phase: bool, neural: bool) -> str:
+    peak = "interval max, reset per phase" if per_phase else "lifetime max"
+    if neural:
+        return f"macOS phys_footprint ({peak}) + ri_neural_footprint (rusage v6)"
+    return f"macOS phys_footprint ({peak}); Neural Engine memory not included (needs macOS 15)"
+
+
+def _libproc() -> Any:
     import ctypes
     import ctypes.util
-    import os
 
     library = ctypes.util.find_library("proc") or ctypes.util.find_library("System")
+    return ctypes.CDLL(library) if library else None
+
+
+def darwin_footprint(flavor: int) -> Footprint | None:
+    """This process's footprint on macOS, or None where the call fails."""
+    import ctypes
+    import os
+
+    library = _libproc()
     if library is None:
         return None
-    buffer = ctypes.create_string_buffer(512)  # rusage_info_v4 is under 400 bytes
-    if ctypes.CDLL(library).proc_pid_rusage(os.getpid(), RUSAGE_INFO_V4, buffer) != 0:
+    buffer = ctypes.create_string_buffer(512)  # rusage_info_v6 is 464 bytes
+    if library.proc_pid_rusage(os.getpid(), flavor, buffer) != 0:
         return None
-    return parse_rusage_v4(buffer.raw)
+    return parse_rusage(buffer.raw, flavor)
+
+
+def reset_footprint_interval() -> bool:
+    """Start a new interval for `ri_interval_max_phys_footprint` (libproc, allowed for our own pid)."""
+    import os
+
+    library = _libproc()
+    return library is not None and library.proc_reset_footprint_interval(os.getpid()) == 0
 
 
 def _status_bytes(key: str) -> int | None:
@@ -46,22 +101,32 @@ def _status_bytes(key: str) -> int | None:
 
 
 class PeakTracker:
-    """Reads the current RSS and the peak since the last `reset()`.
+    """Reads the current memory and the peak since the last `reset()`.
 
     On Linux the kernel's high-water mark (`VmHWM`) is exact and writing 5 to `clear_refs` resets it to
-    the current RSS. Where the reset is refused, peaks are lifetime peaks and `source` says so.
+    the current RSS. On macOS `proc_reset_footprint_interval` starts a new interval maximum of the
+    footprint. Where the reset is refused, peaks are lifetime peaks and `source` says so.
     """
 
     def __init__(self) -> None:
         self.linux = sys.platform.startswith("linux") and _STATUS.exists()
-        self.darwin = sys.platform == "darwin" and darwin_footprint() is not None
-        self.resettable = self.linux and self._try_reset()
+        self.flavor = self._darwin_flavor() if sys.platform == "darwin" else None
         if self.linux:
+            self.resettable = self._try_reset()
             self.source = "linux VmHWM (reset per phase)" if self.resettable else "linux VmHWM (lifetime)"
-        elif self.darwin:
-            self.source = "macOS phys_footprint (lifetime max)"
+        elif self.flavor is not None:
+            self.resettable = reset_footprint_interval()
+            self.source = darwin_source(self.resettable, self.flavor == RUSAGE_INFO_V6)
         else:
+            self.resettable = False
             self.source = "psutil rss"
+
+    @staticmethod
+    def _darwin_flavor() -> int | None:
+        from harness.environment import macos_version
+
+        flavors = [RUSAGE_INFO_V6, RUSAGE_INFO_V4] if macos_version() >= NEURAL_FOOTPRINT_MACOS else [RUSAGE_INFO_V4]
+        return next((f for f in flavors if darwin_footprint(f) is not None), None)
 
     def _try_reset(self) -> bool:
         try:
@@ -71,19 +136,26 @@ class PeakTracker:
             return False
 
     def reset(self) -> None:
-        if self.resettable:
+        if not self.resettable:
+            return
+        if self.linux:
             self._try_reset()
+        else:
+            reset_footprint_interval()
+
+    def _footprint(self) -> Footprint | None:
+        return darwin_footprint(self.flavor) if self.flavor is not None else None
 
     def rss(self) -> int:
-        """Resident memory now (macOS: the footprint, which counts compressed pages and not clean mmaps)."""
+        """Resident memory now (macOS: the footprint, which counts compressed pages and not clean mmaps,
+        plus the Neural Engine's memory where reported)."""
         if self.linux:
             value = _status_bytes("VmRSS")
             if value is not None:
                 return value
-        if self.darwin:
-            footprint = darwin_footprint()
-            if footprint is not None:
-                return footprint[0]
+        footprint = self._footprint()
+        if footprint is not None:
+            return footprint.now()
         import psutil
 
         return int(psutil.Process().memory_info().rss)
@@ -93,8 +165,7 @@ class PeakTracker:
             value = _status_bytes("VmHWM")
             if value is not None:
                 return value
-        if self.darwin:
-            footprint = darwin_footprint()
-            if footprint is not None:
-                return footprint[1]
+        footprint = self._footprint()
+        if footprint is not None:
+            return footprint.peak(self.resettable)
         return self.rss()

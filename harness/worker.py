@@ -1,5 +1,6 @@
 """One measurement process of one case: load (cold), first inference, parity, warmup, samples, memory,
-CPU time, then a warm load. Runs in a fresh spawned process and sends one `measured` message."""
+CPU time, thermal state, what the runtime says it used and where, then a warm load. Runs in a fresh
+spawned process and sends one `measured` message (or `unavailable` when the runtime declines the device)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from harness.backends.base import Backend
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 MAX_CALLS_PER_SAMPLE = 1 << 16
@@ -90,13 +94,30 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
     if spec.threads > 0:
         for name in THREAD_VARIABLES:
             os.environ[name] = str(spec.threads)
-    from harness.backends.base import DeviceUnavailable, LoadRequest
     from harness.backends.registry import BACKENDS
-    from harness.energy import EnergyMeter, counter_source
-    from harness.memory import PeakTracker
-    from harness.thermal import thermal_warning
 
     backend = BACKENDS[spec.backend]()
+    try:
+        _measure_with(backend, spec, do_parity, send)
+    finally:
+        backend.close()
+
+
+def _reported(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """What a session reports after sampling, or the error in its place: a failing `describe()` or
+    `placement()` never discards the measurement."""
+    try:
+        return read()
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], None]) -> None:
+    from harness.backends.base import DeviceUnavailable, LoadRequest
+    from harness.energy import EnergyMeter, counter_source
+    from harness.memory import PeakTracker
+    from harness.thermal import read_thermal, thermal_warning
+
     request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
     backend.prepare(request)
     inputs = npz_arrays(spec.inputs_path, "arr_")
@@ -128,14 +149,15 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
     calls = spec.calls_per_sample or calibrate(call, session.sync, spec.min_sample_ms)
     energy = EnergyMeter(counter_source(spec.device))
     energy.measure_idle()
+    thermal_start = read_thermal()
     energy.begin()
     samples = sample(call, session.sync, calls, spec.budget_s)
     energy_stats = energy.end(len(samples) * calls)
+    thermal_end = read_thermal()
     peak = memory.peak()
     gpu_memory = session.gpu_memory()
-    thermal = thermal_warning()
-    describe = session.describe()
-    placement = session.placement() if do_parity else {}  # once per case: the first process
+    describe = _reported(session.describe)
+    placement = _reported(session.placement)
 
     del session, call
     gc.collect()
@@ -164,7 +186,8 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
             "energy": asdict(energy_stats),
             "parity": parity,
             "runtime": describe,
-            "thermal": thermal,
+            "thermal": thermal_warning(thermal_start, thermal_end),
+            "thermal_state": {"source": thermal_end.source, "start": thermal_start.level, "end": thermal_end.level},
             "placement": placement,
         }
     )

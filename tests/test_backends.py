@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -14,14 +16,34 @@ from converters.base import ConversionContext
 from converters.build import build_artifact
 from converters.cache import ArtifactCache
 from harness.backends.base import DeviceUnavailable, LoadRequest
-from harness.backends.coreml import COMPUTE_UNITS, CoreMLBackend, summarise_plan, unavailable_reason
-from harness.backends.onnxruntime import OnnxRuntimeBackend, summarise_profile
+from harness.backends.coreml import (
+    COMPUTE_UNITS,
+    CoreMLBackend,
+    macos_reason,
+    plan_refusal,
+    preference,
+    summarise_plan,
+    unavailable_reason,
+)
+from harness.backends.onnxruntime import (
+    PROVIDERS,
+    RECORD_ASSIGNMENT,
+    OnnxRuntimeBackend,
+    assignment_refusal,
+    count_assignment,
+    summarise_assignment,
+)
 from harness.backends.registry import BACKENDS
 from harness.backends.torch_eager import TorchBackend
+from harness.environment import macos_version
 from profiles.catalog import FORMAT_BACKEND, VARIANTS
 from profiles.zoo import LoadedModel
 
 requires_macos = pytest.mark.skipif(sys.platform != "darwin", reason="requires macOS (Core ML prediction)")
+requires_compute_plan = pytest.mark.skipif(
+    sys.platform != "darwin" or platform.machine() != "arm64" or macos_version() < (14, 4),
+    reason="requires macOS 14.4+ on Apple silicon (MLComputePlan)",
+)
 
 
 def test_every_format_has_a_registered_backend() -> None:
@@ -106,6 +128,62 @@ def test_placement_summary_without_costs_has_no_share() -> None:
     assert summary["by_device"] == {"cpu": 1} and summary["cost_share"] == {}
 
 
+def _plan(*devices: object) -> dict:
+    ops = [_Op(f"ios18.op{i}") for i in range(len(devices))]
+    usage = {op.operator_name: _Usage(d) for op, d in zip(ops, devices, strict=True)}
+    return summarise_plan(ops, lambda op: usage[op.operator_name], lambda op: _Cost(1 / len(ops)))
+
+
+def test_ane_is_refused_when_no_op_prefers_it() -> None:
+    """A float32-typed model: every op prefers the CPU under CPU_AND_NE, so it is not an ane case."""
+    plan = _plan(MLCPUComputeDevice(), MLCPUComputeDevice(), MLCPUComputeDevice())
+    reason = plan_refusal(plan, "ane", {"cpu", "gpu", "ane"})
+    assert reason is not None and reason.startswith("0 of 3 ops prefer the Neural Engine (preferred: cpu 3)")
+    assert "float32-typed" in reason
+    assert plan_refusal(plan, "gpu", {"cpu", "gpu", "ane"}) == "0 of 3 ops prefer the GPU (preferred: cpu 3)"
+    assert plan_refusal(plan, "cpu", None) is None and plan_refusal(plan, "all", None) is None
+
+
+def test_a_device_the_host_does_not_expose_is_named() -> None:
+    plan = _plan(MLCPUComputeDevice(), MLCPUComputeDevice())
+    reason = plan_refusal(plan, "ane", {"cpu"})
+    assert reason == (
+        "0 of 2 ops prefer the Neural Engine (preferred: cpu 2): "
+        "no Neural Engine visible to Core ML (virtualised runner?)"
+    )
+
+
+def test_one_op_preferring_the_device_is_enough_and_the_share_is_kept() -> None:
+    plan = _plan(MLNeuralEngineComputeDevice(), MLNeuralEngineComputeDevice(), MLCPUComputeDevice())
+    assert plan_refusal(plan, "ane", {"cpu", "ane"}) is None
+    assert preference(plan, "ane") == "2 of 3 ops prefer the Neural Engine"
+    assert plan["by_device"] == {"ane": 2, "cpu": 1}
+    assert plan["cost_share"] == pytest.approx({"ane": 2 / 3, "cpu": 1 / 3})
+
+
+def test_an_unreadable_plan_is_no_evidence_for_gpu_or_ane() -> None:
+    plan = {"source": "unavailable: MLComputePlan needs macOS >= 14.4"}
+    assert plan_refusal(plan, "ane", None) == (
+        "ane placement cannot be checked (unavailable: MLComputePlan needs macOS >= 14.4)"
+    )
+    assert plan_refusal(plan, "cpu", None) is None
+
+
+@pytest.mark.parametrize(
+    ("macos", "device", "spec_version", "reason"),
+    [
+        ((12, 6), "ane", 7, "CPU_AND_NE needs macOS 13 or later; this is macOS 12.6"),
+        ((12, 6), "cpu", 6, None),
+        ((13, 5), "cpu", 8, "the model targets iOS17, which needs macOS 14+; this is macOS 13.5"),
+        ((14, 6), "ane", 9, "the model targets iOS18, which needs macOS 15+; this is macOS 14.6"),
+        ((15, 1), "ane", 9, None),
+        ((14, 0), "gpu", 8, None),
+    ],
+)
+def test_macos_version_floors(macos: tuple[int, ...], device: str, spec_version: int, reason: str | None) -> None:
+    assert macos_reason(macos, device, spec_version) == reason
+
+
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> str:
     torch.manual_seed(0)
@@ -149,26 +227,103 @@ def test_coreml_predicts_on_macos(tmp_path: Path) -> None:
     expected = model.module(torch.ones(1, 4)).detach().numpy()
     assert np.allclose(out[0], expected, atol=1e-4)
     session.runner([np.ones((1, 4), np.float32)])()
-    assert session.describe()["compile_ms"] > 0
+    described = session.describe()
+    assert described["compile_ms"] > 0 and described["core_ml_predict_ms_separate_instance"] > 0
+    compiled = Path(backend.compiled.path)
+    assert compiled.exists()
+    backend.close()
+    assert not compiled.exists() and not compiled.parent.exists()
 
 
-def test_onnxruntime_placement_from_a_profiled_session(tiny_onnx: str) -> None:
+@requires_compute_plan
+def test_coreml_fp32_on_ane_is_refused_not_run_on_the_cpu(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = LoadedModel(torch.nn.Linear(64, 64).eval(), (torch.ones(1, 64),))
+    info = build_artifact(model, "tiny", VARIANTS["coreml-fp32"], ConversionContext(), ArtifactCache(tmp_path))
+    backend = CoreMLBackend()
+    request = LoadRequest(info["path"], "ane", 1, "unused")
+    backend.prepare(request)
+    with pytest.raises(DeviceUnavailable, match=r"^0 of \d+ ops prefer the Neural Engine"):
+        backend.load(request)
+    backend.close()
+
+
+def _three_node_graph() -> bytes:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="relu"),
+        helper.make_node("Sigmoid", ["a"], ["b"], name="sigmoid"),
+        helper.make_node("Add", ["b", "x"], ["y"], name="add"),
+    ]
+    graph = helper.make_graph(nodes, "three", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _recorded_session(providers: list[str]) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.add_session_config_entry(RECORD_ASSIGNMENT, "1")
+    return ort.InferenceSession(_three_node_graph(), options, providers=providers)
+
+
+def test_graph_assignment_counts_nodes_per_provider_on_a_real_session() -> None:
+    counts = count_assignment(_recorded_session(["CPUExecutionProvider"]).get_provider_graph_assignment_info())
+    assert counts == {"CPUExecutionProvider": 3}
+    assert summarise_assignment(counts, "cpu") == {
+        "source": "onnxruntime graph assignment",
+        "by_device": {"cpu": 3},
+        "by_provider": {"CPUExecutionProvider": 3},
+    }
+    assert assignment_refusal(counts, "CPUExecutionProvider") is None
+
+
+def test_a_provider_absent_from_the_assignment_is_refused() -> None:
+    counts = count_assignment(_recorded_session(["CPUExecutionProvider"]).get_provider_graph_assignment_info())
+    assert assignment_refusal(counts, "CoreMLExecutionProvider") == (
+        "CoreMLExecutionProvider took 0 of 3 nodes (CPUExecutionProvider 3)"
+    )
+
+
+@pytest.mark.skipif(
+    "AzureExecutionProvider" not in ort.get_available_providers(), reason="this onnxruntime build has no Azure EP"
+)
+def test_a_registered_provider_that_took_no_node_is_refused_at_load(
+    tiny_onnx: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Azure provider registers, stays in get_providers() and takes no node: what the CoreML provider
+    does on an Intel Mac asked for CPUAndNeuralEngine. The case must be refused, not measured on the CPU."""
+    session = _recorded_session(["AzureExecutionProvider", "CPUExecutionProvider"])
+    assert "AzureExecutionProvider" in session.get_providers()
+    monkeypatch.setitem(PROVIDERS, "gpu", [("AzureExecutionProvider", {})])
+    with pytest.raises(DeviceUnavailable, match=r"^AzureExecutionProvider took 0 of \d+ nodes \(CPUExecutionProvider"):
+        OnnxRuntimeBackend().load(LoadRequest(tiny_onnx, "gpu", 1, "unused"))
+
+
+def test_the_coreml_share_is_labelled_as_requested_never_as_the_device() -> None:
+    counts = {"CoreMLExecutionProvider": 12, "CPUExecutionProvider": 2}
+    summary = summarise_assignment(counts, "ane")
+    assert summary["by_device"] == {"coreml (requested ane)": 12, "cpu": 2}
+    assert "ane" not in summary["by_device"]
+    assert summarise_assignment(counts, "gpu")["by_device"]["coreml (requested gpu)"] == 12
+
+
+def test_onnxruntime_placement_comes_from_the_timed_session(tiny_onnx: str) -> None:
     session = OnnxRuntimeBackend().load(LoadRequest(tiny_onnx, "cpu", 1, "unused"))
-    session.runner([np.ones((1, 4), np.float32)])()
     placement = session.placement()
-    assert placement["source"] == "onnxruntime profiling"
+    assert placement["source"] == "onnxruntime graph assignment"
     assert placement["by_device"] == {"cpu": 1} and placement["by_provider"] == {"CPUExecutionProvider": 1}
 
 
-def test_profile_summary_maps_providers_to_devices() -> None:
-    cpu = {"provider": "CPUExecutionProvider", "op_name": "Gather"}
-    events = [
-        {"cat": "Session", "name": "model_run", "args": {}},
-        {"cat": "Node", "name": "conv_kernel_time", "args": {"provider": "CoreMLExecutionProvider", "op_name": "Conv"}},
-        {"cat": "Node", "name": "conv_fence_before", "args": {}},
-        {"cat": "Node", "name": "gather_kernel_time", "args": cpu},
-        {"cat": "Node", "name": "gather_kernel_time", "args": cpu},
-    ]
-    summary = summarise_profile(events, "ane")
-    assert summary["by_device"] == {"ane": 1, "cpu": 1}
-    assert summary["by_provider"] == {"CoreMLExecutionProvider": 1, "CPUExecutionProvider": 1}
+@pytest.mark.skipif(
+    sys.platform != "darwin" or platform.machine() != "arm64", reason="requires macOS on Apple silicon (CoreML EP)"
+)
+def test_coreml_provider_counts_the_members_of_its_fused_partition(tmp_path: Path) -> None:
+    path = tmp_path / "three.onnx"
+    path.write_bytes(_three_node_graph())
+    session = OnnxRuntimeBackend().load(LoadRequest(str(path), "ane", 1, "unused"))
+    placement = session.placement()
+    assert placement["by_provider"].get("CoreMLExecutionProvider") == 3  # one fused partition, three nodes
+    assert placement["by_device"] == {"coreml (requested ane)": 3}

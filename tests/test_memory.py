@@ -5,7 +5,17 @@ import sys
 import numpy as np
 import pytest
 
-from harness.memory import PeakTracker
+from harness.memory import Footprint, PeakTracker, darwin_source, parse_rusage
+
+MB = 1024 * 1024
+
+
+def _touch_and_free(tracker: PeakTracker) -> int:
+    block = np.ones(200 * MB // 8)  # 200 MB touched
+    peak_with_block = tracker.peak()
+    del block
+    tracker.reset()
+    return peak_with_block
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM and clear_refs are Linux interfaces")
@@ -13,19 +23,46 @@ def test_peak_is_per_phase_after_reset() -> None:
     tracker = PeakTracker()
     if not tracker.resettable:
         pytest.skip("this kernel refuses writes to /proc/self/clear_refs")
-    block = np.ones(200 * 1024 * 1024 // 8)  # 200 MB touched
-    peak_with_block = tracker.peak()
-    del block
-    tracker.reset()
-    assert tracker.peak() < peak_with_block - 150 * 1024 * 1024
+    peak_with_block = _touch_and_free(tracker)
+    assert tracker.peak() < peak_with_block - 150 * MB
     assert tracker.source == "linux VmHWM (reset per phase)"
 
 
-def test_rusage_v4_offsets() -> None:
-    """The footprint fields of struct rusage_info_v4 (macOS), from a buffer laid out here."""
-    from harness.memory import parse_rusage_v4
+@pytest.mark.skipif(sys.platform != "darwin", reason="requires macOS (proc_reset_footprint_interval)")
+def test_macos_footprint_peak_is_per_phase_after_reset() -> None:
+    tracker = PeakTracker()
+    assert tracker.resettable and tracker.source.startswith("macOS phys_footprint (interval max, reset per phase)")
+    peak_with_block = _touch_and_free(tracker)
+    assert tracker.peak() < peak_with_block - 150 * MB
 
-    raw = bytearray(400)
-    raw[72:80] = (123_456_789).to_bytes(8, "little")
-    raw[240:248] = (987_654_321).to_bytes(8, "little")
-    assert parse_rusage_v4(bytes(raw)) == (123_456_789, 987_654_321)
+
+def _rusage(fields: dict[int, int], size: int) -> bytes:
+    raw = bytearray(size)
+    for offset, value in fields.items():
+        raw[offset : offset + 8] = value.to_bytes(8, "little")
+    return bytes(raw)
+
+
+def test_rusage_v4_footprint_fields() -> None:
+    """struct rusage_info_v4 (macOS): footprint at 72, lifetime max at 240, interval max at 280."""
+    raw = _rusage({72: 100 * MB, 240: 900 * MB, 280: 300 * MB}, 296)
+    footprint = parse_rusage(raw, 4)
+    assert footprint == Footprint(current=100 * MB, lifetime_peak=900 * MB, interval_peak=300 * MB, neural=None)
+    assert footprint.peak(per_phase=True) == 300 * MB  # the inference peak is not the compile peak
+    assert footprint.peak(per_phase=False) == 900 * MB
+
+
+def test_rusage_v6_adds_the_neural_engine_footprint() -> None:
+    raw = _rusage({72: 100 * MB, 240: 900 * MB, 280: 300 * MB, 368: 50 * MB}, 464)
+    footprint = parse_rusage(raw, 6)
+    assert footprint.neural == 50 * MB
+    assert footprint.now() == 150 * MB and footprint.peak(per_phase=True) == 350 * MB
+
+
+def test_the_memory_source_says_what_the_peak_counts() -> None:
+    assert darwin_source(True, True) == (
+        "macOS phys_footprint (interval max, reset per phase) + ri_neural_footprint (rusage v6)"
+    )
+    assert darwin_source(False, False) == (
+        "macOS phys_footprint (lifetime max); Neural Engine memory not included (needs macOS 15)"
+    )

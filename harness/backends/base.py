@@ -66,3 +66,6 @@ class Backend(ABC):
     @abstractmethod
     def load(self, request: LoadRequest) -> Session:
         """Load the artifact for the request's device; raise `DeviceUnavailable` if the runtime declines it."""
+
+    def close(self) -> None:  # noqa: B027  (a default: nothing left behind)
+        """Remove what loading left on disk (compiled models in temp directories); the worker calls it last."""

@@ -1,5 +1,9 @@
 """Core ML through coremltools (macOS only): compute units per device, compile + load timed apart,
-Core ML's own predict duration kept beside the wall clock, placement from MLComputePlan (macOS 14.4+).
+placement from MLComputePlan read at load, Core ML's own predict duration beside the wall clock.
+
+Compute units are a request, not a placement: a float32-typed model never runs on the Neural Engine,
+and a virtualised Mac may expose no Neural Engine or GPU. So a `gpu` or `ane` case whose compute plan
+has no op preferring that device is refused at load, never measured under its name.
 
 Written against coremltools 9.0 (see the reference notes on the Apple platform). On any other OS,
 `available()` says why and no case is measured.
@@ -8,24 +12,40 @@ Written against coremltools 9.0 (see the reference notes on the Apple platform).
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.backends.base import Backend, LoadRequest, Session
+from converters.coreml_inputs import cast_to_spec, spec_input_dtypes
+from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Session
+from harness.environment import macos_version
 
 COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "ane": "CPU_AND_NE", "all": "ALL"}
 DEVICE_CLASSES = {"MLCPUComputeDevice": "cpu", "MLGPUComputeDevice": "gpu", "MLNeuralEngineComputeDevice": "ane"}
+DEVICE_NAMES = {"cpu": "the CPU", "gpu": "the GPU", "ane": "the Neural Engine"}
 COMPUTE_PLAN_MACOS = (14, 4)
+COMPUTE_DEVICES_MACOS = (14,)
+CPU_AND_NE_MACOS = (13,)
+# Core ML specification version -> (deployment target, the first macOS that loads it).
+SPEC_TARGETS = {
+    6: ("iOS15", (12,)),
+    7: ("iOS16", (13,)),
+    8: ("iOS17", (14,)),
+    9: ("iOS18", (15,)),
+    10: ("iOS26", (26,)),
+}
+PREDICT_WARMUP = 5
+PREDICT_CALLS = 20
 
 
-def macos_version() -> tuple[int, ...]:
-    release = platform.mac_ver()[0]
-    return tuple(int(part) for part in release.split(".") if part.isdigit()) if release else ()
+def _release(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version)) or "unknown"
 
 
 def unavailable_reason(device: str, system: str, machine: str, has_coremltools: bool) -> str | None:
@@ -38,6 +58,17 @@ def unavailable_reason(device: str, system: str, machine: str, has_coremltools: 
         return "ane needs macOS on Apple silicon"
     if not has_coremltools:
         return "coremltools is not installed (pip install 'ondevice-bench[coreml]')"
+    return None
+
+
+def macos_reason(macos: tuple[int, ...], device: str, spec_version: int) -> str | None:
+    """Why this macOS cannot load a model of this Core ML spec version on `device`, or None."""
+    if device == "ane" and macos < CPU_AND_NE_MACOS:
+        return f"CPU_AND_NE needs macOS 13 or later; this is macOS {_release(macos)}"
+    if spec_version in SPEC_TARGETS:
+        target, needed = SPEC_TARGETS[spec_version]
+        if macos < needed:
+            return f"the model targets {target}, which needs macOS {_release(needed)}+; this is macOS {_release(macos)}"
     return None
 
 
@@ -71,21 +102,97 @@ def summarise_plan(operations: Iterable[Any], usage_of: Callable[[Any], Any], co
     }
 
 
+def preference(plan: dict[str, Any], device: str) -> str:
+    """'14 of 14 ops prefer the Neural Engine', from a summarised plan."""
+    by_device = plan.get("by_device", {})
+    return f"{by_device.get(device, 0)} of {sum(by_device.values())} ops prefer {DEVICE_NAMES[device]}"
+
+
+def plan_refusal(plan: dict[str, Any], device: str, visible: Collection[str] | None) -> str | None:
+    """Why a case on `device` must not be measured under that name, or None.
+
+    `cpu` and `all` need no op anywhere in particular. For `gpu` and `ane` at least one op must prefer the
+    device; a plan that could not be read is a refusal too (nothing shows the device was used). `visible`
+    is the set of devices Core ML lists on this host (None where it cannot say), to tell a missing
+    device from a model that avoids it.
+    """
+    if device not in ("gpu", "ane"):
+        return None
+    if "by_device" not in plan:
+        return f"{device} placement cannot be checked ({plan.get('source', 'no compute plan')})"
+    if plan["by_device"].get(device, 0) > 0:
+        return None
+    prefer = ", ".join(f"{d} {n}" for d, n in sorted(plan["by_device"].items())) or "none"
+    reason = f"{preference(plan, device)} (preferred: {prefer})"
+    if visible is not None and device not in visible:
+        return f"{reason}: no {DEVICE_NAMES[device].removeprefix('the ')} visible to Core ML (virtualised runner?)"
+    if device == "ane":
+        return f"{reason}: Core ML keeps this model off the Neural Engine (a float32-typed model never runs there)"
+    return reason
+
+
+def read_compute_plan(compiled_path: str, units: Any) -> dict[str, Any]:
+    """The summarised MLComputePlan of a compiled model for these compute units (macOS 14.4+)."""
+    if macos_version() < COMPUTE_PLAN_MACOS:
+        return {"source": "unavailable: MLComputePlan needs macOS >= 14.4"}
+    from coremltools.models.compute_plan import MLComputePlan
+
+    plan = MLComputePlan.load_from_path(compiled_path, compute_units=units)
+    program = plan.model_structure.program
+    if program is None:
+        return {"source": "unavailable: not an ML program"}
+
+    def walk(block: Any) -> Iterable[Any]:
+        for op in block.operations:
+            yield op
+            for inner in op.blocks:
+                yield from walk(inner)
+
+    return summarise_plan(
+        walk(program.functions["main"].block),
+        plan.get_compute_device_usage_for_mlprogram_operation,
+        plan.get_estimated_cost_for_mlprogram_operation,
+    )
+
+
+def visible_devices() -> set[str] | None:
+    """The devices Core ML lists on this host (macOS 14+), or None where it cannot say."""
+    if macos_version() < COMPUTE_DEVICES_MACOS:
+        return None
+    import coremltools as ct
+
+    try:
+        found = ct.models.MLModel.get_available_compute_devices()
+    except Exception:  # an old runtime without the call: say nothing rather than guess
+        return None
+    return {DEVICE_CLASSES.get(type(d).__name__, "unknown") for d in found}
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A compiled model in this backend's temp directory and what was read from it once."""
+
+    path: str
+    compile_ms: float
+    plan: dict[str, Any]
+    plan_ms: float
+
+
 class CoreMLSession(Session):
-    def __init__(self, model: Any, spec: Any, request: LoadRequest, compiled_path: str, compile_ms: float) -> None:
+    def __init__(self, model: Any, spec: Any, request: LoadRequest, compiled: Compiled) -> None:
         import coremltools as ct
 
         self.model = model
         self.input_names = [i.name for i in spec.description.input]
+        self.input_dtypes = spec_input_dtypes(spec)
         self.output_names = [o.name for o in spec.description.output]
         self.package_path = request.artifact_path
-        self.compiled_path = compiled_path
-        self.compile_ms = compile_ms
+        self.compiled = compiled
         self.units = getattr(ct.ComputeUnit, COMPUTE_UNITS[request.device])
         self.feed: dict[str, np.ndarray] | None = None
 
     def _feed(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        return {n: np.ascontiguousarray(x) for n, x in zip(self.input_names, inputs, strict=True)}
+        return cast_to_spec(dict(zip(self.input_names, inputs, strict=True)), self.input_dtypes)
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         out = self.model.predict(self._feed(inputs))
@@ -103,43 +210,27 @@ class CoreMLSession(Session):
             "coremltools": ct.__version__,
             "compute_units": self.units.name,
             "macos": platform.mac_ver()[0],
-            "compile_ms": self.compile_ms,
-            "core_ml_predict_ms": self._core_ml_predict_ms() if self.feed is not None else None,
+            "compile_ms": self.compiled.compile_ms,
+            "compute_plan_ms": self.compiled.plan_ms,
+            "core_ml_predict_ms_separate_instance": self._core_ml_predict_ms() if self.feed is not None else None,
         }
 
-    def _core_ml_predict_ms(self, calls: int = 20) -> float:
-        """Median of Core ML's own predict timing, beside the wall clock (an MLModel exposes it through
-        `last_predict_duration_in_nano_seconds`; a CompiledMLModel does not)."""
+    def _core_ml_predict_ms(self) -> float:
+        """Median of Core ML's own predict timing, read from a second, warmed-up MLModel of the same package
+        (only an MLModel exposes `last_predict_duration_in_nano_seconds`; the timed CompiledMLModel does not)."""
         import coremltools as ct
 
         model = ct.models.MLModel(self.package_path, compute_units=self.units)
+        for _ in range(PREDICT_WARMUP):
+            model.predict(self.feed)
         values = []
-        for _ in range(calls):
+        for _ in range(PREDICT_CALLS):
             model.predict(self.feed)
             values.append(model.last_predict_duration_in_nano_seconds / 1e6)
         return float(np.median(values))
 
     def placement(self) -> dict[str, Any]:
-        if macos_version() < COMPUTE_PLAN_MACOS:
-            return {"source": "unavailable: MLComputePlan needs macOS >= 14.4"}
-        from coremltools.models.compute_plan import MLComputePlan
-
-        plan = MLComputePlan.load_from_path(self.compiled_path, compute_units=self.units)
-        program = plan.model_structure.program
-        if program is None:
-            return {"source": "unavailable: not an ML program"}
-
-        def walk(block: Any) -> Iterable[Any]:
-            for op in block.operations:
-                yield op
-                for inner in op.blocks:
-                    yield from walk(inner)
-
-        return summarise_plan(
-            walk(program.functions["main"].block),
-            plan.get_compute_device_usage_for_mlprogram_operation,
-            plan.get_estimated_cost_for_mlprogram_operation,
-        )
+        return self.compiled.plan
 
 
 class CoreMLBackend(Backend):
@@ -147,9 +238,9 @@ class CoreMLBackend(Backend):
     devices: ClassVar[tuple[str, ...]] = tuple(COMPUTE_UNITS)
 
     def __init__(self) -> None:
-        self.compile_ms: float | None = None
-        self.compiled_path = ""
         self.spec: Any = None
+        self.compiled: Compiled | None = None
+        self.workdir: tempfile.TemporaryDirectory[str] | None = None
 
     def available(self, device: str) -> str | None:
         return unavailable_reason(
@@ -162,15 +253,35 @@ class CoreMLBackend(Backend):
         self.spec = ct.models.MLModel(request.artifact_path, skip_model_load=True).get_spec()
 
     def load(self, request: LoadRequest) -> Session:
-        """The first call compiles the .mlpackage (also kept apart as `compile_ms`) and loads the compiled
-        model: the cold load. A later call loads the same compiled model again: the warm load."""
+        """The first call compiles the .mlpackage (also kept apart as `compile_ms`), reads its compute plan
+        (refusing a device no op prefers) and loads the compiled model: the cold load. A later call loads
+        the same compiled model again: the warm load."""
         import coremltools as ct
 
-        if self.compile_ms is None:
-            started = time.perf_counter_ns()
-            destination = tempfile.mkdtemp(prefix="bench-coreml-") + "/model.mlmodelc"
-            self.compiled_path = ct.models.utils.compile_model(request.artifact_path, destination)
-            self.compile_ms = (time.perf_counter_ns() - started) / 1e6
+        reason = macos_reason(macos_version(), request.device, self.spec.specificationVersion)
+        if reason is not None:
+            raise DeviceUnavailable(reason)
         units = getattr(ct.ComputeUnit, COMPUTE_UNITS[request.device])
-        model = ct.models.CompiledMLModel(self.compiled_path, compute_units=units)
-        return CoreMLSession(model, self.spec, request, self.compiled_path, self.compile_ms)
+        if self.compiled is None:
+            self.compiled = self._compile(request.artifact_path, units)
+            refusal = plan_refusal(self.compiled.plan, request.device, visible_devices())
+            if refusal is not None:
+                raise DeviceUnavailable(refusal)
+        model = ct.models.CompiledMLModel(self.compiled.path, compute_units=units)
+        return CoreMLSession(model, self.spec, request, self.compiled)
+
+    def _compile(self, package_path: str, units: Any) -> Compiled:
+        import coremltools as ct
+
+        self.workdir = tempfile.TemporaryDirectory(prefix="bench-coreml-")
+        started = time.perf_counter_ns()
+        path = ct.models.utils.compile_model(package_path, os.path.join(self.workdir.name, "model.mlmodelc"))
+        compiled = time.perf_counter_ns()
+        plan = read_compute_plan(path, units)
+        return Compiled(path, (compiled - started) / 1e6, plan, (time.perf_counter_ns() - compiled) / 1e6)
+
+    def close(self) -> None:
+        if self.workdir is not None:
+            self.workdir.cleanup()
+        self.workdir = None
+        self.compiled = None

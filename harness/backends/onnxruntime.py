@@ -1,10 +1,10 @@
-"""ONNX Runtime with an explicit execution provider per device; a provider it did not take is refused."""
+"""ONNX Runtime with an explicit execution provider per device; a provider that took no node is refused."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,33 +23,49 @@ PROVIDERS: dict[str, list[tuple[str, dict[str, str]]]] = {
 
 
 PROVIDER_DEVICE = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "gpu"}
+RECORD_ASSIGNMENT = "session.record_ep_graph_assignment_info"
 
 
-def summarise_profile(events: list[dict[str, Any]], coreml_device: str) -> dict[str, Any]:
-    """Node-to-provider placement from ONNX Runtime's profiling trace (`cat == "Node"` events carry
-    `args.provider` and `args.op_name`), counted once per node."""
-    providers: dict[str, str] = {}
-    for event in events:
-        args = event.get("args", {})
-        if event.get("cat") == "Node" and "provider" in args:
-            providers[event["name"].removesuffix("_kernel_time")] = args["provider"]
-    by_provider: dict[str, int] = {}
+def count_assignment(subgraphs: Iterable[Any]) -> dict[str, int]:
+    """ONNX nodes per provider from `get_provider_graph_assignment_info()` (onnxruntime 1.24+), in the graph
+    as ONNX Runtime runs it (after its basic optimizations, e.g. MatMul+Add fused into Gemm). A compiling
+    provider (CoreML) lists the member nodes of each fused partition, so each counts, not the partition."""
+    counts: dict[str, int] = {}
+    for subgraph in subgraphs:
+        counts[subgraph.ep_name] = counts.get(subgraph.ep_name, 0) + len(subgraph.get_nodes())
+    return counts
+
+
+def provider_label(provider: str, device: str) -> str:
+    """The device a provider's share is reported under. ONNX Runtime cannot tell where Core ML ran a fused
+    partition (it may be the CPU), so the CoreML share names the request, never the device itself."""
+    if provider == "CoreMLExecutionProvider":
+        return f"coreml (requested {device})"
+    return PROVIDER_DEVICE.get(provider, provider)
+
+
+def summarise_assignment(counts: dict[str, int], device: str) -> dict[str, Any]:
     by_device: dict[str, int] = {}
-    for provider in providers.values():
-        by_provider[provider] = by_provider.get(provider, 0) + 1
-        device = coreml_device if provider == "CoreMLExecutionProvider" else PROVIDER_DEVICE.get(provider, provider)
-        by_device[device] = by_device.get(device, 0) + 1
-    return {"source": "onnxruntime profiling", "by_device": by_device, "by_provider": by_provider}
+    for provider, nodes in counts.items():
+        label = provider_label(provider, device)
+        by_device[label] = by_device.get(label, 0) + nodes
+    return {"source": "onnxruntime graph assignment", "by_device": by_device, "by_provider": dict(counts)}
+
+
+def assignment_refusal(counts: dict[str, int], wanted: str) -> str | None:
+    """Why a case must not be measured under the requested provider's device, or None: the provider stays in
+    `get_providers()` even when it took no node, and ONNX Runtime then runs everything on the CPU."""
+    if counts.get(wanted, 0) > 0:
+        return None
+    taken = ", ".join(f"{provider} {nodes}" for provider, nodes in sorted(counts.items())) or "none"
+    return f"{wanted} took 0 of {sum(counts.values())} nodes ({taken})"
 
 
 class OrtSession(Session):
-    def __init__(self, session: Any, request: LoadRequest, options: Any, providers: list[Any]) -> None:
+    def __init__(self, session: Any, assignment: dict[str, Any]) -> None:
         self.session = session
-        self.request = request
-        self.options = options
-        self.providers = providers
+        self.assignment = assignment
         self.input_names = [i.name for i in session.get_inputs()]
-        self.feed: dict[str, np.ndarray] = {}
 
     def _feed(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
         return {name: np.ascontiguousarray(x) for name, x in zip(self.input_names, inputs, strict=True)}
@@ -58,7 +74,7 @@ class OrtSession(Session):
         return [np.asarray(o, dtype=np.float32) for o in self.session.run(None, self._feed(inputs))]
 
     def runner(self, inputs: list[np.ndarray]) -> Callable[[], Any]:
-        self.feed = feed = self._feed(inputs)
+        feed = self._feed(inputs)
         run = self.session.run
         return lambda: run(None, feed)
 
@@ -85,24 +101,7 @@ class OrtSession(Session):
         return {"onnxruntime": ort.__version__, "providers": self.session.get_providers()}
 
     def placement(self) -> dict[str, Any]:
-        """From a separate profiled session run once on the timed inputs, so profiling never touches the
-        timed session."""
-        import json
-        import os
-        import tempfile
-
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.options.intra_op_num_threads
-        options.enable_profiling = True
-        with tempfile.TemporaryDirectory(prefix="bench-ort-profile-") as directory:
-            options.profile_file_prefix = os.path.join(directory, "profile")
-            session = ort.InferenceSession(self.request.artifact_path, options, providers=self.providers)
-            session.run(None, self.feed)
-            with open(session.end_profiling()) as handle:
-                events = json.load(handle)
-        return summarise_profile(events, self.request.device)
+        return self.assignment
 
 
 class OnnxRuntimeBackend(Backend):
@@ -129,6 +128,7 @@ class OnnxRuntimeBackend(Backend):
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.add_session_config_entry(RECORD_ASSIGNMENT, "1")
         if request.threads > 0:
             options.intra_op_num_threads = request.threads
             options.inter_op_num_threads = 1
@@ -139,4 +139,8 @@ class OnnxRuntimeBackend(Backend):
         session = ort.InferenceSession(request.artifact_path, options, providers=providers)
         if wanted not in session.get_providers():
             raise DeviceUnavailable(f"{wanted} not available (the session took {session.get_providers()})")
-        return OrtSession(session, request, options, providers)
+        counts = count_assignment(session.get_provider_graph_assignment_info())
+        refusal = assignment_refusal(counts, wanted)
+        if refusal is not None:
+            raise DeviceUnavailable(refusal)
+        return OrtSession(session, summarise_assignment(counts, request.device))

@@ -1,0 +1,201 @@
+"""`bench devices --check`: a tiny model loaded on every device of every backend, through the same load
+path `bench run` takes, to show what really ran where and how long one inference took.
+
+A device a runtime lists but does not use (a virtualised Mac without a Neural Engine or GPU, an execution
+provider that took no node) shows up here, before any benchmark is trusted.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Session
+
+DEVICES = ("cpu", "gpu", "ane")
+WARMUP_CALLS = 5
+TIMED_CALLS = 50
+PROBE_MODEL_REF = "harness.probe:probe_model"
+PROBE_THREADS = 1  # a sanity figure, not a benchmark: one thread stays stable on a busy or small machine
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One backend on one device: where the probe model ran and its median inference time, or why not."""
+
+    backend: str
+    device: str
+    placed: str | None = None
+    ms: float | None = None
+    reason: str | None = None
+    error: bool = False  # an unexpected failure, as opposed to a device this host does not offer
+
+
+def probe_model() -> tuple[Any, Any]:
+    """The probe for torch and Core ML (a model factory, so `bench run`'s torch path loads it): a few
+    convolutions, the ops the Neural Engine is built for, small enough to convert in seconds."""
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        module = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 16, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(16, 16, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(16, 10),
+        ).eval()
+        return module, torch.rand(1, 3, 32, 32)
+
+
+def onnx_probe_bytes() -> bytes:
+    """The ONNX Runtime probe, written in ONNX directly (no export: it must take well under a second)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((64, 64)).astype(np.float32), "weight")
+    bias = numpy_helper.from_array(rng.standard_normal(64).astype(np.float32), "bias")
+    nodes = [
+        helper.make_node("MatMul", ["x", "weight"], ["product"], name="matmul"),
+        helper.make_node("Add", ["product", "bias"], ["sum"], name="add"),
+        helper.make_node("Relu", ["sum"], ["y"], name="relu"),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])
+    graph = helper.make_graph(nodes, "probe", [x], [y], initializer=[weight, bias])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def median_ms(call: Callable[[], Any], sync: Callable[[], None]) -> float:
+    for _ in range(WARMUP_CALLS):
+        call()
+    sync()
+    times = []
+    for _ in range(TIMED_CALLS):
+        started = time.perf_counter_ns()
+        call()
+        sync()
+        times.append((time.perf_counter_ns() - started) / 1e6)
+    return float(np.median(times))
+
+
+def onnxruntime_placed(session: Session, device: str) -> str:
+    """'3 of 3 nodes on CPUExecutionProvider', from the session's graph assignment."""
+    from harness.backends.onnxruntime import PROVIDERS
+
+    wanted = PROVIDERS[device][0][0]
+    by_provider = session.placement()["by_provider"]
+    placed = f"{by_provider.get(wanted, 0)} of {sum(by_provider.values())} nodes on {wanted}"
+    if wanted == "CoreMLExecutionProvider":
+        return f"{placed} (requested {device}; Core ML decides where they run)"
+    return placed
+
+
+def coreml_placed(session: Session, device: str) -> str:
+    """'14 of 14 ops prefer the Neural Engine', from the compute plan read at load."""
+    from harness.backends.coreml import preference
+
+    return preference(session.placement(), device)
+
+
+def torch_placed(session: Session, device: str) -> str:
+    described = session.describe()
+    return f"torch {described['torch']} on {described['device']}"
+
+
+def probe_device(
+    backend: Backend, request: LoadRequest, inputs: list[np.ndarray], placed: Callable[[Session, str], str]
+) -> Probe:
+    """Load, run and time the probe on one device the backend says this host has."""
+    try:
+        backend.prepare(request)
+        session = backend.load(request)
+        ms = median_ms(session.runner(inputs), session.sync)
+        return Probe(backend.name, request.device, placed=placed(session, request.device), ms=ms)
+    except DeviceUnavailable as exc:
+        return Probe(backend.name, request.device, reason=str(exc))
+    except Exception as exc:  # reported on its line (exit 1), so the other devices are still checked
+        return Probe(backend.name, request.device, reason=f"{type(exc).__name__}: {exc}", error=True)
+    finally:
+        backend.close()
+
+
+def _onnx_artifact(workdir: Path) -> str:
+    path = workdir / "probe.onnx"
+    path.write_bytes(onnx_probe_bytes())
+    return str(path)
+
+
+def _torch_artifact(workdir: Path) -> str:
+    import torch
+
+    path = workdir / "probe.pt"
+    torch.save(probe_model()[0].state_dict(), path)
+    return str(path)
+
+
+def _coreml_artifact(workdir: Path) -> str:
+    """The probe as `bench run` converts coreml-fp16: a float16-typed mlprogram."""
+    from converters.base import ConversionContext
+    from converters.coreml import CoreMLConverter
+    from profiles.catalog import VARIANTS
+    from profiles.zoo import LoadedModel
+
+    module, example = probe_model()
+    out = workdir / "coreml"
+    out.mkdir()
+    converted = CoreMLConverter().convert(
+        LoadedModel(module, (example,)), VARIANTS["coreml-fp16"], out, ConversionContext()
+    )
+    return str(out / converted.main_file)
+
+
+def _model_inputs() -> list[np.ndarray]:
+    return [probe_model()[1].numpy()]
+
+
+def _onnx_inputs() -> list[np.ndarray]:
+    return [np.ones((1, 64), np.float32)]
+
+
+@dataclass(frozen=True)
+class _ProbeKit:
+    artifact: Callable[[Path], str]
+    inputs: Callable[[], list[np.ndarray]]
+    placed: Callable[[Session, str], str]
+
+
+KITS = {
+    "torch": _ProbeKit(_torch_artifact, _model_inputs, torch_placed),
+    "onnxruntime": _ProbeKit(_onnx_artifact, _onnx_inputs, onnxruntime_placed),
+    "coreml": _ProbeKit(_coreml_artifact, _model_inputs, coreml_placed),
+}
+
+
+def probe_all() -> Iterator[Probe]:
+    """Each backend on each device, in registry order; a backend's probe artifact is built only where one
+    of its devices is available."""
+    from harness.backends.registry import BACKENDS
+
+    with tempfile.TemporaryDirectory(prefix="bench-probe-") as directory:
+        for name, backend_class in BACKENDS.items():
+            kit = KITS[name]
+            path: str | None = None
+            for device in DEVICES:
+                backend = backend_class()
+                reason = backend.available(device)
+                if reason is not None:
+                    yield Probe(name, device, reason=reason)
+                    continue
+                if path is None:
+                    path = kit.artifact(Path(directory))
+                request = LoadRequest(path, device, PROBE_THREADS, PROBE_MODEL_REF)
+                yield probe_device(backend, request, kit.inputs(), kit.placed)

@@ -1,0 +1,74 @@
+"""`bench devices --check`: what really ran where, through each backend's own load path."""
+
+from __future__ import annotations
+
+import platform
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from harness.backends.base import LoadRequest
+from harness.backends.onnxruntime import PROVIDERS, OnnxRuntimeBackend
+from harness.backends.registry import BACKENDS
+from harness.environment import macos_version
+from harness.probe import KITS, PROBE_MODEL_REF, onnx_probe_bytes, onnxruntime_placed, probe_all, probe_device
+from tests.conftest import bench
+
+
+def _section(stdout: str, backend: str) -> list[str]:
+    lines = stdout.splitlines()
+    start = lines.index(backend) + 1
+    return [line.strip() for line in lines[start : start + 3]]
+
+
+def test_every_registered_backend_has_a_probe() -> None:
+    assert set(KITS) == set(BACKENDS)
+
+
+def test_devices_check_reports_nodes_and_time_per_device() -> None:
+    done = bench("devices", "--check")
+    assert done.returncode == 0, done.stderr
+    onnxruntime = _section(done.stdout, "onnxruntime")
+    assert re.fullmatch(r"cpu: (\d+) of \1 nodes on CPUExecutionProvider, \d+(\.\d+)? ms", onnxruntime[0])
+    torch_cpu = _section(done.stdout, "torch")[0]
+    assert re.fullmatch(r"cpu: torch \S+ on cpu, \d+(\.\d+)? ms", torch_cpu)
+    if sys.platform != "darwin":
+        assert _section(done.stdout, "coreml") == [
+            "cpu: Core ML runs only on macOS",
+            "gpu: Core ML runs only on macOS",
+            "ane: ane needs macOS on Apple silicon",
+        ]
+        assert onnxruntime[2] == "ane: CoreMLExecutionProvider not available in this onnxruntime build"
+
+
+@pytest.mark.skipif(
+    "AzureExecutionProvider" not in ort.get_available_providers(), reason="this onnxruntime build has no Azure EP"
+)
+def test_a_provider_that_took_no_node_is_reported_not_timed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registered provider that takes nothing (as the CoreML one does on an Intel Mac) gets no time."""
+    path = tmp_path / "probe.onnx"
+    path.write_bytes(onnx_probe_bytes())
+    monkeypatch.setitem(PROVIDERS, "gpu", [("AzureExecutionProvider", {})])
+    request = LoadRequest(str(path), "gpu", 1, PROBE_MODEL_REF)
+    probe = probe_device(OnnxRuntimeBackend(), request, [np.ones((1, 64), np.float32)], onnxruntime_placed)
+    assert probe.ms is None and probe.placed is None and not probe.error
+    assert probe.reason is not None and probe.reason.startswith("AzureExecutionProvider took 0 of ")
+
+
+@pytest.mark.skipif(
+    sys.platform != "darwin" or platform.machine() != "arm64" or macos_version() < (14, 4),
+    reason="requires macOS 14.4+ on Apple silicon (MLComputePlan)",
+)
+def test_coreml_probe_says_what_each_compute_unit_really_ran() -> None:
+    lines = {probe.device: probe for probe in probe_all() if probe.backend == "coreml"}
+    assert not any(probe.error for probe in lines.values()), lines
+    assert lines["cpu"].placed is not None and re.fullmatch(r"(\d+) of \1 ops prefer the CPU", lines["cpu"].placed)
+    ane = lines["ane"]
+    if ane.placed is None:  # a virtualised runner: said, not mislabelled
+        assert ane.reason is not None and "ops prefer the Neural Engine" in ane.reason
+    else:
+        assert re.fullmatch(r"[1-9]\d* of \d+ ops prefer the Neural Engine", ane.placed) and ane.ms is not None
