@@ -242,6 +242,7 @@ def convert(
     model: Annotated[list[str] | None, typer.Option("-m", "--model", help="zoo name or package.module:factory")] = None,
     variant: Annotated[list[str] | None, typer.Option("-v", "--variant", help="catalog name or 'all'")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="copy each artifact to OUT/MODEL/VARIANT/")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="say why each artifact hit or missed the cache")] = False,
 ) -> None:
     """Build every model x variant artifact (from the cache where intact) and show what each costs."""
     from harness.convert import convert_profile
@@ -255,7 +256,7 @@ def convert(
             rows, elapsed = convert_profile(resolved, out_dir, lambda stage: status.update(stage))
     except BenchError as exc:
         _fail(exc)
-    render_conversions(rows, out)
+    render_conversions(rows, out, explain)
     out.print(f"{len(rows)} artifacts in {elapsed:.1f} s", highlight=False)
     raise typer.Exit(1 if any(row.status == "failed" for row in rows) else 0)
 

@@ -7,7 +7,8 @@ import time
 from typing import Any
 
 from converters.base import ConversionContext, VariantSkipped
-from converters.cache import ArtifactCache, arrays_sha256, cache_key
+from converters.cache import ArtifactCache, arrays_sha256, cache_key, explain_miss, key_inputs
+from converters.fingerprint import Fingerprint
 from converters.registry import CONVERTERS
 from profiles.catalog import Variant
 from profiles.errors import ConversionError
@@ -15,18 +16,24 @@ from profiles.zoo import LoadedModel
 
 __all__ = ["build_artifact"]
 
+HIT = "hit: same model fingerprint, recipe, calibration inputs and library versions"
+
 
 def build_artifact(
-    model: LoadedModel, fingerprint: str, variant: Variant, ctx: ConversionContext, cache: ArtifactCache
+    model: LoadedModel, fingerprint: Fingerprint, variant: Variant, ctx: ConversionContext, cache: ArtifactCache
 ) -> dict[str, Any]:
-    """Artifact metadata (keys of `harness.schema.ArtifactInfo`); raises `ConversionError` or `VariantSkipped`."""
+    """Artifact metadata (keys of `harness.schema.ArtifactInfo`, plus `cache_explanation`: why it hit or
+    missed); raises `ConversionError` or `VariantSkipped`."""
     extra = {"calibration": arrays_sha256(ctx.calibration)} if variant.calibrated else {}
-    key = cache_key(fingerprint, variant, extra)
+    inputs = key_inputs(fingerprint, variant, extra)
+    key = cache_key(inputs)
     stored = cache.lookup(key)
     if stored is not None and "skipped" in stored:
         raise VariantSkipped(stored["skipped"], about_model=True)
     if stored is not None:
-        return {**stored, "cache_hit": True}
+        return {**stored, "cache_hit": True, "cache_explanation": HIT}
+    explanation = explain_miss(inputs, fingerprint, cache.latest_for(fingerprint.name, variant.name))
+    about = {"key": inputs, "model": fingerprint.summary()}
     converter = CONVERTERS[variant.format]()
     staging = cache.staging(key)
     try:
@@ -35,7 +42,7 @@ def build_artifact(
             converted = converter.convert(model, variant, staging, ctx)
         except VariantSkipped as skip:
             if skip.about_model:
-                cache.store_skip(key, str(skip))
+                cache.store_skip(key, str(skip), about)
             raise
         except ConversionError:
             raise
@@ -56,7 +63,8 @@ def build_artifact(
                 "op_histogram": ops,
                 "weight_bytes_by_dtype": weights,
             },
+            about,
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {**info, "cache_hit": False}
+    return {**info, "cache_hit": False, "cache_explanation": explanation}

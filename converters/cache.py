@@ -1,14 +1,18 @@
 """Content-addressed artifact cache.
 
-The key covers the model's code and weights, its input spec, the variant's recipe and the versions of
-the converting libraries. An entry is a directory of files plus a manifest with each file's sha256;
-an entry whose files no longer match is deleted and rebuilt, never loaded.
+The key covers what the model computes (`converters.fingerprint`: code, classes, weights and buffers,
+attributes, the exported graph, the input spec), the variant's recipe, the calibration inputs where
+the recipe uses them, the versions of the converting libraries, and `KEY_VERSION`. An entry is a
+directory of files plus a manifest with each file's sha256 and the key's inputs; an entry whose files
+no longer match is deleted and rebuilt, never loaded.
+
+Changing what goes into the key means raising `KEY_VERSION`: it is hashed into every key, so entries
+made under an older definition are never looked up again (they miss cleanly rather than mis-hit).
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -16,10 +20,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from converters.fingerprint import Fingerprint
 from profiles.catalog import Variant
 from profiles.paths import cache_root
-from profiles.zoo import LoadedModel
 
+KEY_VERSION = 2  # 1: code, classes, state dict, inputs; 2: + attributes, all buffers, the export graph
 KEY_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript", "coremltools")
 MANIFEST = "manifest.json"
 
@@ -45,36 +50,6 @@ def arrays_sha256(arrays: tuple[Any, ...]) -> str:
     return digest.hexdigest()
 
 
-def _source_files(model: LoadedModel, factory: Any) -> list[Path]:
-    import torch
-
-    torch_dir = Path(torch.__file__).parent
-    files = set()
-    for obj in [factory, *(type(m) for m in model.module.modules())]:
-        try:
-            source = inspect.getsourcefile(obj)
-        except TypeError:
-            continue
-        if source and not Path(source).is_relative_to(torch_dir):
-            files.add(Path(source))
-    return sorted(files)
-
-
-def model_fingerprint(model: LoadedModel, factory: Any) -> str:
-    """Hash of the model's code, weights and input spec."""
-    digest = hashlib.sha256()
-    for path in _source_files(model, factory):
-        digest.update(path.read_bytes())
-    for name, module in model.module.named_modules():  # which classes, not only which source files
-        digest.update(f"{name}:{type(module).__module__}.{type(module).__qualname__}".encode())
-    for name, tensor in model.module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    for tensor in model.example_inputs:
-        digest.update(f"{tuple(tensor.shape)}:{tensor.dtype}".encode())
-    return digest.hexdigest()
-
-
 def package_versions() -> dict[str, str]:
     versions = {}
     for name in KEY_PACKAGES:
@@ -85,16 +60,52 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def cache_key(fingerprint: str, variant: Variant, extra: dict[str, Any]) -> str:
-    payload = {
-        "model": fingerprint,
+def key_inputs(fingerprint: Fingerprint, variant: Variant, extra: dict[str, Any]) -> dict[str, Any]:
+    """Everything the key hashes, readable: kept in the entry's manifest to explain hits and misses."""
+    return {
+        "key_version": KEY_VERSION,
+        "model": fingerprint.digest,
         "variant": variant.name,
         "format": variant.format,
         "recipe": variant.recipe,
         "versions": package_versions(),
         **extra,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cache_key(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def explain_miss(inputs: dict[str, Any], fingerprint: Fingerprint, earlier: dict[str, Any] | None) -> str:
+    """Why a key missed, against the most recent entry for the same model name and variant."""
+    if earlier is None:
+        return "miss: no earlier artifact of this model and variant in the cache"
+    before_key, before_model = earlier.get("key", {}), earlier.get("model", {})
+    reasons = [
+        f"{name} changed" for name in ("key_version", "recipe", "versions", "calibration")
+        if before_key.get(name) != inputs.get(name)
+    ]  # fmt: skip
+    before_parts = before_model.get("inputs", {})
+    reasons += [
+        f"model {part} changed" for part, value in fingerprint.inputs.items() if before_parts.get(part) != value
+    ]
+    before_attributes = before_model.get("attributes", {})
+    changed = [
+        f"{name}: {before_attributes.get(name, '(absent)')} -> {value}"
+        for name, value in fingerprint.attributes.items()
+        if before_attributes.get(name) != value
+    ]
+    changed += [
+        f"{name}: {value} -> (absent)"
+        for name, value in before_attributes.items()
+        if name not in fingerprint.attributes
+    ]
+    if changed:
+        reasons.append(
+            "attributes " + "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+        )
+    return "miss: " + (", ".join(reasons) if reasons else "the earlier entry was removed or damaged")
 
 
 def _well_formed(stored: Any) -> bool:
@@ -153,11 +164,25 @@ class ArtifactCache:
             info["path"] = str(entry / Path(info["path"]).name)
         return info
 
-    def store_skip(self, key: str, reason: str) -> None:
+    def store_skip(self, key: str, reason: str, about: dict[str, Any]) -> None:
         """Remember that a recipe does not apply to this model (no files, just the reason)."""
         entry = self.entry(key)
         entry.mkdir(parents=True, exist_ok=True)
-        (entry / MANIFEST).write_text(json.dumps({"files": {}, "info": {"skipped": reason}}))
+        (entry / MANIFEST).write_text(json.dumps({"files": {}, "info": {"skipped": reason}, **about}))
+
+    def latest_for(self, model_name: str, variant: str) -> dict[str, Any] | None:
+        """The manifest of the most recently written entry for a model name and variant, or None."""
+        found: list[tuple[float, dict[str, Any]]] = []
+        for manifest in self.root.glob(f"*/*/{MANIFEST}"):
+            try:
+                stored = json.loads(manifest.read_text())
+            except (OSError, ValueError, RecursionError):
+                continue
+            if not isinstance(stored, dict) or not isinstance(stored.get("model"), dict):
+                continue
+            if stored["model"].get("name") == model_name and stored.get("key", {}).get("variant") == variant:
+                found.append((manifest.stat().st_mtime, stored))
+        return max(found, key=lambda pair: pair[0])[1] if found else None
 
     def staging(self, key: str) -> Path:
         path = self.root / "staging" / f"{key}-{os.getpid()}"
@@ -165,9 +190,12 @@ class ArtifactCache:
         path.mkdir(parents=True)
         return path
 
-    def store(self, key: str, staging: Path, main_file: str, info: dict[str, Any]) -> dict[str, Any]:
+    def store(
+        self, key: str, staging: Path, main_file: str, info: dict[str, Any], about: dict[str, Any]
+    ) -> dict[str, Any]:
         """Hash every file of a finished staging directory (directories such as .mlpackage included),
-        move it into place and return the metadata with its path, files, size and sha256."""
+        move it into place and return the metadata with its path, files, size and sha256. `about` (the
+        key's inputs and the model's fingerprint summary) is kept in the manifest beside them."""
         files = sorted(p for p in staging.rglob("*") if p.is_file())
         hashes = {str(p.relative_to(staging)): file_sha256(p) for p in files}
         entry = self.entry(key)
@@ -179,7 +207,7 @@ class ArtifactCache:
             "sha256": combined_sha256(hashes),
             "cache_key": key,
         }
-        (staging / MANIFEST).write_text(json.dumps({"files": hashes, "info": info}, indent=1))
+        (staging / MANIFEST).write_text(json.dumps({"files": hashes, "info": info, **about}, indent=1, default=str))
         entry.parent.mkdir(parents=True, exist_ok=True)
         if entry.exists():
             shutil.rmtree(entry)

@@ -51,11 +51,15 @@ def trace_input_type(ct: Any, name: str, tensor: Any) -> Any:
     return ct.TensorType(name=name, shape=tuple(tensor.shape), dtype=dtype)
 
 
-def convert_exported(ct: Any, model: LoadedModel, common: dict[str, Any]) -> Any:
+def convert_exported(ct: Any, model: LoadedModel, common: dict[str, Any], ctx: ConversionContext) -> Any:
+    """Exported and decomposed once per model and process, then shared by every Core ML recipe
+    (`ct.convert` leaves the program unchanged: converting it twice gives identical specs, checked)."""
     import torch
 
-    exported = torch.export.export(model.module, model.example_inputs).run_decompositions({})
-    return ct.convert(exported, **common)
+    if "decomposed" not in ctx.scratch:
+        exported = torch.export.export(model.module, tuple(model.example_inputs))
+        ctx.scratch["decomposed"] = exported.run_decompositions({})
+    return ct.convert(ctx.scratch["decomposed"], **common)
 
 
 def convert_traced(ct: Any, model: LoadedModel, common: dict[str, Any]) -> Any:
@@ -66,10 +70,10 @@ def convert_traced(ct: Any, model: LoadedModel, common: dict[str, Any]) -> Any:
     return ct.convert(traced, inputs=inputs, **common)
 
 
-def _convert(ct: Any, model: LoadedModel, precision: Any, target: Any) -> tuple[Any, str]:
+def _convert(ct: Any, model: LoadedModel, precision: Any, target: Any, ctx: ConversionContext) -> tuple[Any, str]:
     common = {"convert_to": "mlprogram", "minimum_deployment_target": target, "compute_precision": precision}
     try:
-        return convert_exported(ct, model, common), "torch.export"
+        return convert_exported(ct, model, common, ctx), "torch.export"
     except Exception as export_error:
         log.warning("coremltools torch.export path failed (%s); trying torch.jit.trace", export_error)
         try:
@@ -138,7 +142,7 @@ class CoreMLConverter(Converter):
             raise VariantSkipped(W8A8_NEEDS_MACOS)
         ct = import_coremltools()
         precision = ct.precision.FLOAT32 if recipe["precision"] == "fp32" else ct.precision.FLOAT16
-        mlmodel, path = _convert(ct, model, precision, getattr(ct.target, recipe["target"]))
+        mlmodel, path = _convert(ct, model, precision, getattr(ct.target, recipe["target"]), ctx)
         mlmodel = _compress(ct, mlmodel, recipe, ctx)
         mlmodel.save(str(out_dir / "model.mlpackage"))
         return Converted("model.mlpackage", path, deployment_target=recipe["target"])

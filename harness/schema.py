@@ -42,6 +42,7 @@ class ArtifactInfo:
     weight_bytes_by_dtype: dict[str, int] = field(default_factory=dict)
     cache_hit: bool = False
     cache_key: str | None = None
+    cache_explanation: str | None = None  # why the cache hit or missed
 
 
 @dataclass

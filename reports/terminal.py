@@ -140,16 +140,18 @@ def render(record: RunRecord, console: Console) -> None:
             console.print(Text(f"  {kind} ({', '.join(cases)}): {text}", style=style), soft_wrap=True)
 
 
-def render_conversions(rows: list[ConvertRow], console: Console) -> None:
-    """`bench convert`: per model, each variant's status, size, ratio to fp32 of its format, time, cache."""
+def render_conversions(rows: list[ConvertRow], console: Console, explain: bool = False) -> None:
+    """`bench convert`: per model, each variant's status, size, ratio to fp32 of its format, time, cache
+    (and with `explain`, why the cache hit or missed)."""
     by_model: dict[str, list[ConvertRow]] = {}
     for row in rows:
         by_model.setdefault(row.model, []).append(row)
     for model, model_rows in by_model.items():
         table = Table(title=model, title_justify="left", header_style="bold")
-        for column in ("variant", "status", "size", "vs fp32", "convert s", "cache", "path / target", "reason"):
+        columns = ["variant", "status", "size", "vs fp32", "convert s", "cache", "path / target", "reason"]
+        for column in columns + (["cache: why"] if explain else []):
             justify = "right" if column in ("size", "vs fp32", "convert s") else "left"
-            table.add_column(column, justify=justify, no_wrap=column != "reason")  # type: ignore[arg-type]
+            table.add_column(column, justify=justify, no_wrap=column not in ("reason", "cache: why"))  # type: ignore[arg-type]
         fp32 = {r.format: r.artifact.size_bytes for r in model_rows if r.variant.endswith("fp32")}
         for row in model_rows:
             art = row.artifact
@@ -163,5 +165,6 @@ def render_conversions(rows: list[ConvertRow], console: Console) -> None:
                 ("hit" if art.cache_hit else "built") if art.path else "-",
                 " ".join(x for x in (art.converter_path, art.deployment_target) if x) or "-",
                 row.reason or "",
+                *([art.cache_explanation or ""] if explain else []),
             )
         console.print(table)

@@ -15,6 +15,7 @@ import torch
 from converters.base import ConversionContext
 from converters.build import build_artifact
 from converters.cache import ArtifactCache
+from converters.fingerprint import Fingerprint
 from harness.backends.base import DeviceUnavailable, LoadRequest
 from harness.backends.coreml import (
     COMPUTE_UNITS,
@@ -189,7 +190,7 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> str:
     torch.manual_seed(0)
     model = LoadedModel(torch.nn.Linear(4, 2).eval(), (torch.ones(1, 4),))
     cache = ArtifactCache(tmp_path_factory.mktemp("artifacts"))
-    return build_artifact(model, "tiny", VARIANTS["onnx-fp32"], ConversionContext(), cache)["path"]
+    return build_artifact(model, Fingerprint("tiny"), VARIANTS["onnx-fp32"], ConversionContext(), cache)["path"]
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="the CoreML provider exists on macOS")
@@ -218,7 +219,9 @@ def test_torch_has_no_ane_and_names_why_gpu_is_missing() -> None:
 def test_coreml_predicts_on_macos(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = LoadedModel(torch.nn.Linear(4, 2).eval(), (torch.ones(1, 4),))
-    info = build_artifact(model, "tiny", VARIANTS["coreml-fp32"], ConversionContext(), ArtifactCache(tmp_path))
+    info = build_artifact(
+        model, Fingerprint("tiny"), VARIANTS["coreml-fp32"], ConversionContext(), ArtifactCache(tmp_path)
+    )
     backend = CoreMLBackend()
     request = LoadRequest(info["path"], "cpu", 1, "unused")
     backend.prepare(request)
@@ -239,7 +242,9 @@ def test_coreml_predicts_on_macos(tmp_path: Path) -> None:
 def test_coreml_fp32_on_ane_is_refused_not_run_on_the_cpu(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = LoadedModel(torch.nn.Linear(64, 64).eval(), (torch.ones(1, 64),))
-    info = build_artifact(model, "tiny", VARIANTS["coreml-fp32"], ConversionContext(), ArtifactCache(tmp_path))
+    info = build_artifact(
+        model, Fingerprint("tiny"), VARIANTS["coreml-fp32"], ConversionContext(), ArtifactCache(tmp_path)
+    )
     backend = CoreMLBackend()
     request = LoadRequest(info["path"], "ane", 1, "unused")
     backend.prepare(request)

@@ -12,8 +12,9 @@ import torch
 
 from converters.base import ConversionContext, VariantSkipped
 from converters.build import build_artifact
-from converters.cache import ArtifactCache, model_fingerprint
+from converters.cache import ArtifactCache
 from converters.coreml import W8A8_NEEDS_MACOS, iter_operations
+from converters.fingerprint import fingerprint_model
 from harness.prepare import model_inputs
 from profiles.catalog import VARIANTS
 from profiles.zoo import load_model, resolve_model
@@ -33,7 +34,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory):
     calibration, _, _ = model_inputs(spec, model, 16, "calibration", 0)
     ctx = ConversionContext(calibration=tuple(calibration))
     cache = ArtifactCache(tmp_path_factory.mktemp("artifacts"))
-    return spec, model, model_fingerprint(model, spec.factory), ctx, cache
+    return spec, model, fingerprint_model(model), ctx, cache
 
 
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v.startswith("coreml-") and v != "coreml-w8a8"])
@@ -70,7 +71,7 @@ def test_sizes_follow_the_recipes() -> None:
     """On the ResNet-18-like model (weights dominate), each variant's size is what its recipe implies."""
     spec = resolve_model("resnet18")
     model = load_model(spec)
-    fingerprint = model_fingerprint(model, spec.factory)
+    fingerprint = fingerprint_model(model)
     cache = ArtifactCache()
     size = {}
     for name in ["coreml-fp32", "coreml-fp16", "coreml-w8", "coreml-w4", "coreml-pal4", "onnx-fp32", "onnx-fp16"]:
@@ -125,7 +126,7 @@ def test_onnx_w4_quantizes_matmul_models_and_skips_conv_models(digits) -> None:
 
     spec = resolve_model("vit_small")
     vit = load_model(spec)
-    info = build_artifact(vit, model_fingerprint(vit, spec.factory), VARIANTS["onnx-w4"], ConversionContext(), cache)
+    info = build_artifact(vit, fingerprint_model(vit), VARIANTS["onnx-w4"], ConversionContext(), cache)
     assert info["op_histogram"]["MatMulNBits"] >= 24  # four weight MatMuls per block, six blocks
     example = vit.example_inputs[0].numpy()
     out = ort.InferenceSession(info["path"]).run(None, {"input": example})[0]
@@ -143,7 +144,7 @@ def test_every_onnx_artifact_passes_the_full_checker(digits, variant: str) -> No
     if variant == "onnx-w4":
         spec = resolve_model("vit_small")
         model = load_model(spec)
-        fingerprint = model_fingerprint(model, spec.factory)
+        fingerprint = fingerprint_model(model)
     info = build_artifact(model, fingerprint, VARIANTS[variant], ctx, cache)
     onnx.checker.check_model(info["path"], full_check=True)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,10 +11,12 @@ import torch
 
 from converters.base import ConversionContext
 from converters.build import build_artifact
-from converters.cache import ArtifactCache, model_fingerprint
+from converters.cache import ArtifactCache
+from converters.fingerprint import Fingerprint, fingerprint_model
 from profiles.catalog import VARIANTS
 from profiles.errors import ConversionError
 from profiles.zoo import LoadedModel, load_model, resolve_model
+from tests.conftest import bench
 
 
 def tiny() -> LoadedModel:
@@ -23,7 +26,7 @@ def tiny() -> LoadedModel:
 
 def test_onnx_export_runs_and_matches_torch(tmp_path: Path) -> None:
     model = tiny()
-    info = build_artifact(model, "fp", VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path))
+    info = build_artifact(model, Fingerprint("fp"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path))
     assert info["converter_path"] == "torch.onnx dynamo" and info["opset"] == 18
     assert info["size_bytes"] == sum((Path(info["path"]).parent / f).stat().st_size for f in info["files"])
     assert info["op_histogram"].get("Gemm", 0) + info["op_histogram"].get("MatMul", 0) >= 1
@@ -34,7 +37,9 @@ def test_onnx_export_runs_and_matches_torch(tmp_path: Path) -> None:
 
 def test_large_models_keep_external_data_together(tmp_path: Path) -> None:
     model = load_model(resolve_model("vit_small"))
-    info = build_artifact(model, "vit", VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path))
+    info = build_artifact(
+        model, Fingerprint("vit"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path)
+    )
     assert sorted(info["files"]) == ["model.onnx", "model.onnx.data"]
     assert info["size_bytes"] > 8_000_000
     session = ort.InferenceSession(info["path"])
@@ -44,25 +49,25 @@ def test_large_models_keep_external_data_together(tmp_path: Path) -> None:
 def test_cache_hits_misses_and_rebuilds_corruption(tmp_path: Path) -> None:
     cache = ArtifactCache(tmp_path)
     model = tiny()
-    first = build_artifact(model, "fp-a", VARIANTS["onnx-fp32"], ConversionContext(), cache)
-    again = build_artifact(model, "fp-a", VARIANTS["onnx-fp32"], ConversionContext(), cache)
+    first = build_artifact(model, Fingerprint("fp-a"), VARIANTS["onnx-fp32"], ConversionContext(), cache)
+    again = build_artifact(model, Fingerprint("fp-a"), VARIANTS["onnx-fp32"], ConversionContext(), cache)
     assert not first["cache_hit"] and again["cache_hit"] and again["sha256"] == first["sha256"]
 
-    other_weights = build_artifact(model, "fp-b", VARIANTS["onnx-fp32"], ConversionContext(), cache)
+    other_weights = build_artifact(model, Fingerprint("fp-b"), VARIANTS["onnx-fp32"], ConversionContext(), cache)
     assert not other_weights["cache_hit"]
     other_recipe = replace(VARIANTS["onnx-fp32"], recipe={"opset": 17})
-    assert not build_artifact(model, "fp-a", other_recipe, ConversionContext(), cache)["cache_hit"]
+    assert not build_artifact(model, Fingerprint("fp-a"), other_recipe, ConversionContext(), cache)["cache_hit"]
 
     Path(first["path"]).write_bytes(b"corrupted")
-    rebuilt = build_artifact(model, "fp-a", VARIANTS["onnx-fp32"], ConversionContext(), cache)
+    rebuilt = build_artifact(model, Fingerprint("fp-a"), VARIANTS["onnx-fp32"], ConversionContext(), cache)
     assert not rebuilt["cache_hit"] and rebuilt["sha256"] == first["sha256"]
 
 
 def test_fingerprint_covers_weights_and_input_spec() -> None:
     model = tiny()
-    base = model_fingerprint(model, tiny)
+    base = fingerprint_model(model).digest
     reshaped = LoadedModel(model.module, (torch.ones(2, 4),))
-    assert model_fingerprint(reshaped, tiny) != base
+    assert fingerprint_model(reshaped).digest != base
 
 
 def test_export_failure_is_a_conversion_error_with_both_paths(tmp_path: Path) -> None:
@@ -72,7 +77,7 @@ def test_export_failure_is_a_conversion_error_with_both_paths(tmp_path: Path) ->
 
     model = LoadedModel(Unexportable().eval(), (torch.ones(1, 4),))
     with pytest.raises(ConversionError, match=r"dynamo: .*torchscript: .*'aten::linalg_eigvals'"):
-        build_artifact(model, "u", VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path))
+        build_artifact(model, Fingerprint("u"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -83,24 +88,123 @@ def test_export_failure_is_a_conversion_error_with_both_paths(tmp_path: Path) ->
 def test_a_malformed_manifest_is_rebuilt(tmp_path: Path, manifest: str) -> None:
     cache = ArtifactCache(tmp_path)
     model = tiny()
-    first = build_artifact(model, "fp", VARIANTS["onnx-fp32"], ConversionContext(), cache)
+    first = build_artifact(model, Fingerprint("fp"), VARIANTS["onnx-fp32"], ConversionContext(), cache)
     (Path(first["path"]).parent / "manifest.json").write_text(manifest)
-    rebuilt = build_artifact(model, "fp", VARIANTS["onnx-fp32"], ConversionContext(), cache)
+    rebuilt = build_artifact(model, Fingerprint("fp"), VARIANTS["onnx-fp32"], ConversionContext(), cache)
     assert not rebuilt["cache_hit"] and rebuilt["sha256"] == first["sha256"]
-    assert build_artifact(model, "fp", VARIANTS["onnx-fp32"], ConversionContext(), cache)["cache_hit"]
+    assert build_artifact(model, Fingerprint("fp"), VARIANTS["onnx-fp32"], ConversionContext(), cache)["cache_hit"]
 
 
 def test_a_moved_cache_still_hits_with_its_new_paths(tmp_path: Path) -> None:
     model = tiny()
-    first = build_artifact(model, "fp", VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path / "a"))
+    first = build_artifact(
+        model, Fingerprint("fp"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path / "a")
+    )
     (tmp_path / "a").rename(tmp_path / "b")
-    moved = build_artifact(model, "fp", VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path / "b"))
+    moved = build_artifact(
+        model, Fingerprint("fp"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path / "b")
+    )
     assert moved["cache_hit"] and moved["path"].startswith(str(tmp_path / "b")) and Path(moved["path"]).exists()
     assert moved["sha256"] == first["sha256"]
 
 
 def test_intermediate_files_are_removed_with_the_context(tmp_path: Path) -> None:
     with ConversionContext(scratch_root=tmp_path) as ctx:
-        build_artifact(tiny(), "fp", VARIANTS["onnx-fp16"], ctx, ArtifactCache(tmp_path / "cache"))
+        build_artifact(tiny(), Fingerprint("fp"), VARIANTS["onnx-fp16"], ctx, ArtifactCache(tmp_path / "cache"))
         assert list(tmp_path.glob("bench-onnx-*"))
     assert not list(tmp_path.glob("bench-onnx-*"))
+
+
+COMPUTES = """
+import os
+
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([torch.nn.Linear(16, 16) for _ in range(3)])
+        self.norm = torch.nn.LayerNorm(16, eps=float(os.environ.get("EPS", "1e-5")))
+        self.repeat_last = os.environ.get("SLOW") == "1"
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = torch.relu(block(x))
+        if self.repeat_last:
+            x = torch.relu(self.blocks[-1](x))
+        return self.norm(x)
+
+
+def build():
+    torch.manual_seed(0)
+    return Net().eval(), torch.randn(1, 16)
+"""
+
+
+def _converted(directory: Path, env: dict[str, str]) -> dict[str, str]:
+    proc = bench("convert", "smoke", "-m", "computes:build", "-v", "onnx-fp32", "--explain", cwd=directory, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = [line for line in proc.stdout.splitlines() if "│ onnx-fp32" in line]
+    return {"row": " ".join(row.split()), "cache": row.split("│")[6].strip()}
+
+
+def test_the_cache_key_follows_what_the_model_computes(tmp_path: Path) -> None:
+    """Two builds of one model differing only in a flag `forward` reads, or in a LayerNorm eps, must not
+    share an artifact; the same build twice must."""
+    (tmp_path / "computes.py").write_text(COMPUTES)
+    base = {"SLOW": "0", "EPS": "1e-5"}
+    first = _converted(tmp_path, base)
+    assert first["cache"] == "built" and "miss: no earlier artifact" in first["row"]
+    assert _converted(tmp_path, base)["cache"] == "hit"
+    slow = _converted(tmp_path, {**base, "SLOW": "1"})
+    assert slow["cache"] == "built", slow
+    assert "repeat_last: False -> True" in slow["row"] and "model attributes changed" in slow["row"]
+    eps = _converted(tmp_path, {**base, "EPS": "1e-3"})
+    assert eps["cache"] == "built" and "norm.eps: 1e-05 -> 0.001" in eps["row"], eps
+
+
+def test_measured_artifacts_differ_when_the_computation_does(tmp_path: Path) -> None:
+    (tmp_path / "computes.py").write_text(COMPUTES)
+    artifacts = {}
+    for slow in ("0", "1", "0"):
+        out = tmp_path / f"r{slow}.json"
+        proc = bench(
+            "run", "smoke", "-m", "computes:build", "-v", "onnx-fp32", "--processes", "1", "--budget", "0.2",
+            "--json", str(out), cwd=tmp_path, env={"SLOW": slow, "ONDEVICE_BENCH_CACHE": str(tmp_path / "cache")},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (result,) = json.loads(out.read_text())["results"]
+        artifacts.setdefault(slow, []).append(result["artifact"])
+    normal, slow_build = artifacts["0"][0], artifacts["1"][0]
+    assert not slow_build["cache_hit"] and slow_build["sha256"] != normal["sha256"]
+    assert slow_build["op_histogram"]["Gemm"] == normal["op_histogram"]["Gemm"] + 1
+    assert artifacts["0"][1]["cache_hit"] and artifacts["0"][1]["sha256"] == normal["sha256"]
+
+
+SETTING = {"scale": 2.0}
+
+
+class Scaled(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * SETTING["scale"]  # a module-level setting, e.g. read from the environment at import
+
+
+def test_fingerprint_covers_buffers_settings_and_attributes() -> None:
+    model = LoadedModel(Scaled().eval(), (torch.ones(1, 4),))
+    fingerprint = fingerprint_model(model)
+    assert set(fingerprint.inputs) == {"code", "classes", "weights", "attributes", "settings", "inputs"}
+    assert fingerprint_model(LoadedModel(Scaled().eval(), (torch.ones(1, 4),))).digest == fingerprint.digest
+    assert fingerprint.attributes[f"{Scaled.__module__}.SETTING"] == "{'scale': 2.0}"
+    SETTING["scale"] = 3.0
+    try:
+        assert fingerprint_model(model).digest != fingerprint.digest
+    finally:
+        SETTING["scale"] = 2.0
+    model.module.register_buffer("table", torch.zeros(3), persistent=False)  # not in the state dict
+    with_buffer = fingerprint_model(model)
+    model.module.table.add_(1)
+    assert fingerprint_model(model).digest != with_buffer.digest
+    gelu = [LoadedModel(torch.nn.GELU(approximate=a).eval(), (torch.ones(1, 4),)) for a in ("none", "tanh")]
+    assert fingerprint_model(gelu[0]).digest != fingerprint_model(gelu[1]).digest
+    assert fingerprint_model(gelu[1]).attributes["approximate"] == "'tanh'"

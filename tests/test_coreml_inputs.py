@@ -16,6 +16,7 @@ from converters.build import build_artifact
 from converters.cache import ArtifactCache
 from converters.coreml import convert_exported, convert_traced
 from converters.coreml_inputs import cast_to_spec, spec_input_dtypes
+from converters.fingerprint import Fingerprint
 from harness.backends.base import LoadRequest
 from harness.backends.coreml import CoreMLBackend
 from profiles.catalog import VARIANTS
@@ -50,7 +51,11 @@ def _common(ct: Any) -> dict[str, Any]:
     return {"convert_to": "mlprogram", "minimum_deployment_target": ct.target.iOS16}
 
 
-@pytest.mark.parametrize("convert", [convert_exported, convert_traced], ids=["torch.export", "torch.jit.trace"])
+def _exported(ct: Any, model: LoadedModel, common: dict[str, Any]) -> Any:
+    return convert_exported(ct, model, common, ConversionContext())
+
+
+@pytest.mark.parametrize("convert", [_exported, convert_traced], ids=["torch.export", "torch.jit.trace"])
 def test_integer_inputs_are_declared_int32_on_both_paths(ct: Any, convert: Any) -> None:
     spec = convert(ct, embedder(), _common(ct)).get_spec()
     data_type = spec.description.input[0].type.multiArrayType.dataType
@@ -59,7 +64,7 @@ def test_integer_inputs_are_declared_int32_on_both_paths(ct: Any, convert: Any) 
 
 
 def test_int64_token_ids_are_cast_to_the_declared_int32(ct: Any) -> None:
-    spec = convert_exported(ct, embedder(), _common(ct)).get_spec()
+    spec = _exported(ct, embedder(), _common(ct)).get_spec()
     ids = np.array([[1, 2049, 3999]], dtype=np.int64)
     fed = cast_to_spec({"ids": ids}, spec_input_dtypes(spec))  # torch.export names it after forward's argument
     assert fed["ids"].dtype == np.int32 and fed["ids"].tolist() == ids.tolist()
@@ -69,11 +74,11 @@ def test_int64_token_ids_are_cast_to_the_declared_int32(ct: Any) -> None:
 
 def test_float_inputs_follow_the_declared_precision(ct: Any) -> None:
     model = LoadedModel(torch.nn.Linear(4, 2).eval(), (torch.ones(1, 4),))
-    fp16_io = convert_exported(ct, model, {**_common(ct), "inputs": [ct.TensorType(dtype=np.float16)]}).get_spec()
+    fp16_io = _exported(ct, model, {**_common(ct), "inputs": [ct.TensorType(dtype=np.float16)]}).get_spec()
     declared = fp16_io.description.input[0].type.multiArrayType.dataType
     assert ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(declared) == "FLOAT16"
     assert spec_input_dtypes(fp16_io) == {"input": np.dtype(np.float32)}  # predict takes no float16
-    fp32 = convert_exported(ct, model, _common(ct)).get_spec()
+    fp32 = _exported(ct, model, _common(ct)).get_spec()
     fed = cast_to_spec({"input": np.ones((1, 4), np.float64)}, spec_input_dtypes(fp32))
     assert fed["input"].dtype == np.float32
 
@@ -81,7 +86,9 @@ def test_float_inputs_follow_the_declared_precision(ct: Any) -> None:
 @pytest.mark.skipif(sys.platform != "darwin", reason="requires macOS (Core ML prediction)")
 def test_coreml_predicts_on_int64_token_ids(tmp_path: Path) -> None:
     model = embedder()
-    info = build_artifact(model, "ids", VARIANTS["coreml-fp32"], ConversionContext(), ArtifactCache(tmp_path))
+    info = build_artifact(
+        model, Fingerprint("ids"), VARIANTS["coreml-fp32"], ConversionContext(), ArtifactCache(tmp_path)
+    )
     backend = CoreMLBackend()
     request = LoadRequest(info["path"], "cpu", 1, "unused")
     backend.prepare(request)

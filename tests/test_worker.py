@@ -13,6 +13,7 @@ import torch
 from converters.base import ConversionContext
 from converters.build import build_artifact
 from converters.cache import ArtifactCache
+from converters.fingerprint import Fingerprint
 from harness.backends.base import LoadRequest, Session
 from harness.backends.onnxruntime import OnnxRuntimeBackend
 from harness.backends.registry import BACKENDS
@@ -26,7 +27,9 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> WorkerSpec:
     torch.manual_seed(0)
     model = LoadedModel(torch.nn.Linear(4, 2).eval(), (torch.ones(1, 4),))
     root = tmp_path_factory.mktemp("worker")
-    artifact = build_artifact(model, "tiny", VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(root))
+    artifact = build_artifact(
+        model, Fingerprint("tiny"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(root)
+    )
     inputs = root / "inputs.npz"
     np.savez(inputs, np.ones((1, 4), np.float32))
     return WorkerSpec(

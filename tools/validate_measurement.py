@@ -100,14 +100,15 @@ def export(model: str, directory: Path) -> str:
     """An onnx-fp32 artifact of a zoo model plus its example inputs, through the product's converter."""
     from converters.base import ConversionContext
     from converters.build import build_artifact
-    from converters.cache import ArtifactCache, model_fingerprint
+    from converters.cache import ArtifactCache
+    from converters.fingerprint import fingerprint_model
     from profiles.catalog import VARIANTS
     from profiles.zoo import load_model, resolve_model
 
     spec = resolve_model(model)
     loaded = load_model(spec)
     info = build_artifact(
-        loaded, model_fingerprint(loaded, spec.factory), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache()
+        loaded, fingerprint_model(loaded), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache()
     )
     source, target = Path(info["path"]).parent, directory / model
     target.mkdir()
