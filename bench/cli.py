@@ -63,6 +63,7 @@ OVERRIDE_KEYS = {
     "device": "devices",
     "budget": "measure.budget_s",
     "processes": "measure.processes",
+    "threshold": "paired.threshold_pct",
 }
 
 
@@ -118,16 +119,21 @@ def run(
     ] = None,
     shard: Annotated[str | None, typer.Option("--shard", help="run slice I of N of the cases, e.g. 2/3")] = None,
     baseline: Annotated[
-        Path | None, typer.Option("--baseline", help="results file whose artifacts are measured interleaved (A/B)")
+        Path | None,
+        typer.Option("--baseline", help="results file whose artifacts each case is paired with, in one process (A/B)"),
     ] = None,
-    threshold: Annotated[float, typer.Option("--threshold", help="with --baseline: latency change, percent")] = 5.0,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="paired latency change that counts, percent (profile: 1)")
+    ] = None,
 ) -> None:
     """Convert, check parity and measure every case of a profile."""
     from harness.run import Runner, exit_code
     from profiles.schema import load_profile
     from reports.terminal import render
 
-    overrides = _overrides(model=model, variant=variant, device=device, budget=budget, processes=processes)
+    overrides = _overrides(
+        model=model, variant=variant, device=device, budget=budget, processes=processes, threshold=threshold
+    )
     runner_json = json_path or Path("bench-results") / f"run-{datetime.now():%Y%m%d-%H%M%S}.json"
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -166,13 +172,13 @@ def run(
     code = exit_code(record)
     if runner.json_error or not _write_reports([record], html_path, markdown_path, None):
         code = max(code, 1)
-    if baseline is not None:
+    if baseline_run is not None:
         from reports.compare import compare_runs, render_comparison
 
         for note in runner.baseline_notes:
             out.print(f"note: {note}", highlight=False, soft_wrap=True)
-        changes = [c for c in compare_runs(runner.baseline_record, record, threshold / 100) if c.presence == "both"]
-        render_comparison(changes, out)
+        changes = [c for c in compare_runs(baseline_run, record, paired=True) if c.presence == "both"]
+        render_comparison(changes, out, "baseline -> current, paired in one process")
         if _print_regressions(changes):
             code = 1
     raise typer.Exit(code)
@@ -284,7 +290,13 @@ def compare(
     ] = False,
 ) -> None:
     """Compare two runs case by case; exit 1 on any regression or newly failed gate."""
-    from reports.compare import compare_runs, comparison_markdown, environment_differences, render_comparison
+    from reports.compare import (
+        UNPAIRED_NOTE,
+        compare_runs,
+        comparison_markdown,
+        environment_differences,
+        render_comparison,
+    )
 
     if not 0 < threshold < 100:
         _fail(ConfigError(f"--threshold {threshold}: expected a percentage between 0 and 100, e.g. 5"))
@@ -301,6 +313,7 @@ def compare(
         _fail(ConfigError(f"the runs differ in {'; '.join(differences)}; pass --allow-env-mismatch to compare anyway"))
     changes = compare_runs(before, after, threshold / 100, memory_tolerance / 100)
     render_comparison(changes, out)
+    out.print(UNPAIRED_NOTE, highlight=False, soft_wrap=True)
     if markdown_path:
         markdown_path.write_text(comparison_markdown(changes), encoding="utf-8")
     if not any(change.presence == "both" for change in changes):

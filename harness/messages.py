@@ -65,3 +65,41 @@ class ArtifactBuilt:
 @dataclass(frozen=True)
 class Diagnosis:
     diagnosis: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PairedMeasured:
+    """One paired process: the arms' creation order (indices), calls per block of each arm, and every
+    block of each arm in time order (milliseconds per call). Blocks come in rounds: a random order of
+    the arms, then its mirror image, so block k of arm i and block k of arm j sit in the same round."""
+
+    created: list[int]
+    calls: list[int]
+    blocks_ms: list[list[float]]
+    rounds: int
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """The runtime declined the requested device when loading: the case is skipped with this reason."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One unpaired measurement process of one case. `memory` and `energy` hold the keys of
+    `harness.schema.MemoryStats` and `EnergyStats`, `parity` those of `ParityResult` (or None)."""
+
+    cold_ms: float
+    warm_ms: float
+    first_inference_ms: float
+    calls_per_sample: int
+    samples_ms: list[float]
+    memory: dict[str, Any]
+    energy: dict[str, Any]
+    parity: dict[str, Any] | None
+    runtime: dict[str, Any]
+    thermal: str | None
+    thermal_state: dict[str, Any]
+    placement: dict[str, Any]

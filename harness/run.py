@@ -17,10 +17,13 @@ import numpy as np
 from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose
 from harness.environment import capture
 from harness.isolation import run_isolated
-from harness.messages import Diagnosis
+from harness.messages import Diagnosis, Measured, Unavailable
+from harness.paired import Arm
+from harness.pairing import PairingSettings, compare_series
 from harness.plan import Case, plan
 from harness.prepare import Prepared, check_user_models, prepare_isolated
 from harness.schema import (
+    REFERENCE_ORDER,
     ArtifactInfo,
     EnergyStats,
     LoadTimes,
@@ -30,6 +33,7 @@ from harness.schema import (
     RunRecord,
     write_results,
 )
+from harness.slowdown import requested_slowdown
 from harness.stats import latency_warnings, summarise
 from harness.store import ResultsStore
 from harness.worker import WorkerSpec, measure
@@ -55,11 +59,10 @@ class _Progress:
     spec: WorkerSpec
     artifact: ArtifactInfo
     samples: list[list[float]] = field(default_factory=list)
-    measured: list[dict[str, Any]] = field(default_factory=list)
+    measured: list[Measured] = field(default_factory=list)
     parity: ParityResult | None = None
     failure: str | None = None
     skipped: str | None = None  # the runtime refused the device when loading
-    baseline: bool = False  # a same-run A/B twin measuring the baseline's artifact
     weights_path: str = ""  # the prepared model's weights, for a layer-by-layer diagnosis
 
     @property
@@ -91,8 +94,7 @@ class Runner:
     ) -> None:
         """Plans the run (raising `ModelError` or `NothingToRun`); nothing is measured yet. With
         `shard=(i, n)` only the i-th of n deterministic slices of the cases is run. With `baseline`, each
-        case whose baseline artifact is still on disk is measured twice in one interleaved schedule, the
-        baseline's artifact and the current one, into `baseline_record` and `record`."""
+        case whose baseline artifact is still on disk is then paired with it (`Result.against_baseline`)."""
         self.resolved = resolved
         self.profile = resolved.profile
         self.json_path = json_path
@@ -111,21 +113,25 @@ class Runner:
         )
         self.baseline = baseline
         self.baseline_notes: list[str] = []
-        self.baseline_record = replace(self.record, run_id=f"{self.run_id}-baseline", results=[])
 
-    def _emit(self, result: Result, baseline: bool = False) -> None:
+    def _emit(self, result: Result) -> None:
         """Append a result and write it to the results file and to the store; each write fails alone."""
-        record = self.baseline_record if baseline else self.record
-        record.results.append(result)
-        self._to_store(lambda store: store.add_result(record.run_id, result))
+        self.record.results.append(result)
+        self._to_store(lambda store: store.add_result(self.run_id, result))
+        self._write_json()
+        self.observer.result(result)
+
+    def _write_json(self) -> None:
         if self.json_path and self.json_error is None:
-            path = self.json_path.with_suffix(".baseline.json") if baseline else self.json_path
             try:
-                write_results(record, path)
+                write_results(self.record, self.json_path)
             except OSError as exc:
-                self.json_error = f"results file {path}: {exc.strerror or exc}"
-        if not baseline:
-            self.observer.result(result)
+                self.json_error = f"results file {self.json_path}: {exc.strerror or exc}"
+
+    def _update(self, result: Result) -> None:
+        """A result already written gained its paired comparisons: write it again."""
+        self._to_store(lambda store: store.update_result(self.run_id, result))
+        self._write_json()
 
     def _to_store(self, write: Callable[[ResultsStore], None]) -> None:
         """A store that fails stops being written to; the results file still has every result."""
@@ -152,8 +158,6 @@ class Runner:
             per_model.setdefault(case.model.ref, []).append(case)
         runnable = [c for c in self.cases if not c.skip_reason]
         self._to_store(lambda store: store.add_run(self.record))
-        if self.baseline is not None:
-            self._to_store(lambda store: store.add_run(self.baseline_record))
         self.observer.start(len(per_model) + len(runnable) * self.profile.measure.processes)
 
         work_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))
@@ -178,22 +182,19 @@ class Runner:
                 self.observer.step(f"{model_ref}: prepared")
                 for case in cases:
                     progress += self._plan_measurement(case, prepared)
-            measure = self.profile.measure
-            twins = sum(item.baseline for item in progress)
-            self.observer.start(len(per_model) + (len(runnable) + twins) * measure.processes)
             self._measure_interleaved(progress)
+            self._pair(progress)
         except KeyboardInterrupt:
             for item in progress:
                 if not item.done and item.measured and not self._is_emitted(item):
-                    self._emit(self._finish(item, interrupted=True), item.baseline)
+                    self._emit(self._finish(item, interrupted=True))
             raise
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
         return self.record
 
     def _is_emitted(self, item: _Progress) -> bool:
-        record = self.baseline_record if item.baseline else self.record
-        return any(r.case_key == current_key(item.case) for r in record.results)
+        return any(r.case_key == current_key(item.case) for r in self.record.results)
 
     def _plan_measurement(self, case: Case, prepared: Prepared) -> list[_Progress]:
         """A measurable case, or its result now: a failed conversion fails the case on any host; a
@@ -231,28 +232,7 @@ class Runner:
             threads=measure.threads,
             calls_per_sample=None,
         )
-        current = _Progress(case, spec, artifact, weights_path=prepared.weights_path)
-        twin = self._baseline_twin(current)
-        return [current, twin] if twin else [current]
-
-    def _baseline_twin(self, current: _Progress) -> _Progress | None:
-        """The baseline's artifact for the same case, measured in the same interleaved schedule."""
-        if self.baseline is None:
-            return None
-        case = current.case
-        match = next((r for r in self.baseline.results if r.case_key == current_key(case) and r.status == "ok"), None)
-        if match is None:
-            return None
-        reason = None
-        if case.variant.format == "torch":
-            reason = "a torch state dict runs with the current code; same-run A/B needs a self-contained artifact"
-        elif not match.artifact.path or not Path(match.artifact.path).exists():
-            reason = f"the baseline artifact {match.artifact.path} no longer exists"
-        if reason:
-            self.baseline_notes.append(f"{case.label}: not measured against the baseline: {reason}")
-            return None
-        spec = WorkerSpec(**{**current.spec.__dict__, "artifact_path": match.artifact.path})
-        return _Progress(case, spec, match.artifact, baseline=True)
+        return [_Progress(case, spec, artifact, weights_path=prepared.weights_path)]
 
     def _measure_interleaved(self, progress: list[_Progress]) -> None:
         """Round r runs process r of every case, in a seeded random order, so drift hits all alike."""
@@ -267,29 +247,104 @@ class Runner:
                 self._measure_once(item, do_parity=round_index == 0)
                 if item.done:
                     status, reason = ("failed", item.failure) if item.failure else ("skipped", item.skipped)
-                    self._emit(_result(item.case, status, reason, item.artifact), item.baseline)
+                    self._emit(_result(item.case, status, reason, item.artifact))
                     self.observer.step(item.case.label, advance=measure.processes - round_index - 1)
                 elif round_index == measure.processes - 1:
-                    self._emit(self._finish(item), item.baseline)
+                    self._emit(self._finish(item))
+
+    def _pairing(self) -> PairingSettings:
+        measure, paired = self.profile.measure, self.profile.paired
+        return PairingSettings(
+            threshold=paired.threshold_pct / 100,
+            arm_s=paired.arm_s,
+            max_s=paired.max_s,
+            min_block_ms=measure.min_sample_ms,
+            warmup=measure.warmup,
+            threads=measure.threads,
+            timeout_s=measure.timeout_s,
+            seed=measure.seed,
+        )
+
+    def _pair(self, progress: list[_Progress]) -> None:
+        """The paired phase, after every case's unpaired processes: each variant against its model's
+        reference on the same device (all of one model and device in one series of processes), then,
+        with a baseline, each case against the baseline's artifact (a series of its own)."""
+        measured = {current_key(item.case): item for item in progress if not item.done and item.measured}
+        results = {r.case_key: r for r in self.record.results if r.case_key in measured and r.status == "ok"}
+        slowdown = requested_slowdown()
+        if self.profile.paired.enabled:
+            groups: dict[tuple[str, str], list[_Progress]] = {}
+            for key in results:
+                groups.setdefault((measured[key].case.model.ref, key[2]), []).append(measured[key])
+            for (model, device), items in groups.items():
+                by_variant = {item.case.variant.name: item for item in items}
+                reference = next((by_variant[v] for v in REFERENCE_ORDER if v in by_variant), None)
+                others = [item for item in items if item is not reference]
+                if reference is None or not others:
+                    continue
+                label = f"{model} on {device}: pairing {len(others)} variants with {reference.case.variant.name}"
+                self.observer.step(label, 0)
+                comparisons = compare_series(
+                    Arm(reference.spec, slowdown),
+                    {current_key(item.case): Arm(item.spec, slowdown) for item in others},
+                    reference.case.variant.name,
+                    self._pairing(),
+                    self._log(f"paired-{model}-{device}"),
+                )
+                for key, comparison in comparisons.items():
+                    results[key].versus = comparison
+                    self._update(results[key])
+        if self.baseline is not None:
+            for key, result in results.items():
+                baseline_spec = self._baseline_spec(measured[key])
+                if baseline_spec is None:
+                    continue
+                self.observer.step(f"{measured[key].case.label}: pairing with the baseline", 0)
+                comparison = compare_series(
+                    Arm(baseline_spec),
+                    {key: Arm(measured[key].spec, slowdown)},
+                    "baseline",
+                    self._pairing(),
+                    self._log(f"paired-baseline-{measured[key].case.label.replace(' ', '-')}"),
+                )[key]
+                result.against_baseline = comparison
+                self._update(result)
+
+    def _baseline_spec(self, current: _Progress) -> WorkerSpec | None:
+        """The current case's spec with the baseline's artifact, or None (and a note saying why)."""
+        assert self.baseline is not None
+        case = current.case
+        match = next((r for r in self.baseline.results if r.case_key == current_key(case) and r.status == "ok"), None)
+        if match is None:
+            return None
+        reason = None
+        if case.variant.format == "torch":
+            reason = "a torch state dict runs with the current code; pairing needs a self-contained artifact"
+        elif not match.artifact.path or not Path(match.artifact.path).exists():
+            reason = f"the baseline artifact {match.artifact.path} no longer exists"
+        if reason:
+            self.baseline_notes.append(f"{case.label}: not paired with the baseline: {reason}")
+            return None
+        return replace(current.spec, artifact_path=match.artifact.path)
 
     def _measure_once(self, item: _Progress, do_parity: bool) -> None:
         log = self._log(f"measure-{item.case.label.replace(' ', '-')}")
         outcome = run_isolated(measure, (item.spec, do_parity), self.profile.measure.timeout_s, None, log)
-        kinds = {m["kind"]: m for m in outcome.messages}
-        if "unavailable" in kinds:
-            item.skipped = kinds["unavailable"]["reason"]
+        unavailable = outcome.first(Unavailable)
+        if unavailable is not None:
+            item.skipped = unavailable.reason
             return
-        if outcome.failure is not None or "measured" not in kinds:
+        measured = outcome.first(Measured)
+        if outcome.failure is not None or measured is None:
             item.failure = f"measurement {outcome.failure or 'worker sent no result'} (log: {log})"
             return
-        measured = kinds["measured"]
         if item.spec.calls_per_sample is None:
-            item.spec = WorkerSpec(**{**item.spec.__dict__, "calls_per_sample": measured["calls_per_sample"]})
-        if measured["parity"] is not None:
-            item.parity = ParityResult(**measured["parity"])
+            item.spec = replace(item.spec, calls_per_sample=measured.calls_per_sample)
+        if measured.parity is not None:
+            item.parity = ParityResult(**measured.parity)
             if not item.parity.passed and item.case.variant.format == "onnx":
                 item.parity.diagnosis = self._diagnose(item)
-        item.samples.append(measured["samples_ms"])
+        item.samples.append(measured.samples_ms)
         item.measured.append(measured)
 
     def _diagnose(self, item: _Progress) -> dict[str, Any]:
@@ -309,12 +364,12 @@ class Runner:
         result.latency_ms = latency
         result.samples_ms = item.samples
         result.load_ms = LoadTimes(
-            cold=float(np.median([m["cold_ms"] for m in runs])), warm=float(np.median([m["warm_ms"] for m in runs]))
+            cold=float(np.median([m.cold_ms for m in runs])), warm=float(np.median([m.warm_ms for m in runs]))
         )
-        result.first_inference_ms = float(np.median([m["first_inference_ms"] for m in runs]))
-        peak_run = max(runs, key=lambda m: m["memory"]["peak_rss_bytes"] or 0)
-        result.memory = MemoryStats(**peak_run["memory"])
-        energies = [m["energy"] for m in runs]
+        result.first_inference_ms = float(np.median([m.first_inference_ms for m in runs]))
+        peak_run = max(runs, key=lambda m: m.memory["peak_rss_bytes"] or 0)
+        result.memory = MemoryStats(**peak_run.memory)
+        energies = [m.energy for m in runs]
         millijoules = [e["mj_per_inference"] for e in energies if e["mj_per_inference"] is not None]
         result.energy = EnergyStats(
             source=energies[0]["source"],
@@ -324,10 +379,12 @@ class Runner:
             idle_mw=energies[0]["idle_mw"],
         )
         result.parity = item.parity
-        result.runtime = runs[0]["runtime"]
-        result.placement = next((m["placement"] for m in runs if m["placement"]), {})
+        result.runtime = runs[0].runtime
+        placements = sorted((m.placement for m in runs if m.placement), key=lambda p: "error" in p)
+        result.placement = placements[0] if placements else {}  # one that did not fail, where any
+        result.thermal_states = [m.thermal_state for m in runs]
         result.warnings = latency_warnings(latency, item.samples)
-        result.warnings += sorted({m["thermal"] for m in runs if m.get("thermal")})
+        result.warnings += sorted({m.thermal for m in runs if m.thermal})
         if interrupted:
             result.warnings.append(f"interrupted: {len(runs)} of {measure.processes} processes measured")
         return result

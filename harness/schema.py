@@ -22,6 +22,7 @@ from profiles.errors import SchemaError
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
+REFERENCE_ORDER = ("torch-fp32", "onnx-fp32", "coreml-fp32")  # a model's reference: the first of these measured
 
 Status = Literal["ok", "failed", "skipped"]
 
@@ -105,6 +106,33 @@ class ParityResult:
 
 
 @dataclass
+class PairedProcess:
+    """One paired process of a comparison, as measured: every block of both arms (ms per call, in time
+    order, two per arm per round), the calls per block, and which arm was created first."""
+
+    a_ms: list[float]
+    b_ms: list[float]
+    calls: list[int]  # [A, B]
+    created_first: Literal["a", "b"]
+    log_ratio: float  # the per-process statistic (harness.sequential.process_log_ratio)
+
+
+@dataclass
+class PairedComparison:
+    """B (this case) against A, measured in the same processes, alternated. `ratio` is B/A; `ci95` the
+    interval that holds over all sequential looks; `processes` keep every block, to recompute."""
+
+    against: str  # what A was: the reference variant, or "baseline" (the baseline run's artifact)
+    ratio: float
+    ci95: list[float]
+    verdict: str  # regression | improvement | no change | inconclusive
+    threshold: float
+    detail: str
+    statistic: str
+    processes: list[PairedProcess] = field(default_factory=list)
+
+
+@dataclass
 class Result:
     model: str
     variant: str
@@ -124,6 +152,9 @@ class Result:
     placement: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     runtime: dict[str, Any] = field(default_factory=dict)  # what the backend says it actually used
+    thermal_states: list[dict[str, Any]] = field(default_factory=list)  # per process: source, start, end level
+    versus: PairedComparison | None = None  # against the model's reference on the same device, paired
+    against_baseline: PairedComparison | None = None  # with --baseline: against the baseline's artifact
 
     @property
     def case_key(self) -> tuple[str, str, str, str]:

@@ -184,6 +184,25 @@ class ResultsStore:
                     samples,
                 )
 
+    def update_result(self, run_id: str, result: Result) -> None:
+        """Replace the stored document of a case already added (its paired comparisons came later)."""
+        model, variant, device, backend = result.case_key
+        with self.engine.begin() as conn:
+            conn.execute(
+                self.sa.text(
+                    "UPDATE cases SET result_json = :json WHERE run_id = :run_id AND model = :model"
+                    " AND variant = :variant AND device = :device AND backend = :backend"
+                ),
+                {
+                    "json": json.dumps(json_safe(asdict(result)), allow_nan=False),
+                    "run_id": run_id,
+                    "model": model,
+                    "variant": variant,
+                    "device": device,
+                    "backend": backend,
+                },
+            )
+
     def run_ids(self) -> list[str]:
         with self.engine.connect() as conn:
             return [row[0] for row in conn.execute(self.sa.text("SELECT run_id FROM runs ORDER BY created_at"))]

@@ -1,6 +1,6 @@
 """One measurement process of one case: load (cold), first inference, parity, warmup, samples, memory,
 CPU time, thermal state, what the runtime says it used and where, then a warm load. Runs in a fresh
-spawned process and sends one `measured` message (or `unavailable` when the runtime declines the device)."""
+spawned process and sends one `Measured` message (or `Unavailable` when the runtime declines the device)."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def _parity(session: Any, spec: WorkerSpec) -> dict[str, Any] | None:
     return asdict(result)
 
 
-def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], None]) -> None:
+def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[Any], None]) -> None:
     if spec.threads > 0:
         for name in THREAD_VARIABLES:
             os.environ[name] = str(spec.threads)
@@ -112,10 +112,12 @@ def _reported(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], None]) -> None:
+def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Callable[[Any], None]) -> None:
     from harness.backends.base import DeviceUnavailable, LoadRequest
     from harness.energy import EnergyMeter, counter_source
     from harness.memory import PeakTracker
+    from harness.messages import Measured, Unavailable
+    from harness.slowdown import requested_slowdown, slowed
     from harness.thermal import read_thermal, thermal_warning
 
     request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
@@ -130,12 +132,12 @@ def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Cal
     try:
         session = backend.load(request)
     except DeviceUnavailable as exc:
-        send({"kind": "unavailable", "reason": str(exc)})
+        send(Unavailable(str(exc)))
         return
     cold_ms = (time.perf_counter_ns() - started) / 1e6
     after_load, load_peak = memory.rss(), memory.peak()
 
-    call = session.runner(inputs)
+    call = slowed(session.runner(inputs), requested_slowdown())
     memory.reset()
     started = time.perf_counter_ns()
     call()
@@ -167,14 +169,13 @@ def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Cal
     del warm
 
     send(
-        {
-            "kind": "measured",
-            "cold_ms": cold_ms,
-            "warm_ms": warm_ms,
-            "first_inference_ms": first_ms,
-            "calls_per_sample": calls,
-            "samples_ms": samples,
-            "memory": {
+        Measured(
+            cold_ms=cold_ms,
+            warm_ms=warm_ms,
+            first_inference_ms=first_ms,
+            calls_per_sample=calls,
+            samples_ms=samples,
+            memory={
                 "source": memory.source,
                 "before_load_bytes": before_load,
                 "after_load_bytes": after_load,
@@ -183,11 +184,11 @@ def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Cal
                 "peak_rss_bytes": peak,
                 "gpu": gpu_memory,
             },
-            "energy": asdict(energy_stats),
-            "parity": parity,
-            "runtime": describe,
-            "thermal": thermal_warning(thermal_start, thermal_end),
-            "thermal_state": {"source": thermal_end.source, "start": thermal_start.level, "end": thermal_end.level},
-            "placement": placement,
-        }
+            energy=asdict(energy_stats),
+            parity=parity,
+            runtime=describe,
+            thermal=thermal_warning(thermal_start, thermal_end),
+            thermal_state={"source": thermal_end.source, "start": thermal_start.level, "end": thermal_end.level},
+            placement=placement,
+        )
     )

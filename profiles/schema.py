@@ -40,6 +40,21 @@ class Measure(_Strict):
     seed: StrictInt = Field(0, ge=0, lt=2**32, description="seeds the interleaved process order and synthetic inputs")
 
 
+class Paired(_Strict):
+    """Paired A/B: the latency ratios of the vs-reference column and of `--baseline` (harness.pairing)."""
+
+    enabled: StrictBool = Field(True, description="pair each variant with the model's reference on its device")
+    arm_s: float = Field(
+        1.0, gt=0, le=600, allow_inf_nan=False, description="sampling seconds each arm gets in one paired process"
+    )
+    max_s: float = Field(
+        60.0, gt=0, le=86_400, allow_inf_nan=False, description="wall-clock budget of one comparison's processes"
+    )
+    threshold_pct: float = Field(
+        1.0, gt=0, lt=100, allow_inf_nan=False, description="a latency change smaller than this is 'no change'"
+    )
+
+
 class Gate(_Strict):
     """Parity thresholds; an unset key is not checked."""
 
@@ -104,6 +119,7 @@ class Profile(_Strict):
     variants: list[str] = Field(default_factory=lambda: ["torch-fp32", "onnx-fp32"], min_length=1)
     devices: list[Device] = Field(default_factory=lambda: ["cpu"], min_length=1)
     measure: Measure = Field(default_factory=Measure)
+    paired: Paired = Field(default_factory=Paired)
     convert: Convert = Field(default_factory=Convert)
     parity: Parity = Field(default_factory=Parity)
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness.schema import Result, RunRecord
+from harness.schema import PairedComparison, Result, RunRecord
 from harness.stats import Comparison, compare_latency
 from reports.markdown import md_escape
 
@@ -60,17 +60,28 @@ def _parity_change(base: Result, cur: Result) -> tuple[str, str | None]:
     return "newly failed", "newly failed parity gate: " + "; ".join(cur.parity.failures)
 
 
-def compare_case(base: Result, cur: Result, threshold: float, memory_tolerance: float, seed: int) -> CaseChange:
+def paired_latency(comparison: PairedComparison) -> Comparison:
+    """A paired comparison in the shape every compare renderer reads."""
+    return Comparison(comparison.ratio, comparison.ci95, None, comparison.verdict, f"paired: {comparison.detail}")
+
+
+def compare_case(
+    base: Result, cur: Result, threshold: float, memory_tolerance: float, seed: int, paired: bool = False
+) -> CaseChange:
+    """With `paired`, latency is the current case's paired comparison with the baseline's artifact
+    (`Result.against_baseline`, measured in one process); else the unpaired test of the two runs."""
     change = CaseChange(cur.model, cur.variant, cur.device, cur.backend, "both")
     if base.status == "ok" and cur.status == "failed":
         change.regressions.append(f"now fails: {cur.reason}")
-    if base.samples_ms and cur.samples_ms:
+    if paired:
+        change.latency = paired_latency(cur.against_baseline) if cur.against_baseline else None
+    elif base.samples_ms and cur.samples_ms:
         change.latency = compare_latency(base.samples_ms, cur.samples_ms, threshold=threshold, seed=seed)
-        if change.latency.verdict == "regression":
-            lo, hi = change.latency.ci95
-            change.regressions.append(
-                f"latency {change.latency.ratio:.3f}x [95% CI {lo:.3f}, {hi:.3f}] ({change.latency.detail})"
-            )
+    if change.latency is not None and change.latency.verdict == "regression":
+        lo, hi = change.latency.ci95
+        change.regressions.append(
+            f"latency {change.latency.ratio:.3f}x [95% CI {lo:.3f}, {hi:.3f}] ({change.latency.detail})"
+        )
     change.size = (base.artifact.size_bytes, cur.artifact.size_bytes)
     if None not in change.size and change.size[1] > change.size[0]:  # type: ignore[operator]
         change.regressions.append(f"artifact grew {change.size[0]} -> {change.size[1]} bytes")
@@ -85,7 +96,12 @@ def compare_case(base: Result, cur: Result, threshold: float, memory_tolerance: 
 
 
 def compare_runs(
-    baseline: RunRecord, current: RunRecord, threshold: float = 0.05, memory_tolerance: float = 0.10, seed: int = 0
+    baseline: RunRecord,
+    current: RunRecord,
+    threshold: float = 0.05,
+    memory_tolerance: float = 0.10,
+    seed: int = 0,
+    paired: bool = False,
 ) -> list[CaseChange]:
     """Cases matched by model, variant, device and backend; unmatched ones are listed as new or missing."""
     before = {r.case_key: r for r in baseline.results}
@@ -96,7 +112,7 @@ def compare_runs(
         if base is None:
             changes.append(CaseChange(*key, presence="new"))
         else:
-            changes.append(compare_case(base, cur, threshold, memory_tolerance, seed))
+            changes.append(compare_case(base, cur, threshold, memory_tolerance, seed, paired))
     changes += [CaseChange(*key, presence="missing") for key in before if key not in after]
     return changes
 
@@ -117,8 +133,15 @@ def _delta(pair: tuple[int | None, int | None]) -> str:
     return f"{after / before - 1:+.1%}" if before else f"{before} -> {after}"
 
 
-def render_comparison(changes: list[CaseChange], console: Console) -> None:
-    table = Table(title="baseline -> current", title_justify="left", header_style="bold")
+UNPAIRED_NOTE = (
+    "note: an unpaired comparison of two runs is the weaker test: each process's speed wanders 3-15 % on a "
+    "shared machine and all of it lands in the comparison; `bench run --baseline` pairs the two builds in one "
+    "process and sees changes of 1-2 %"
+)
+
+
+def render_comparison(changes: list[CaseChange], console: Console, title: str = "baseline -> current") -> None:
+    table = Table(title=title, title_justify="left", header_style="bold")
     for column in ("case", "latency ratio [95% CI]", "verdict", "size", "peak memory", "parity", "result"):
         table.add_column(column, no_wrap=column != "result")
     for change in changes:

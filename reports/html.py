@@ -10,7 +10,7 @@ from jinja2 import Environment, select_autoescape
 
 from harness.schema import Result, RunRecord
 from reports import charts
-from reports.summary import BEST_RULE, against_reference, best_variants, ordered_results
+from reports.summary import BEST_RULE, best_variants, ordered_results, versus_text
 from reports.terminal import bytes_text, latency_text, ms_text, size_text
 
 METRIC_KEYS = ("max_abs_err", "cosine", "snr_db", "top1_agreement", "task_accuracy", "accuracy_ratio")
@@ -20,7 +20,7 @@ METRIC_KEYS = ("max_abs_err", "cosine", "snr_db", "top1_agreement", "task_accura
 class _Formatter:
     """Number formatting for the template; every string it returns is escaped by the template."""
 
-    versus_map: dict
+    run_of: dict  # id(result) -> the run it belongs to
 
     @staticmethod
     def ms(value: float | None) -> str:
@@ -35,16 +35,10 @@ class _Formatter:
         return latency_text(result)
 
     def versus(self, result: Result) -> str:
-        entry = self.versus_map.get(result.case_key)
-        if entry is None:
-            return "reference" if result.latency_ms else "-"
-        reference, comparison = entry
-        lo, hi = comparison.ci95
-        return f"{comparison.ratio:.2f}x [{lo:.2f}, {hi:.2f}] of {reference}: {comparison.verdict}"
+        return versus_text(result, self.run_of[id(result)], named=True)[0]
 
     def verdict(self, result: Result) -> str:
-        entry = self.versus_map.get(result.case_key)
-        return entry[1].verdict if entry else ""
+        return versus_text(result, self.run_of[id(result)])[1]
 
     @staticmethod
     def size(result: Result, results: list[Result]) -> str:
@@ -59,12 +53,12 @@ def render_html(runs: list[RunRecord]) -> str:
     environment = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     template = environment.from_string(resources.files("reports").joinpath("templates/report.html").read_text())
     by_model: dict[str, list[Result]] = {}
-    versus: dict = {}
+    run_of: dict = {}
     bests = []
     for run in runs:
         for result in ordered_results(run):
             by_model.setdefault(result.model, []).append(result)
-        versus.update(against_reference(run))
+            run_of[id(result)] = run
         bests += best_variants(run)
     charts_by_model = {
         model: {
@@ -80,7 +74,7 @@ def render_html(runs: list[RunRecord]) -> str:
         charts_by_model=charts_by_model,
         bests=bests,
         best_rule=BEST_RULE,
-        fmt=_Formatter(versus),
+        fmt=_Formatter(run_of),
         metric_keys=METRIC_KEYS,
     )
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from harness.schema import RunRecord
-from reports.summary import BEST_RULE, against_reference, best_variants, ordered_results
+from reports.summary import BEST_RULE, best_variants, ordered_results, versus_text
 from reports.terminal import latency_text, ms_text, size_text
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
@@ -21,7 +21,6 @@ def md_escape(text: object) -> str:
 def render_markdown(runs: list[RunRecord]) -> str:
     lines = ["## ondevice-bench", ""]
     for run in runs:
-        versus = against_reference(run)
         results = ordered_results(run)
         lines += [f"Run `{run.run_id}` on {md_escape(run.environment.cpu)} ({md_escape(run.environment.os)}).", ""]
         bests = best_variants(run)
@@ -39,8 +38,7 @@ def render_markdown(runs: list[RunRecord]) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in results:
-            entry = versus.get(r.case_key)
-            vs = f"{entry[1].ratio:.2f}x ({entry[1].verdict})" if entry else "-"
+            vs, _ = versus_text(r, run)
             status = r.status + (f": {r.reason}" if r.reason else "")
             parity = "-"
             if r.parity is not None:

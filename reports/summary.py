@@ -5,33 +5,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.schema import Result, RunRecord
-from harness.stats import Comparison, compare_latency
 
 BEST_RULE = "the fastest variant (median latency) whose parity gate passed, per model and device"
-REFERENCE_ORDER = ("torch-fp32", "onnx-fp32", "coreml-fp32")
+SPEED_WORDS = {"improvement": "faster", "regression": "slower", "no change": "same speed"}
 
 
 def measured(result: Result) -> bool:
     return result.status == "ok" and result.latency_ms is not None
 
 
-def reference_for(results: list[Result], model: str, device: str) -> Result | None:
-    """The model's reference on a device: the first measured of torch-fp32, onnx-fp32, coreml-fp32."""
-    candidates = {r.variant: r for r in results if r.model == model and r.device == device and measured(r)}
-    return next((candidates[v] for v in REFERENCE_ORDER if v in candidates), None)
+def references(record: RunRecord) -> set[tuple[str, str, str]]:
+    """(model, device, variant) of every case another case was paired with as its reference."""
+    return {(r.model, r.device, r.versus.against) for r in record.results if r.versus is not None}
 
 
-def against_reference(record: RunRecord, seed: int = 0) -> dict[tuple[str, str, str, str], tuple[str, Comparison]]:
-    """Each measured case against its reference on the same device: (reference variant, comparison)."""
-    out = {}
-    for result in record.results:
-        if not measured(result):
-            continue
-        reference = reference_for(record.results, result.model, result.device)
-        if reference is None or reference is result:
-            continue
-        out[result.case_key] = (reference.variant, compare_latency(reference.samples_ms, result.samples_ms, seed=seed))
-    return out
+def versus_text(result: Result, record: RunRecord, named: bool = False) -> tuple[str, str]:
+    """The paired ratio to the model's reference as measured and stored by the harness, e.g.
+    `0.46x [0.45, 0.47] faster`, and its verdict ("" for the reference itself or an unpaired case)."""
+    comparison = result.versus
+    if comparison is None:
+        is_reference = (result.model, result.device, result.variant) in references(record)
+        return ("reference" if is_reference else "-"), ""
+    interval = f" [{comparison.ci95[0]:.2f}, {comparison.ci95[1]:.2f}]" if comparison.ci95 else ""
+    than = f" than {comparison.against}" if named and comparison.verdict != "inconclusive" else ""
+    words = SPEED_WORDS.get(comparison.verdict, comparison.verdict)
+    return f"{comparison.ratio:.2f}x{interval} {words}{than}", comparison.verdict
 
 
 @dataclass

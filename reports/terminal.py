@@ -9,8 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.schema import Result, RunRecord
-from harness.stats import Comparison
-from reports.summary import against_reference, ordered_results, size_vs_fp32
+from reports.summary import ordered_results, size_vs_fp32, versus_text
 
 if TYPE_CHECKING:
     from harness.convert import ConvertRow
@@ -71,17 +70,12 @@ def energy_text(result: Result) -> str:
     return "-"
 
 
-def versus_text(entry: tuple[str, Comparison] | None, result: Result) -> Text:
-    """Ratio to the model's reference on the same device, its CI and the comparison verdict."""
-    if entry is None:
-        return Text("reference" if result.latency_ms else "-")
-    _, comparison = entry
-    lo, hi = comparison.ci95
-    style = {"regression": "red", "improvement": "green"}.get(comparison.verdict, "")
-    return Text(f"{comparison.ratio:.2f}x [{lo:.2f}, {hi:.2f}] {comparison.verdict}", style=style)
+def _versus(result: Result, record: RunRecord) -> Text:
+    text, verdict = versus_text(result, record)
+    return Text(text, style={"regression": "red", "improvement": "green"}.get(verdict, ""))
 
 
-def model_table(model: str, results: list[Result], enforced: bool = True, versus: dict | None = None) -> Table:
+def model_table(model: str, results: list[Result], record: RunRecord, enforced: bool = True) -> Table:
     table = Table(title=f"{model}", title_justify="left", show_lines=False, header_style="bold")
     for column, justify in [
         ("variant", "left"),
@@ -107,7 +101,7 @@ def model_table(model: str, results: list[Result], enforced: bool = True, versus
             result.backend,
             status,
             latency_text(result),
-            versus_text((versus or {}).get(result.case_key), result),
+            _versus(result, record),
             ms_text(result.latency_ms.p99) if result.latency_ms else "-",
             f"{ms_text(load.cold)}/{ms_text(load.warm)}" if load.cold is not None else "-",
             bytes_text(result.memory.peak_rss_bytes),
@@ -123,9 +117,8 @@ def render(record: RunRecord, console: Console) -> None:
     for result in ordered_results(record):
         by_model.setdefault(result.model, []).append(result)
     enforced = bool(record.profile.get("parity", {}).get("enforce", True))
-    versus = against_reference(record, seed=int(record.profile.get("measure", {}).get("seed", 0)))
     for model, results in by_model.items():
-        console.print(model_table(model, results, enforced, versus))
+        console.print(model_table(model, results, record, enforced))
         notes: dict[tuple[str, str], list[str]] = {}  # one line per reason, naming every case it applies to
         for result in results:
             where = f"{result.variant} {result.device}"

@@ -1,15 +1,23 @@
 """Validation study of the measurement method: overhead, false alarms and power, measured here.
 
-    python tools/validate_measurement.py [--processes 400] [--trial-sizes 4,6,8] [--json out.json]
+    python tools/validate_measurement.py [--paired-processes 300,150,100,100] [--neighbour] [--json out.json]
 
 (a) Overhead: in each of several fresh processes, blocks of the harness's own sampling loop alternate
     with blocks of a bare `perf_counter_ns` loop over the same session and inputs; the ratio of their
     medians, per process, for a sub-millisecond model and a ~5 ms model.
-(b) A/A false alarms and (c) power: one pool of interleaved worker processes (round r runs process r
-    of every arm, in a seeded random order), arms A and A' (the same artifact) and A slowed by 2, 5 and
-    10 % (a wrapper that busy-waits that fraction of each real call's duration). Trials are disjoint
-    consecutive chunks of n processes per side, compared with the product's comparison core
-    (`harness.stats.compare_latency`); a trial's wall time is that of its processes, start-up included.
+(b) The paired gate (what `bench run --baseline` runs): one pool of paired processes, each loading
+    artifact A and a second session B of the same artifact, B slowed by 0 (A/A), 2, 5 or 10 % (a
+    wrapper busy-waiting that fraction of each real call's duration), through the product's paired
+    worker (`harness.paired`), with the creation order mirrored from one process of an arm to the next
+    as `harness.pairing` does. The arms' processes are interleaved in a seeded random order. Trials are
+    disjoint runs of consecutive processes of one arm: a trial takes processes one by one and reads the
+    product's sequential verdict (`harness.sequential.decide`) at its looks, until it is decided, its
+    wall time (process start-up included) would pass `--trial-s`, or the last look. With `--neighbour`
+    the tool runs a CPU-bound process of its own for the whole pool (the other core of a 2-core VM).
+(c) Today's unpaired comparison for contrast: a pool of single-artifact processes per arm, trials of n
+    processes per side compared with `harness.stats.compare_latency` (what `bench compare` does).
+(d) Variance decomposition of log latency: between processes, within a process (the sampling error of
+    one process's median), and between two sessions of one process, for the unpaired and paired designs.
 """
 
 from __future__ import annotations
@@ -29,9 +37,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.isolation import run_isolated
+from harness.messages import PairedMeasured
+from harness.paired import Arm, PairedPlan, measure_paired
+from harness.pairing import creation_order
+from harness.sequential import LOOKS, decide, process_log_ratio
+from harness.slowdown import slowed
 from harness.stats import compare_latency
+from harness.worker import WorkerSpec
 
 SLOWDOWNS = {"A": 0.0, "A'": 0.0, "+2%": 0.02, "+5%": 0.05, "+10%": 0.10}
+EFFECTS = {"A/A": 0.0, "+2%": 0.02, "+5%": 0.05, "+10%": 0.10}
 
 
 def _session(artifact: str) -> tuple[Any, Callable[[], Any], Callable[[], None]]:
@@ -41,22 +56,6 @@ def _session(artifact: str) -> tuple[Any, Callable[[], Any], Callable[[], None]]
     session = OnnxRuntimeBackend().load(LoadRequest(artifact, "cpu", 1, ""))
     inputs = [np.asarray(x) for x in np.load(artifact + ".inputs.npz").values()]
     return session, session.runner(inputs), session.sync
-
-
-def slowed(call: Callable[[], Any], fraction: float) -> Callable[[], Any]:
-    """The real call, then a busy-wait of `fraction` of the time it took: a calibrated, proportional slowdown."""
-    if fraction == 0:
-        return call
-
-    def wrapped() -> Any:
-        started = time.perf_counter_ns()
-        out = call()
-        until = started + int((time.perf_counter_ns() - started) * (1 + fraction))
-        while time.perf_counter_ns() < until:
-            pass
-        return out
-
-    return wrapped
 
 
 def overhead_worker(artifact: str, blocks: int, block_s: float, send: Callable[[dict], None]) -> None:
@@ -183,55 +182,239 @@ def trials(pool: dict[str, list[dict[str, Any]]], size: int, thresholds: list[fl
     return rows
 
 
+def _arm(artifact: str, slowdown: float) -> Arm:
+    inputs = artifact + ".inputs.npz"
+    spec = WorkerSpec("", "onnxruntime", "cpu", artifact, inputs, None, "generic", {}, "", 10, 0, 1.0, 1, None)
+    return Arm(spec, slowdown)
+
+
+def neighbour_load(stop_at: float) -> None:
+    """A CPU-bound process: what a busy neighbour on a shared runner does to the other core."""
+    x = 0
+    while time.time() < stop_at:
+        x = (x * 1103515245 + 12345) % 2147483648
+
+
+def _round_sd(a_ms: list[float], b_ms: list[float]) -> float:
+    """The spread of the per-round log-ratios of one process (two blocks per arm per round)."""
+    rounds = min(len(a_ms), len(b_ms)) // 2
+    a = np.asarray(a_ms[: 2 * rounds]).reshape(rounds, 2).mean(axis=1)
+    b = np.asarray(b_ms[: 2 * rounds]).reshape(rounds, 2).mean(axis=1)
+    return float(np.std(np.log(b / a), ddof=1))
+
+
+def build_paired_pool(
+    artifact: str, sizes: dict[str, int], arm_s: float, min_block_ms: float, seed: int
+) -> dict[str, list[dict[str, Any]]]:
+    """`sizes[effect]` paired processes per effect, interleaved in a seeded random order."""
+    rng = np.random.default_rng([seed, 7])
+    schedule = [effect for effect, count in sizes.items() for _ in range(count)]
+    rng.shuffle(schedule)
+    pool: dict[str, list[dict[str, Any]]] = {effect: [] for effect in sizes}
+    orders: dict[str, tuple[int, ...]] = {effect: () for effect in sizes}
+    started = time.perf_counter()
+    for done, effect in enumerate(schedule, start=1):
+        index = len(pool[effect])
+        orders[effect] = creation_order(2, index, rng, orders[effect])
+        arms = (_arm(artifact, 0.0), _arm(artifact, EFFECTS[effect]))
+        plan = PairedPlan(arms, arm_s * 2, min_block_ms, 10, 1, orders[effect], int(rng.integers(2**32)))
+        began = time.perf_counter()
+        measured = run_isolated(measure_paired, (plan,), 120).first(PairedMeasured)
+        if measured is None:
+            raise SystemExit(f"a paired process of {effect} failed")
+        a_ms, b_ms = measured.blocks_ms
+        pool[effect].append(
+            {
+                "log_ratio": process_log_ratio(a_ms, b_ms),
+                "a_first": measured.created[0] == 0,
+                "log_median_a": float(np.log(np.median(a_ms))),
+                "log_ratio_of_medians": float(np.log(np.median(b_ms) / np.median(a_ms))),
+                "round_sd": _round_sd(a_ms, b_ms),
+                "rounds": len(a_ms) // 2,
+                "wall_s": time.perf_counter() - began,
+            }
+        )
+        if done % 50 == 0:
+            elapsed = time.perf_counter() - started
+            print(f"  paired pool: {done}/{len(schedule)} processes, {elapsed:.0f} s", file=sys.stderr, flush=True)
+    return pool
+
+
+def paired_trials(runs: list[dict[str, Any]], threshold: float, trial_s: float) -> list[dict[str, Any]]:
+    """Disjoint runs of consecutive processes, each read by the product's sequential rule."""
+    trials = []
+    start = 0
+    while start < len(runs):
+        wall, taken, decision = 0.0, [], None
+        for run in runs[start:]:
+            if taken and wall + run["wall_s"] > trial_s:
+                break
+            taken.append(run)
+            wall += run["wall_s"]
+            decision = decide([r["log_ratio"] for r in taken], [r["a_first"] for r in taken], threshold)
+            if decision.decided or len(taken) >= LOOKS[-1]:
+                break
+        ended = start + len(taken) < len(runs) or len(taken) >= LOOKS[-1]
+        if decision is None or not (decision.decided or ended):
+            break  # the pool ran out mid-trial: not a trial
+        if not decision.decided:
+            decision = decide([r["log_ratio"] for r in taken], [r["a_first"] for r in taken], threshold, final=True)
+        trials.append({"verdict": decision.verdict, "processes": len(taken), "wall_s": wall, "ratio": decision.ratio})
+        start += len(taken)
+    return trials
+
+
+def paired_rows(pool: dict[str, list[dict[str, Any]]], thresholds: list[float], trial_s: float) -> list[dict[str, Any]]:
+    rows = []
+    for threshold in thresholds:
+        for effect, runs in pool.items():
+            trials = paired_trials(runs, threshold, trial_s)
+            verdicts = Counter(t["verdict"] for t in trials)
+            flagged = verdicts["regression"] + (verdicts["improvement"] if effect == "A/A" else 0)
+            rows.append(
+                {
+                    "threshold": threshold,
+                    "arm": effect,
+                    "trials": len(trials),
+                    "flagged": flagged,
+                    "rate": flagged / len(trials) if trials else None,
+                    "verdicts": dict(verdicts),
+                    "median_processes": float(np.median([t["processes"] for t in trials])) if trials else None,
+                    "max_trial_wall_s": max(t["wall_s"] for t in trials) if trials else None,
+                    "mean_ratio": float(np.exp(np.mean([r["log_ratio"] for r in runs]))),
+                }
+            )
+    return rows
+
+
+def decomposition(paired: list[dict[str, Any]], unpaired: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """Standard deviations (in % of log latency) of the components a design choice turns on."""
+    out: dict[str, float] = {}
+    if unpaired.get("A"):
+        medians = np.log([np.median(p["samples"]) for p in unpaired["A"]])
+        within = [np.std(np.log(p["samples"]), ddof=1) * 1.2533 / np.sqrt(len(p["samples"])) for p in unpaired["A"]]
+        total = float(np.var(medians, ddof=1))
+        sampling = float(np.mean(np.square(within)))
+        out["unpaired: per-process median, total"] = 100 * np.sqrt(total)
+        out["unpaired: within a process (sampling error of its median)"] = 100 * np.sqrt(sampling)
+        out["unpaired: between processes"] = 100 * np.sqrt(max(0.0, total - sampling))
+    if paired:
+        ratios = np.array([p["log_ratio"] for p in paired])
+        first = np.array([p["a_first"] for p in paired])
+        sampling = float(np.mean([p["round_sd"] ** 2 * (np.pi / 2) / p["rounds"] for p in paired]))  # of a median
+        order = float(ratios[first].mean() - ratios[~first].mean()) if first.any() and (~first).any() else 0.0
+        adjusted = ratios - np.where(first, order / 2, -order / 2)
+        arm_medians = [p["log_median_a"] for p in paired]
+        out["paired A/A: one arm's per-process median, total"] = 100 * float(np.std(arm_medians, ddof=1))
+        out["paired A/A: per-process log-ratio, total"] = 100 * float(np.std(ratios, ddof=1))
+        out["paired A/A: creation-order effect (A first minus B first)"] = 100 * order
+        out["paired A/A: per-process log-ratio, order removed"] = 100 * float(np.std(adjusted, ddof=2))
+        out["paired A/A: within a process (sampling error of the log-ratio)"] = 100 * np.sqrt(sampling)
+        out["paired A/A: between two sessions of one process"] = 100 * np.sqrt(
+            max(0.0, float(np.var(adjusted, ddof=2)) - sampling)
+        )
+    return out
+
+
+def _print_paired(rows: list[dict[str, Any]]) -> None:
+    header = ("threshold", "arm", "trials", "flagged", "rate", "median n", "max trial s", "mean ratio")
+    print("\n{:>9} {:>5} {:>6} {:>7} {:>6} {:>8} {:>11} {:>10}  verdicts".format(*header))
+    for row in rows:
+        if not row["trials"]:
+            print(f"{row['threshold']:>9.1%} {row['arm']:>5}      0  (the pool ran out before one trial ended)")
+            continue
+        print(
+            f"{row['threshold']:>9.1%} {row['arm']:>5} {row['trials']:>6} {row['flagged']:>7} {row['rate']:>6.1%} "
+            f"{row['median_processes']:>8.0f} {row['max_trial_wall_s']:>11.1f} {row['mean_ratio']:>10.4f}  "
+            f"{row['verdicts']}"
+        )
+
+
+def _print_unpaired(rows: list[dict[str, Any]]) -> None:
+    header = ("threshold", "n/side", "arm", "trials", "flagged", "rate", "max trial s")
+    print("\n{:>9} {:>6} {:>5} {:>6} {:>7} {:>6} {:>11}  verdicts".format(*header))
+    for row in rows:
+        print(
+            f"{row['threshold']:>9.0%} {row['processes_per_side']:>6} {row['arm']:>5} {row['trials']:>6} "
+            f"{row['flagged']:>7} {row['rate']:>6.1%} {row['max_trial_wall_s']:>11.1f}  {row['verdicts']}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--processes", type=int, default=400, help="processes per arm in the pool")
-    parser.add_argument("--budget", type=float, default=0.25, help="sampling seconds per pool process")
-    parser.add_argument("--model", default="mobilenet_v3_small", help="zoo model of the pool")
-    parser.add_argument("--trial-sizes", default="4,6,8", help="processes per side in a trial")
-    parser.add_argument("--thresholds", default="0.01,0.02", help="comparison thresholds to evaluate")
-    parser.add_argument("--overhead-processes", type=int, default=10)
+    parser.add_argument("--model", default="mobilenet_v3_small", help="zoo model of the pools")
+    parser.add_argument(
+        "--paired-processes", default="300,150,100,100", help="paired processes for A/A, +2%%, +5%%, +10%%"
+    )
+    parser.add_argument("--arm-s", type=float, default=1.0, help="sampling seconds per arm in a paired process")
+    parser.add_argument("--min-block-ms", type=float, default=1.0, help="a paired block lasts at least this long")
+    parser.add_argument("--trial-s", type=float, default=60.0, help="wall-clock cap of one paired trial")
+    parser.add_argument("--paired-thresholds", default="0.01", help="paired thresholds to evaluate")
+    parser.add_argument("--neighbour", action="store_true", help="run a CPU-bound neighbour during the pools")
+    parser.add_argument("--unpaired-processes", type=int, default=48, help="unpaired processes per arm (0: skip)")
+    parser.add_argument("--budget", type=float, default=0.25, help="sampling seconds per unpaired process")
+    parser.add_argument("--trial-sizes", default="8", help="unpaired: processes per side in a trial")
+    parser.add_argument("--thresholds", default="0.02", help="unpaired thresholds to evaluate")
+    parser.add_argument("--overhead-processes", type=int, default=0, help="(a): processes per model (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args()
 
     report: dict[str, Any] = {"settings": vars(args) | {"json": str(args.json)}}
-    with tempfile.TemporaryDirectory() as directory:
-        overhead = {}
-        for model in ("digits_cnn", "vit_small"):
-            artifact = export(model, Path(directory))
-            overhead[model] = measure_overhead(artifact, args.overhead_processes)
-            print(
-                f"(a) {model}: harness/bare median ratio {overhead[model]['median_ratio']:.4f} "
-                f"(range {overhead[model]['min']:.4f}-{overhead[model]['max']:.4f}, "
-                f"{overhead[model]['n']} processes)",
-                flush=True,
-            )
-        report["overhead"] = overhead
-        artifact = export(args.model, Path(directory))
-        started = time.perf_counter()
-        pool = build_pool(artifact, args.processes, args.budget, args.seed)
-        report["pool_wall_s"] = time.perf_counter() - started
-        medians = {arm: [float(np.median(p["samples"])) for p in runs] for arm, runs in pool.items()}
-        report["pool_process_median_cv"] = {arm: float(np.std(m) / np.mean(m)) for arm, m in medians.items()}
-        report["pool_mean_ratio"] = {arm: float(np.median(m) / np.median(medians["A"])) for arm, m in medians.items()}
-    report["trials"] = [
-        row
-        for size in (int(s) for s in args.trial_sizes.split(","))
-        for row in trials(pool, size, [float(t) for t in args.thresholds.split(",")])
-    ]
+    neighbour = None
+    if args.neighbour:
+        import multiprocessing as mp
+
+        neighbour = mp.get_context("spawn").Process(target=neighbour_load, args=(time.time() + 86_400,), daemon=True)
+        neighbour.start()
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            if args.overhead_processes:
+                overhead = {}
+                for model in ("digits_cnn", "vit_small"):
+                    artifact = export(model, Path(directory))
+                    overhead[model] = measure_overhead(artifact, args.overhead_processes)
+                    print(
+                        f"(a) {model}: harness/bare median ratio {overhead[model]['median_ratio']:.4f} "
+                        f"(range {overhead[model]['min']:.4f}-{overhead[model]['max']:.4f}, "
+                        f"{overhead[model]['n']} processes)",
+                        flush=True,
+                    )
+                report["overhead"] = overhead
+            artifact = export(args.model, Path(directory))
+            sizes = dict(zip(EFFECTS, (int(n) for n in args.paired_processes.split(",")), strict=True))
+            started = time.perf_counter()
+            paired = build_paired_pool(artifact, sizes, args.arm_s, args.min_block_ms, args.seed)
+            report["paired_pool_wall_s"] = time.perf_counter() - started
+            report["paired_pool"] = paired
+            unpaired: dict[str, list[dict[str, Any]]] = {}
+            if args.unpaired_processes:
+                started = time.perf_counter()
+                unpaired = build_pool(artifact, args.unpaired_processes, args.budget, args.seed)
+                report["unpaired_pool_wall_s"] = time.perf_counter() - started
+    finally:
+        if neighbour is not None:
+            neighbour.kill()
+    thresholds = [float(t) for t in args.paired_thresholds.split(",")]
+    report["paired"] = paired_rows(paired, thresholds, args.trial_s)
+    report["decomposition"] = decomposition(paired["A/A"], unpaired)
+    load = "with a CPU-bound neighbour" if args.neighbour else "no neighbour started by the tool"
     print(
-        f"\npool: {args.processes} processes x {len(SLOWDOWNS)} arms of {args.model} (ONNX Runtime CPU, 1 thread), "
-        f"{report['pool_wall_s']:.0f} s; process-median CV of arm A {report['pool_process_median_cv']['A']:.1%}; "
-        f"median ratio to A: " + ", ".join(f"{a} {r:.3f}" for a, r in report["pool_mean_ratio"].items())
+        f"\n(b) paired: {sum(sizes.values())} processes of {args.model} (ONNX Runtime CPU, 1 thread), {args.arm_s} s "
+        f"per arm, {load}, {report['paired_pool_wall_s']:.0f} s; trials capped at {args.trial_s:.0f} s"
     )
-    header = ("threshold", "n/side", "arm", "trials", "flagged", "rate", "max trial s")
-    print("\n{:>9} {:>6} {:>5} {:>6} {:>7} {:>6} {:>11}  verdicts".format(*header))
-    for row in report["trials"]:
-        print(
-            f"{row['threshold']:>9.0%} {row['processes_per_side']:>6} {row['arm']:>5} {row['trials']:>6} "
-            f"{row['flagged']:>7} {row['rate']:>6.1%} {row['max_trial_wall_s']:>11.1f}  {row['verdicts']}"
-        )
+    _print_paired(report["paired"])
+    if unpaired:
+        report["unpaired"] = [
+            row
+            for size in (int(s) for s in args.trial_sizes.split(","))
+            for row in trials(unpaired, size, [float(t) for t in args.thresholds.split(",")])
+        ]
+        print(f"\n(c) unpaired, for contrast: {args.unpaired_processes} processes per arm, {args.budget} s each")
+        _print_unpaired(report["unpaired"])
+    print("\n(d) standard deviation of log latency, %:")
+    for name, value in report["decomposition"].items():
+        print(f"  {name:<66} {value:6.2f}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
 

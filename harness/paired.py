@@ -1,0 +1,116 @@
+"""Paired in-process measurement: several artifacts loaded in one process, their blocks of calls alternated.
+
+What moves one process's speed (memory placement, frequency, the neighbours of a shared VM) moves every
+arm of that process alike, so it cancels in their ratio: on the 2-core VM the per-process log-ratio of
+two sessions of one artifact had a standard deviation of about 0.4 %, against a 3-15 % spread of one
+arm's per-process median. Pairing is for latency ratios; load time, memory, energy and parity stay with
+the unpaired workers of `harness.worker`, one case per process.
+
+The schedule, per process:
+- the arms are created in the order the parent gives (the second-created session of two ran 0.3-3 %
+  faster than the first here, consistently, so the parent mirrors the order from one process to the
+  next, and the verdict takes the order effect out: `harness.sequential`);
+- every arm is warmed up the same number of calls, interleaved;
+- each arm's calls per block are calibrated so a block lasts at least `min_block_ms` (far above the
+  timer's resolution);
+- then rounds until the budget is spent: a seeded random order of the arms followed by its mirror image
+  (A B B A, C A B B A C, ...), so within a round every arm sits at the same mean position and a linear
+  drift over the round hits all alike. Every block of every arm is recorded, in time order.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.messages import PairedMeasured
+from harness.slowdown import slowed
+from harness.worker import MAX_CALLS_PER_SAMPLE, THREAD_VARIABLES, WorkerSpec, npz_arrays
+
+MIN_ROUNDS = 3
+CALIBRATION_BLOCKS = 5
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One artifact of a paired process. `slowdown` (a fraction) busy-waits that share of each call's
+    own duration: how the validation study and the gate's test inject a known regression."""
+
+    spec: WorkerSpec
+    slowdown: float = 0.0
+
+
+@dataclass(frozen=True)
+class PairedPlan:
+    arms: tuple[Arm, ...]
+    budget_s: float  # sampling seconds of the whole process, all arms together
+    min_block_ms: float
+    warmup: int
+    threads: int
+    created: tuple[int, ...]  # the order in which the arms are loaded (indices into `arms`)
+    seed: int  # the block order of this process
+
+
+def timed_block(call: Callable[[], Any], sync: Callable[[], None], calls: int) -> float:
+    """Milliseconds per call over one block of `calls` calls."""
+    started = time.perf_counter_ns()
+    for _ in range(calls):
+        call()
+    sync()
+    return (time.perf_counter_ns() - started) / 1e6 / calls
+
+
+def block_calls(call: Callable[[], Any], sync: Callable[[], None], min_block_ms: float) -> int:
+    """Calls per block so a block lasts at least `min_block_ms`, from the median of a few timed calls:
+    one slow first call must not leave a 40-microsecond model with blocks of one call (timer overhead)."""
+    per_call = float(np.median([timed_block(call, sync, 1) for _ in range(CALIBRATION_BLOCKS)]))
+    return int(min(MAX_CALLS_PER_SAMPLE, max(1, np.ceil(min_block_ms / max(per_call, 1e-6)))))
+
+
+def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
+    if plan.threads > 0:
+        for name in THREAD_VARIABLES:
+            os.environ[name] = str(plan.threads)
+    from harness.backends.base import LoadRequest
+    from harness.backends.registry import BACKENDS
+
+    rng = np.random.default_rng(plan.seed)
+    order = list(plan.created)
+    backends: list[Any] = []
+    runners: dict[int, tuple[Callable[[], Any], Callable[[], None]]] = {}
+    sessions = []
+    try:
+        for index in order:
+            spec = plan.arms[index].spec
+            backend = BACKENDS[spec.backend]()
+            backends.append(backend)
+            request = LoadRequest(spec.artifact_path, spec.device, plan.threads, spec.model_ref)
+            backend.prepare(request)
+            session = backend.load(request)
+            sessions.append(session)
+            call = slowed(session.runner(npz_arrays(spec.inputs_path, "arr_")), plan.arms[index].slowdown)
+            runners[index] = (call, session.sync)
+        for _ in range(plan.warmup):
+            for index in order:
+                runners[index][0]()
+        for _, sync in runners.values():
+            sync()
+        calls = [block_calls(*runners[i], plan.min_block_ms) for i in range(len(plan.arms))]
+        blocks: list[list[float]] = [[] for _ in plan.arms]
+        deadline = time.perf_counter() + plan.budget_s
+        rounds = 0
+        while rounds < MIN_ROUNDS or time.perf_counter() < deadline:
+            forward = [int(i) for i in rng.permutation(len(plan.arms))]
+            for index in forward + forward[::-1]:
+                blocks[index].append(timed_block(*runners[index], calls[index]))
+            rounds += 1
+        send(PairedMeasured(created=order, calls=calls, blocks_ms=blocks, rounds=rounds))
+    finally:
+        del sessions, runners
+        for backend in backends:
+            backend.close()

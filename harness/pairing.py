@@ -1,0 +1,136 @@
+"""The parent side of paired measurement: paired processes, one after another, until every comparison is
+decided or the budget is spent.
+
+One series compares one arm A (the reference, or the baseline's artifact) with one or more arms B. Each
+process loads all arms still undecided; an arm whose verdict is decided leaves the series, so the
+processes get lighter as it goes. The creation order is mirrored from one process to the next (a
+seeded random order, then its reverse, ...), so every pair of arms meets in both orders equally often.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness.isolation import run_isolated
+from harness.messages import PairedMeasured
+from harness.paired import Arm, PairedPlan, measure_paired
+from harness.schema import PairedComparison, PairedProcess
+from harness.sequential import LOOKS, STATISTIC, decide, process_log_ratio
+
+
+@dataclass(frozen=True)
+class PairingSettings:
+    threshold: float  # fraction: 0.01 is 1 %
+    arm_s: float  # sampling seconds each arm gets in one process
+    max_s: float  # wall-clock budget of the whole series, process start-up included
+    min_block_ms: float
+    warmup: int
+    threads: int
+    timeout_s: float  # one process
+    seed: int
+
+
+@dataclass
+class _Open:
+    arm: Arm
+    processes: list[PairedProcess] = field(default_factory=list)
+
+
+def creation_order(arms: int, index: int, rng: np.random.Generator, previous: tuple[int, ...]) -> tuple[int, ...]:
+    """A random order for even process indices, the mirror of the previous one for odd ones."""
+    if index % 2 and len(previous) == arms:
+        return previous[::-1]
+    return tuple(int(i) for i in rng.permutation(arms))
+
+
+def compare_series(
+    reference: Arm,
+    contenders: dict[Hashable, Arm],
+    against: str,
+    settings: PairingSettings,
+    log_path: Path | None = None,
+    on_process: Callable[[int, int], None] | None = None,
+) -> dict[Hashable, PairedComparison]:
+    """Each contender B against `reference` A. `on_process(done, open)` after every process."""
+    open_arms = {key: _Open(arm) for key, arm in contenders.items()}
+    results: dict[Hashable, PairedComparison] = {}
+    rng = np.random.default_rng([settings.seed, 0x9A1D])
+    started = time.monotonic()
+    order: tuple[int, ...] = ()
+    index = 0
+    slowest = 0.0
+    while open_arms:
+        keys = list(open_arms)
+        arms = (reference, *(open_arms[k].arm for k in keys))
+        order = creation_order(len(arms), index, rng, order if len(order) == len(arms) else ())
+        plan = PairedPlan(
+            arms=arms,
+            budget_s=settings.arm_s * len(arms),
+            min_block_ms=settings.min_block_ms,
+            warmup=settings.warmup,
+            threads=settings.threads,
+            created=order,
+            seed=int(rng.integers(2**32)),
+        )
+        began = time.monotonic()
+        outcome = run_isolated(measure_paired, (plan,), settings.timeout_s, None, log_path)
+        slowest = max(slowest, time.monotonic() - began)
+        measured = outcome.first(PairedMeasured)
+        if measured is None:
+            reason = f"paired process {outcome.failure or 'sent no result'}"
+            reason += f" (log: {log_path})" if log_path else ""
+            for key in keys:
+                results[key] = _finished(open_arms.pop(key), against, settings.threshold, reason)
+            break
+        index += 1
+        for position, key in enumerate(keys, start=1):
+            a_ms, b_ms = measured.blocks_ms[0], measured.blocks_ms[position]
+            a_first = measured.created.index(0) < measured.created.index(position)
+            open_arms[key].processes.append(
+                PairedProcess(
+                    a_ms=a_ms,
+                    b_ms=b_ms,
+                    calls=[measured.calls[0], measured.calls[position]],
+                    created_first="a" if a_first else "b",
+                    log_ratio=process_log_ratio(a_ms, b_ms),
+                )
+            )
+        out_of_budget = time.monotonic() - started + slowest > settings.max_s or index >= LOOKS[-1]
+        for key in keys:
+            series = open_arms[key]
+            decision = decide(
+                [p.log_ratio for p in series.processes],
+                [p.created_first == "a" for p in series.processes],
+                settings.threshold,
+                final=out_of_budget,
+            )
+            if decision.decided or out_of_budget:
+                results[key] = _finished(open_arms.pop(key), against, settings.threshold)
+        if on_process:
+            on_process(index, len(open_arms))
+    return results
+
+
+def _finished(series: _Open, against: str, threshold: float, failure: str | None = None) -> PairedComparison:
+    decision = decide(
+        [p.log_ratio for p in series.processes],
+        [p.created_first == "a" for p in series.processes],
+        threshold,
+        final=True,
+    )
+    detail = f"{failure}; {decision.detail}" if failure else decision.detail
+    return PairedComparison(
+        against=against,
+        ratio=decision.ratio,
+        ci95=decision.ci95,
+        verdict=decision.verdict,
+        threshold=threshold,
+        detail=detail,
+        statistic=STATISTIC,
+        processes=series.processes,
+    )
