@@ -64,6 +64,7 @@ OVERRIDE_KEYS = {
     "budget": "measure.budget_s",
     "processes": "measure.processes",
     "threshold": "paired.threshold_pct",
+    "pair_budget": "paired.max_s",
 }
 
 
@@ -125,6 +126,9 @@ def run(
     threshold: Annotated[
         float | None, typer.Option("--threshold", help="paired latency change that counts, percent (profile: 1)")
     ] = None,
+    pair_budget: Annotated[
+        float | None, typer.Option("--pair-budget", help="wall seconds each paired comparison may take (profile: 60)")
+    ] = None,
 ) -> None:
     """Convert, check parity and measure every case of a profile."""
     from harness.run import Runner, exit_code
@@ -132,7 +136,13 @@ def run(
     from reports.terminal import render
 
     overrides = _overrides(
-        model=model, variant=variant, device=device, budget=budget, processes=processes, threshold=threshold
+        model=model,
+        variant=variant,
+        device=device,
+        budget=budget,
+        processes=processes,
+        threshold=threshold,
+        pair_budget=pair_budget,
     )
     runner_json = json_path or Path("bench-results") / f"run-{datetime.now():%Y%m%d-%H%M%S}.json"
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)

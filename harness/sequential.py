@@ -130,7 +130,10 @@ def decide(
         return Decision(math.exp(mean), ci, "no change", n, f"interval inside +/-{threshold:.1%} ({where})", True)
     needed = processes_to_decide(mean, sd, n, threshold, alpha, looks)
     if needed is None:
-        advice = f"the ratio sits on the +/-{threshold:.1%} threshold; no affordable number of processes decides it"
+        advice = (
+            f"at this spread ({sd:.2%} per process) even {looks[-1]} processes would not decide it; "
+            "quieten the machine or raise the threshold"
+        )
     else:
         advice = f"about {needed - n} more processes ({needed} in all) would decide it if the spread holds"
     return Decision(math.exp(mean), ci, "inconclusive", n, f"interval straddles +/-{threshold:.1%}: {advice}", False)

@@ -45,7 +45,7 @@ class Paired(_Strict):
 
     enabled: StrictBool = Field(True, description="pair each variant with the model's reference on its device")
     arm_s: float = Field(
-        1.0, gt=0, le=600, allow_inf_nan=False, description="sampling seconds each arm gets in one paired process"
+        0.5, gt=0, le=600, allow_inf_nan=False, description="sampling seconds each arm gets in one paired process"
     )
     max_s: float = Field(
         60.0, gt=0, le=86_400, allow_inf_nan=False, description="wall-clock budget of one comparison's processes"

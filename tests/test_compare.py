@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.plan import parse_shard, plan
+from harness.slowdown import SLOWDOWN_VARIABLE
 from profiles.errors import ConfigError
 from profiles.schema import load_profile
 from tests.conftest import bench
@@ -129,17 +130,27 @@ def test_bad_shards_are_config_errors(text: str) -> None:
         parse_shard(text)
 
 
-def test_same_run_ab_measures_the_baseline_artifacts_interleaved(runs: dict[str, Path]) -> None:
-    out = runs["root"] / "ab.json"
-    proc = bench(
-        "run", "gate.toml", "--baseline", str(runs["base"]), "--json", str(out),
-        cwd=runs["root"], env={"BENCH_TEST_DEPTH": "8"},
+def test_the_paired_ci_gate_fails_a_5_percent_slower_build_and_passes_the_same_build(tmp_path: Path) -> None:
+    """`bench run ci --baseline`: each case paired with the baseline's artifact in one process. A build made
+    5 % slower (the test-only switch busy-waits 5 % of every call of this run's artifacts) exits 1 naming
+    the paired ratio; the unchanged build exits 0."""
+    flags = ("-m", "digits_cnn", "-v", "onnx-fp32", "--processes", "2", "--budget", "0.4", "--pair-budget", "30")
+    base = tmp_path / "base.json"
+    proc = bench("run", "ci", *flags, "--json", str(base), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    slower = bench(
+        "run", "ci", *flags, "--baseline", str(base), "--json", str(tmp_path / "slower.json"),
+        cwd=tmp_path, env={SLOWDOWN_VARIABLE: "0.05"},
     )  # fmt: skip
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "regression: gatemodels:mlp onnx-fp32 cpu (onnxruntime): latency" in proc.stdout
-    baseline_then = json.loads(runs["base"].read_text())["results"][0]
-    baseline_now = json.loads(out.with_suffix(".baseline.json").read_text())["results"][0]
-    current = json.loads(out.read_text())["results"][0]
-    assert baseline_now["artifact"]["sha256"] == baseline_then["artifact"]["sha256"] != current["artifact"]["sha256"]
-    assert len(baseline_now["samples_ms"]) == len(current["samples_ms"]) == 8
-    assert current["latency_ms"]["median"] > 1.5 * baseline_now["latency_ms"]["median"]
+    assert slower.returncode == 1, slower.stdout + slower.stderr
+    line = next(x for x in slower.stdout.splitlines() if x.startswith("regression: digits_cnn onnx-fp32 cpu"))
+    found = re.search(r"latency ([\d.]+)x \[95% CI ([\d.]+), ([\d.]+)\] \(paired: ", line)
+    assert found is not None, line
+    ratio, lo, hi = (float(v) for v in found.groups())
+    assert 1.01 < lo <= ratio <= hi and 1.02 < ratio < 1.09
+    same = bench("run", "ci", *flags, "--baseline", str(base), "--json", str(tmp_path / "same.json"), cwd=tmp_path)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "REGRESSION" not in same.stdout and "paired in one process" in same.stdout
+    comparison = json.loads((tmp_path / "same.json").read_text())["results"][0]["against_baseline"]
+    assert comparison["against"] == "baseline" and comparison["verdict"] in ("no change", "inconclusive")
+    assert all(len(p["a_ms"]) == len(p["b_ms"]) > 0 for p in comparison["processes"])

@@ -17,6 +17,7 @@ from converters.fingerprint import Fingerprint
 from harness.backends.base import LoadRequest, Session
 from harness.backends.onnxruntime import OnnxRuntimeBackend
 from harness.backends.registry import BACKENDS
+from harness.messages import Measured
 from harness.worker import WorkerSpec, measure
 from profiles.catalog import VARIANTS
 from profiles.zoo import LoadedModel
@@ -50,23 +51,23 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> WorkerSpec:
     )
 
 
-def _measured(spec: WorkerSpec, do_parity: bool = False) -> dict[str, Any]:
-    messages: list[dict[str, Any]] = []
+def _measured(spec: WorkerSpec, do_parity: bool = False) -> Measured:
+    messages: list[Any] = []
     measure(spec, do_parity, messages.append)
-    assert [m["kind"] for m in messages] == ["measured"]
+    assert [type(m) for m in messages] == [Measured]
     return messages[0]
 
 
 def test_thermal_state_at_the_start_and_end_of_sampling(spec: WorkerSpec) -> None:
     measured = _measured(spec)
-    state = measured["thermal_state"]
+    state = measured.thermal_state
     assert set(state) == {"source", "start", "end"} and isinstance(state["source"], str)
-    assert measured["thermal"] is None or isinstance(measured["thermal"], str)  # the parent dedups warning strings
+    assert measured.thermal is None or isinstance(measured.thermal, str)  # the parent dedups warning strings
 
 
 def test_every_process_reports_placement_not_only_the_first(spec: WorkerSpec) -> None:
     for do_parity in (True, False):  # the first process of a case, then the others
-        placement = _measured(spec, do_parity)["placement"]
+        placement = _measured(spec, do_parity).placement
         assert placement["source"] == "onnxruntime graph assignment"
         assert placement["by_device"] == {"cpu": 1}
 
@@ -103,7 +104,7 @@ class _BackendWithAFailingSession(OnnxRuntimeBackend):
 def test_describe_or_placement_failing_keeps_the_measurement(spec: WorkerSpec, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(BACKENDS, "failing-describe", _BackendWithAFailingSession)
     measured = _measured(replace(spec, backend="failing-describe"))
-    assert len(measured["samples_ms"]) >= 5 and all(v > 0 for v in measured["samples_ms"])
-    assert measured["runtime"] == {"error": "TypeError: describe broke"}
-    assert measured["placement"] == {"error": "RuntimeError: placement broke"}
+    assert len(measured.samples_ms) >= 5 and all(v > 0 for v in measured.samples_ms)
+    assert measured.runtime == {"error": "TypeError: describe broke"}
+    assert measured.placement == {"error": "RuntimeError: placement broke"}
     assert _BackendWithAFailingSession.closed == [True]  # the backend cleaned up after the warm load

@@ -1,0 +1,124 @@
+"""Paired A/B: the verdict rule on known numbers, and the paired worker and series on a real ONNX Runtime
+artifact with a known, injected slowdown."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from converters.base import ConversionContext
+from converters.build import build_artifact
+from converters.cache import ArtifactCache
+from converters.fingerprint import Fingerprint
+from harness.messages import PairedMeasured
+from harness.paired import Arm, PairedPlan, measure_paired
+from harness.pairing import PairingSettings, compare_series, creation_order
+from harness.sequential import LOOKS, decide, order_adjusted, process_log_ratio
+from harness.worker import WorkerSpec
+from profiles.catalog import VARIANTS
+from profiles.zoo import LoadedModel
+
+
+def _alternating(n: int) -> list[bool]:
+    return [i % 2 == 0 for i in range(n)]
+
+
+def test_the_verdicts_follow_the_interval_and_the_threshold() -> None:
+    rng = np.random.default_rng(0)
+    noise = list(rng.normal(0, 0.002, LOOKS[1]))
+    same = decide(noise, _alternating(len(noise)), 0.01)
+    assert same.verdict == "no change" and same.decided and same.ci95[0] > 0.99 and same.ci95[1] < 1.01
+    slower = decide([math.log(1.05) + x for x in noise], _alternating(len(noise)), 0.01)
+    assert slower.verdict == "regression" and 1.04 < slower.ratio < 1.06 and slower.ci95[0] > 1.01
+    faster = decide([math.log(0.5) + x for x in noise], _alternating(len(noise)), 0.01)
+    assert faster.verdict == "improvement" and faster.ci95[1] < 0.99
+    on_the_line = decide([math.log(1.01) + x for x in noise], _alternating(len(noise)), 0.01)
+    assert on_the_line.verdict == "inconclusive" and not on_the_line.decided
+    assert "threshold" in on_the_line.detail or "more processes" in on_the_line.detail
+
+
+def test_the_verdict_is_read_only_at_the_looks_unless_the_budget_is_spent() -> None:
+    values = [math.log(1.10)] * 3 + [math.log(1.101)] * 2  # five processes: not a look
+    assert LOOKS[0] > 5 and 5 not in LOOKS
+    early = decide(values, _alternating(5), 0.01)
+    assert early.verdict == "inconclusive" and not early.decided and early.ci95 == []
+    final = decide(values, _alternating(5), 0.01, final=True)
+    assert final.verdict == "regression" and final.decided
+
+
+def test_an_inconclusive_verdict_says_how_many_more_processes_would_decide() -> None:
+    rng = np.random.default_rng(1)
+    values = list(math.log(1.03) + rng.normal(0, 0.02, LOOKS[0]))  # +3 % with a 2 % spread
+    decision = decide(values, _alternating(len(values)), 0.01)
+    assert decision.verdict == "inconclusive"
+    assert "more processes" in decision.detail and f"{LOOKS[0]} in all" not in decision.detail
+
+
+def test_the_creation_order_effect_is_taken_out_of_the_spread() -> None:
+    """Who is created first moves the log-ratio by +/-1.5 % here; with the order known, the spread left is
+    the noise (0.1 %), and A against A reads `no change`; ignoring the order it would not decide."""
+    rng = np.random.default_rng(2)
+    first = _alternating(LOOKS[1])
+    values = [(-0.015 if a else 0.015) + rng.normal(0, 0.001) for a in first]
+    mean, sd, df = order_adjusted(values, first)
+    assert abs(mean) < 0.001 and sd < 0.002 and df == len(values) - 2
+    assert decide(values, first, 0.01).verdict == "no change"
+    assert decide(values, [True] * len(values), 0.01).verdict == "inconclusive"  # order unknown: one group
+
+
+def test_the_process_statistic_is_robust_to_a_burst_on_one_arm() -> None:
+    a = [1.0] * 40
+    b = [1.0] * 40
+    b[10:18] = [3.0] * 8  # a neighbour's burst lands on a few of B's blocks
+    assert process_log_ratio(a, b) == pytest.approx(0.0)
+    assert process_log_ratio(a, [1.05] * 40) == pytest.approx(math.log(1.05))
+
+
+def test_creation_orders_mirror_from_one_process_to_the_next() -> None:
+    rng = np.random.default_rng(3)
+    first = creation_order(3, 0, rng, ())
+    assert sorted(first) == [0, 1, 2]
+    assert creation_order(3, 1, rng, first) == first[::-1]
+
+
+@pytest.fixture(scope="module")
+def arm(tmp_path_factory: pytest.TempPathFactory) -> Arm:
+    torch.manual_seed(0)
+    model = LoadedModel(torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU()).eval(), (torch.ones(1, 64),))
+    root = tmp_path_factory.mktemp("paired")
+    artifact = build_artifact(
+        model, Fingerprint("paired"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(root)
+    )
+    inputs = root / "inputs.npz"
+    np.savez(inputs, np.ones((1, 64), np.float32))
+    spec = WorkerSpec(
+        "unused", "onnxruntime", "cpu", artifact["path"], str(inputs), None, "generic", {}, "", 5, 0, 0.2, 1, None
+    )
+    return Arm(spec)
+
+
+def test_a_paired_process_records_every_block_of_every_arm_in_rounds(arm: Arm) -> None:
+    messages: list[Any] = []
+    plan = PairedPlan((arm, Arm(arm.spec, 0.5), arm), 0.15, 0.2, 3, 1, (2, 0, 1), 7)
+    measure_paired(plan, messages.append)
+    [measured] = messages
+    assert isinstance(measured, PairedMeasured) and measured.created == [2, 0, 1]
+    assert measured.rounds >= 3 and all(len(blocks) == 2 * measured.rounds for blocks in measured.blocks_ms)
+    assert all(c >= 1 for c in measured.calls)
+    slowed = process_log_ratio(measured.blocks_ms[0], measured.blocks_ms[1])
+    same = process_log_ratio(measured.blocks_ms[0], measured.blocks_ms[2])
+    assert slowed > math.log(1.3) and abs(same) < math.log(1.2)  # 50 % slower reads as such; A/A does not
+
+
+def test_a_series_flags_a_slower_arm_and_keeps_every_process(arm: Arm) -> None:
+    settings = PairingSettings(0.01, 0.1, 60.0, 0.2, 3, 1, 60.0, 0)
+    results = compare_series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", settings)
+    comparison = results["slow"]
+    assert comparison.verdict == "regression" and comparison.ci95[0] > 1.01
+    assert len(comparison.processes) >= LOOKS[0] and comparison.against == "reference"
+    assert {p.created_first for p in comparison.processes} == {"a", "b"}  # both orders met
+    assert all(len(p.a_ms) == len(p.b_ms) >= 6 for p in comparison.processes)
