@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from datetime import datetime
@@ -330,6 +331,49 @@ def compare(
         err.print("error: no case of the current run matches one of the baseline (model, variant, device, backend)")
         raise typer.Exit(1)
     raise typer.Exit(1 if _print_regressions(changes) else 0)
+
+
+@app.command()
+def ab(
+    a: Annotated[str, typer.Argument(help="A: a variant of the model (e.g. onnx-fp32) or an artifact file")],
+    b: Annotated[str, typer.Argument(help="B: a variant of the model or an artifact file")],
+    model: Annotated[str, typer.Option("-m", "--model", help="zoo name or package.module:factory")] = "digits_cnn",
+    device: Annotated[str, typer.Option("-d", "--device", help="cpu, gpu or ane")] = "cpu",
+    profile: Annotated[str, typer.Option("--profile", help="profile for measure and paired settings")] = "default",
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="latency change that counts, percent (profile: 1)")
+    ] = None,
+    pair_budget: Annotated[
+        float | None, typer.Option("--pair-budget", help="wall seconds the comparison may take (profile: 60)")
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the comparison, every block kept")] = None,
+) -> None:
+    """B against A, loaded in the same processes and alternated: a ratio, its interval and a verdict;
+    exit 1 when B is slower than A by more than the threshold (as compare)."""
+    from dataclasses import asdict
+
+    from harness.ab import run_ab
+    from harness.schema import json_safe
+    from profiles.schema import load_profile
+
+    overrides = _overrides(model=[model], threshold=threshold, pair_budget=pair_budget)
+    try:
+        check_writable(json_path, "--json")
+        resolved = load_profile(profile, overrides)
+        with err.status("preparing") as status:
+            comparison, labels = run_ab(resolved, a, b, device, lambda stage: status.update(stage))
+    except BenchError as exc:
+        _fail(exc)
+    lo, hi = comparison.ci95 if comparison.ci95 else (float("nan"), float("nan"))
+    out.print(
+        f"{labels[1]} vs {labels[0]} on {device}: {comparison.ratio:.3f}x [{lo:.3f}, {hi:.3f}] "
+        f"{comparison.verdict} ({comparison.detail})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if json_path:
+        json_path.write_text(json.dumps(json_safe(asdict(comparison)), indent=1), encoding="utf-8")
+    raise typer.Exit(1 if comparison.verdict == "regression" else 0)
 
 
 @app.command()

@@ -21,6 +21,7 @@ from harness.messages import PairedMeasured
 from harness.paired import Arm, PairedPlan, measure_paired
 from harness.schema import PairedComparison, PairedProcess
 from harness.sequential import LOOKS, STATISTIC, decide, process_log_ratio
+from profiles.schema import Profile
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,20 @@ class PairingSettings:
     threads: int
     timeout_s: float  # one process
     seed: int
+
+
+def pairing_settings(profile: Profile) -> PairingSettings:
+    measure, paired = profile.measure, profile.paired
+    return PairingSettings(
+        threshold=paired.threshold_pct / 100,
+        arm_s=paired.arm_s,
+        max_s=paired.max_s,
+        min_block_ms=measure.min_sample_ms,
+        warmup=measure.warmup,
+        threads=measure.threads,
+        timeout_s=measure.timeout_s,
+        seed=measure.seed,
+    )
 
 
 @dataclass

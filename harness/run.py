@@ -19,7 +19,7 @@ from harness.environment import capture
 from harness.isolation import run_isolated
 from harness.messages import Diagnosis, Measured, Unavailable
 from harness.paired import Arm
-from harness.pairing import PairingSettings, compare_series
+from harness.pairing import compare_series, pairing_settings
 from harness.plan import Case, plan
 from harness.prepare import Prepared, check_user_models, prepare_isolated
 from harness.schema import (
@@ -252,19 +252,6 @@ class Runner:
                 elif round_index == measure.processes - 1:
                     self._emit(self._finish(item))
 
-    def _pairing(self) -> PairingSettings:
-        measure, paired = self.profile.measure, self.profile.paired
-        return PairingSettings(
-            threshold=paired.threshold_pct / 100,
-            arm_s=paired.arm_s,
-            max_s=paired.max_s,
-            min_block_ms=measure.min_sample_ms,
-            warmup=measure.warmup,
-            threads=measure.threads,
-            timeout_s=measure.timeout_s,
-            seed=measure.seed,
-        )
-
     def _pair(self, progress: list[_Progress]) -> None:
         """The paired phase, after every case's unpaired processes: each variant against its model's
         reference on the same device (all of one model and device in one series of processes), then,
@@ -288,7 +275,7 @@ class Runner:
                     Arm(reference.spec, slowdown),
                     {current_key(item.case): Arm(item.spec, slowdown) for item in others},
                     reference.case.variant.name,
-                    self._pairing(),
+                    pairing_settings(self.profile),
                     self._log(f"paired-{model}-{device}"),
                 )
                 for key, comparison in comparisons.items():
@@ -304,7 +291,7 @@ class Runner:
                     Arm(baseline_spec),
                     {key: Arm(measured[key].spec, slowdown)},
                     "baseline",
-                    self._pairing(),
+                    pairing_settings(self.profile),
                     self._log(f"paired-baseline-{measured[key].case.label.replace(' ', '-')}"),
                 )[key]
                 result.against_baseline = comparison

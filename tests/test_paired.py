@@ -3,7 +3,9 @@ artifact with a known, injected slowdown."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from harness.sequential import LOOKS, decide, order_adjusted, process_log_ratio
 from harness.worker import WorkerSpec
 from profiles.catalog import VARIANTS
 from profiles.zoo import LoadedModel
+from tests.conftest import bench
 
 
 def _alternating(n: int) -> list[bool]:
@@ -122,3 +125,15 @@ def test_a_series_flags_a_slower_arm_and_keeps_every_process(arm: Arm) -> None:
     assert len(comparison.processes) >= LOOKS[0] and comparison.against == "reference"
     assert {p.created_first for p in comparison.processes} == {"a", "b"}  # both orders met
     assert all(len(p.a_ms) == len(p.b_ms) >= 6 for p in comparison.processes)
+
+
+def test_bench_ab_pairs_two_backends_and_gives_the_verdict_and_exit_code(tmp_path: Path) -> None:
+    out = tmp_path / "ab.json"
+    proc = bench("ab", "torch-fp32", "onnx-fp32", "-m", "digits_cnn", "--pair-budget", "20", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # ONNX Runtime is faster than eager torch here
+    assert proc.stdout.startswith("onnx-fp32 vs torch-fp32 on cpu: ") and "improvement" in proc.stdout
+    comparison = json.loads(out.read_text())
+    assert comparison["against"] == "torch-fp32" and comparison["ratio"] < 1
+    assert len(comparison["processes"]) >= 2 and comparison["statistic"] == "median of per-round log-ratios"
+    wrong = bench("ab", "onnx-fp32", "no-such-variant", "-m", "digits_cnn")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("error: 'no-such-variant': neither a variant")
