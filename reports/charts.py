@@ -73,8 +73,6 @@ def pareto(model: str, results: list[Result]) -> str | None:
     xs = [r.latency_ms.median for r, _ in points]  # type: ignore[union-attr]
     ys = [m[1] for _, m in points]
     ax.scatter(xs, ys, s=marker, alpha=0.5)
-    for (r, _), x, y in zip(points, xs, ys, strict=True):
-        ax.annotate(f"{r.variant} ({r.device})", (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
     frontier, best = [], -np.inf
     for x, y in sorted(zip(xs, ys, strict=True)):
         if y > best:
@@ -86,6 +84,75 @@ def pareto(model: str, results: list[Result]) -> str | None:
     ax.set_title(f"{model}: latency vs {metric}; marker area = artifact size")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
+    place_labels(ax, list(zip(xs, ys, strict=True)), [f"{r.variant} ({r.device})" for r, _ in points])
+    return _svg(fig)
+
+
+LABEL_OFFSETS = [(dx, dy) for radius in (6, 16, 28, 42, 58) for dx, dy in
+                 ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.3), (0, -1.3), (1.3, 0), (-1.3, 0))]  # fmt: skip
+
+
+def label_box(annotation: Any, renderer: Any) -> Any:
+    """The box of an annotation's text alone (an annotation's own extent includes its leader line,
+    which starts at the point and so overlaps every other label of that point)."""
+    from matplotlib.text import Text
+
+    return Text.get_window_extent(annotation, renderer)
+
+
+def place_labels(ax: Any, points: list[tuple[float, float]], labels: list[str]) -> list[Any]:
+    """Annotate each point with its label where the label's box overlaps no label placed before it:
+    candidate offsets at growing distances in eight directions, a leader line once it moves away.
+    Points that coincide (two variants with equal latency and accuracy) get labels apart."""
+    figure = ax.figure
+    renderer = figure.canvas.get_renderer()
+    placed: list[Any] = []
+    boxes: list[Any] = []
+    for (x, y), label in zip(points, labels, strict=True):
+        text = None
+        for step, (dx, dy) in enumerate(LABEL_OFFSETS):
+            radius = (6, 16, 28, 42, 58)[step // 8]
+            offset = (dx * radius, dy * radius)
+            if text is not None:
+                text.remove()
+            text = ax.annotate(
+                label,
+                (x, y),
+                fontsize=8,
+                xytext=offset,
+                textcoords="offset points",
+                ha="left" if dx >= 0 else "right",
+                va="bottom" if dy >= 0 else "top",
+                arrowprops={"arrowstyle": "-", "color": "0.5", "linewidth": 0.5} if radius > 6 else None,
+            )
+            box = label_box(text, renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(other) for other in boxes):
+                break
+        boxes.append(label_box(text, renderer))
+        placed.append(text)
+    return placed
+
+
+def paired_ratios(model: str, results: list[Result]) -> str | None:
+    """Each variant's paired ratio to the model's reference with its interval, on a log axis."""
+    rows = [r for r in results if r.versus is not None and r.versus.ci95]
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.4))
+    ratios = [r.versus.ratio for r in rows]  # type: ignore[union-attr]
+    low = [r.versus.ratio - r.versus.ci95[0] for r in rows]  # type: ignore[union-attr]
+    high = [r.versus.ci95[1] - r.versus.ratio for r in rows]  # type: ignore[union-attr]
+    labels = [f"{r.variant} ({r.device}): {r.versus.verdict}" for r in rows]  # type: ignore[union-attr]
+    ax.errorbar(ratios, range(len(rows)), xerr=[low, high], fmt="o", capsize=3)
+    ax.axvline(1.0, color="0.4", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(rows)), labels)
+    ax.invert_yaxis()
+    against = sorted({r.versus.against for r in rows})  # type: ignore[union-attr]
+    ax.set_xlabel(f"latency ratio to {', '.join(against)}, paired in one process (< 1: faster)")
+    ax.set_title(f"{model}: paired latency ratios with 95% intervals")
+    ax.grid(axis="x", alpha=0.3, which="both")
     return _svg(fig)
 
 

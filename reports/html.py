@@ -63,6 +63,7 @@ def render_html(runs: list[RunRecord]) -> str:
     charts_by_model = {
         model: {
             "latency": charts.latency_boxes(model, results),
+            "paired": charts.paired_ratios(model, results),
             "pareto": charts.pareto(model, results),
             "resources": charts.resources(model, results),
         }

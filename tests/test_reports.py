@@ -184,3 +184,21 @@ def test_frame_has_one_row_per_case(run_files: dict[str, Path]) -> None:
     ok = df[df["status"] == "ok"]
     assert (ok["median_ms"] > 0).all() and (ok["ci95_lo_ms"] <= ok["median_ms"]).all()
     assert df.loc[df["variant"] == "coreml-fp16", "size_bytes"].iloc[0] > 0
+
+
+def test_scatter_labels_never_collide_even_for_coinciding_points() -> None:
+    """Six variants at two spots (equal latency and accuracy happen: fp32 on two runtimes): every label
+    gets a box of its own."""
+    from reports.charts import _pyplot, label_box, place_labels
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    points = [(1.0, 0.95)] * 4 + [(1.02, 0.951), (3.0, 0.5)]
+    ax.scatter(*zip(*points, strict=True))
+    labels = [f"variant-{i} (cpu)" for i in range(len(points))]
+    texts = place_labels(ax, points, labels)
+    renderer = fig.canvas.get_renderer()
+    boxes = [label_box(t, renderer) for t in texts]
+    assert [t.get_text() for t in texts] == labels
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    plt.close(fig)
