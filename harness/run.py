@@ -16,6 +16,8 @@ import numpy as np
 
 from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose
 from harness.environment import capture
+from harness.generation import diagnose_generation, summarise_generation
+from harness.generation import gate_for as generation_gate
 from harness.isolation import run_isolated
 from harness.messages import Diagnosis
 from harness.plan import Case, plan
@@ -215,6 +217,8 @@ class Runner:
             return []
         measure = self.profile.measure
         gate = self.profile.parity.gate_for(case.model.name, case.variant.family)
+        if prepared.task == "generation":
+            gate = generation_gate(case.variant.family, gate)
         spec = WorkerSpec(
             model_ref=case.model.ref,
             backend=case.backend,
@@ -297,7 +301,8 @@ class Runner:
         tolerance = item.spec.gate.get("snr_db_min", DEFAULT_TOLERANCE_DB)
         log = self._log(f"diagnose-{item.case.label.replace(' ', '-')}")
         arguments = (item.case.model.ref, item.weights_path, item.spec.artifact_path, item.spec.parity_path, tolerance)
-        outcome = run_isolated(diagnose, arguments, self.profile.measure.timeout_s, None, log)
+        target = diagnose_generation if item.spec.task == "generation" else diagnose
+        outcome = run_isolated(target, arguments, self.profile.measure.timeout_s, None, log)
         found = outcome.first(Diagnosis)
         return found.diagnosis if found else {"summary": f"diagnosis failed: {outcome.failure} (log: {log})"}
 
@@ -326,6 +331,8 @@ class Runner:
         result.parity = item.parity
         result.runtime = runs[0]["runtime"]
         result.placement = next((m["placement"] for m in runs if m["placement"]), {})
+        if runs[0].get("generation"):
+            result.generation = summarise_generation([m["generation"] for m in runs], seed=measure.seed)
         result.warnings = latency_warnings(latency, item.samples)
         result.warnings += sorted({m["thermal"] for m in runs if m.get("thermal")})
         if interrupted:

@@ -124,6 +124,7 @@ class Result:
     placement: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     runtime: dict[str, Any] = field(default_factory=dict)  # what the backend says it actually used
+    generation: dict[str, Any] | None = None  # decoders: TTFT, decode ms/token, tokens/s, memory per context
 
     @property
     def case_key(self) -> tuple[str, str, str, str]:

@@ -31,7 +31,7 @@ class WorkerSpec:
     artifact_path: str
     inputs_path: str
     parity_path: str | None
-    task: str  # classification | embedding | generic: which parity metrics apply
+    task: str  # classification | embedding | generation | generic: which parity metrics apply
     gate: dict[str, Any]
     parity_source: str
     warmup: int
@@ -98,6 +98,11 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[dict[str, Any]], 
 
     backend = BACKENDS[spec.backend]()
     try:
+        if spec.task == "generation":
+            from harness.generation import measure_generation
+
+            measure_generation(backend, spec, do_parity, send)
+            return
         _measure_with(backend, spec, do_parity, send)
     finally:
         backend.close()
