@@ -79,12 +79,37 @@ def gate_for(family: str, profile_gate: dict[str, Any]) -> dict[str, float]:
 Step = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
+STATEFUL_INPUTS = ["tokens", "positions"]  # converters.coreml_decoder: the cache lives in Core ML state
+
+
 def session_step(session: Session) -> Step:
     """One forward of the decoder graph: (tokens 1 x T, past keys, past values) -> (logits, keys, values)."""
+    if getattr(session, "input_names", None) == STATEFUL_INPUTS:
+        return stateful_step(session)
 
     def step(tokens: np.ndarray, keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         logits, new_keys, new_values = session.run([tokens, keys, values])
         return logits, new_keys, new_values
+
+    return step
+
+
+def stateful_step(session: Any) -> Step:
+    """A Core ML decoder whose cache is model state (macOS 15+; not runnable on Linux). The caller's cache
+    arrays become markers whose axis 3 is the past length; a prefill (past 0) starts a fresh state."""
+    from converters.coreml_inputs import cast_to_spec
+
+    state: list[Any] = []
+
+    def step(tokens: np.ndarray, keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        past = keys.shape[3]
+        if past == 0:
+            state[:] = [session.model.make_state()]
+        end = past + tokens.shape[1]
+        feed = cast_to_spec({"tokens": tokens, "positions": np.zeros((1, end), np.float32)}, session.input_dtypes)
+        out = session.model.predict(feed, state[0])
+        marker = np.zeros((1, 1, 1, end, 1), np.float32)
+        return np.asarray(out[session.output_names[0]], np.float32), marker, marker
 
     return step
 
@@ -393,7 +418,8 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
                 "peak_bytes": {str(n + budget): v for n, v in timing.peak_bytes.items()},
                 "decode_peak_bytes": {str(n + budget): v for n, v in timing.decode_peak_bytes.items()},
                 "decode_cpu_ms_per_token": timing.decode_cpu_ms / max(timing.decode_tokens, 1),
-                "kv_bytes_per_token": int(2 * cache_shape[1] * cache_shape[2] * cache_shape[4] * 4),  # fp32 keys + values
+                # fp32 keys and values: layers x heads x head_dim each
+                "kv_bytes_per_token": int(2 * cache_shape[1] * cache_shape[2] * cache_shape[4] * 4),
             },
         }
     )
@@ -499,4 +525,3 @@ def diagnose_generation(
             send(message)
 
         diagnose(model_ref, weights_path, artifact_path, str(path), tolerance_db, forward)
-

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from harness.schema import Result, RunRecord
 from harness.stats import Comparison
+from reports.generation import generation_table
 from reports.summary import against_reference, ordered_results, size_vs_fp32
 
 if TYPE_CHECKING:
@@ -126,6 +127,9 @@ def render(record: RunRecord, console: Console) -> None:
     versus = against_reference(record, seed=int(record.profile.get("measure", {}).get("seed", 0)))
     for model, results in by_model.items():
         console.print(model_table(model, results, enforced, versus))
+        generation = generation_table(model, results, enforced)
+        if generation is not None:
+            console.print(generation)
         notes: dict[tuple[str, str], list[str]] = {}  # one line per reason, naming every case it applies to
         for result in results:
             where = f"{result.variant} {result.device}"

@@ -154,8 +154,8 @@ def _decoder_factory() -> tuple[Any, Any]:
 
     model = trained_decoder()
     tokens = torch.tensor([list(b"The quick brown fox")], dtype=torch.int64)
-    past_keys, past_values = model.empty_cache()
-    past = torch.zeros((*past_keys.shape[:3], 2, past_keys.shape[4]))  # P = 2: see the decoder protocol
+    empty, _ = model.empty_cache()
+    past = torch.zeros((*empty.shape[:3], 2, empty.shape[4]))  # P = 2: see the decoder protocol
     return model, (tokens, past, past.clone())
 
 

@@ -134,7 +134,8 @@ def corpus() -> Corpus:
     def encode(parts: list[str]) -> np.ndarray:
         return np.frombuffer("\n\n".join(parts).encode("utf-8"), dtype=np.uint8).copy()
 
-    return Corpus(encode(train), encode(held), f"pydoc_data.topics ({len(topics)} topics, every 10th paragraph held out)")
+    source = f"pydoc_data.topics ({len(topics)} topics, every 10th paragraph held out)"
+    return Corpus(encode(train), encode(held), source)
 
 
 def windows(text: np.ndarray, count: int, length: int, seed: int) -> np.ndarray:
