@@ -19,7 +19,7 @@ from converters.base import ConversionContext, Converted, Converter, VariantSkip
 from converters.coreml_inputs import cast_to_spec, spec_input_dtypes
 from profiles.catalog import Variant
 from profiles.errors import ConversionError
-from profiles.zoo import LoadedModel
+from profiles.zoo import LoadedModel, decoder_info
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,17 @@ def _compress(ct: Any, mlmodel: Any, recipe: dict[str, Any], ctx: ConversionCont
         ]
         config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
         mlmodel = cto.linear_quantize_activations(mlmodel, config, samples)
+    kind, config = weight_config(ct, recipe)
+    if kind == "linear":
+        return cto.linear_quantize_weights(mlmodel, config)
+    if kind == "palettize":
+        return cto.palettize_weights(mlmodel, config)
+    return mlmodel
+
+
+def weight_config(ct: Any, recipe: dict[str, Any]) -> tuple[str | None, Any]:
+    """The recipe's weight compression: ("linear" | "palettize" | None, its OptimizationConfig)."""
+    cto = ct.optimize.coreml
     if recipe.get("weights") == "linear":
         op_config = cto.OpLinearQuantizerConfig(
             mode="linear_symmetric",
@@ -105,11 +116,11 @@ def _compress(ct: Any, mlmodel: Any, recipe: dict[str, Any], ctx: ConversionCont
             granularity=recipe["granularity"],
             block_size=recipe.get("block_size", 32),
         )
-        return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=op_config))
+        return "linear", cto.OptimizationConfig(global_config=op_config)
     if recipe.get("weights") == "palettize":
         op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=recipe["nbits"], granularity="per_tensor")
-        return cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=op_config))
-    return mlmodel
+        return "palettize", cto.OptimizationConfig(global_config=op_config)
+    return None, None
 
 
 def iter_operations(spec: Any) -> Iterator[Any]:
@@ -142,10 +153,21 @@ class CoreMLConverter(Converter):
             raise VariantSkipped(W8A8_NEEDS_MACOS)
         ct = import_coremltools()
         precision = ct.precision.FLOAT32 if recipe["precision"] == "fp32" else ct.precision.FLOAT16
-        mlmodel, path = _convert(ct, model, precision, getattr(ct.target, recipe["target"]), ctx)
-        mlmodel = _compress(ct, mlmodel, recipe, ctx)
+        target = recipe["target"]
+        info = decoder_info(model)
+        if info is not None:  # the KV cache as model state (iOS18), compressed inside the conversion
+            from converters.coreml_decoder import convert_stateful
+
+            try:
+                mlmodel = convert_stateful(ct, model, info, precision, weight_config(ct, recipe), ctx)
+            except Exception as exc:
+                raise ConversionError(f"coremltools failed on the stateful decoder: {_first_line(exc)}") from exc
+            path, target = "torch.export, KV cache as state", "iOS18"
+        else:
+            mlmodel, path = _convert(ct, model, precision, getattr(ct.target, target), ctx)
+            mlmodel = _compress(ct, mlmodel, recipe, ctx)
         mlmodel.save(str(out_dir / "model.mlpackage"))
-        return Converted("model.mlpackage", path, deployment_target=recipe["target"])
+        return Converted("model.mlpackage", path, deployment_target=target)
 
     def inspect(self, main_file: Path) -> tuple[dict[str, int], dict[str, int]]:
         ct = import_coremltools()

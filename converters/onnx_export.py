@@ -11,7 +11,7 @@ from converters import onnx_quant
 from converters.base import ConversionContext, Converted, Converter
 from profiles.catalog import Variant
 from profiles.errors import ConversionError
-from profiles.zoo import LoadedModel
+from profiles.zoo import LoadedModel, decoder_info
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,14 @@ class OnnxConverter(Converter):
         key = f"onnx-fp32-opset{opset}"
         if key not in ctx.scratch:
             directory = ctx.scratch_dir("bench-onnx-")
-            ctx.scratch[key] = (directory / "model.onnx", export_fp32(model, directory / "model.onnx", opset))
+            info = decoder_info(model)
+            if info is not None:
+                from converters.onnx_decoder import export_decoder
+
+                written = export_decoder(model, info, directory / "model.onnx", opset)
+            else:
+                written = export_fp32(model, directory / "model.onnx", opset)
+            ctx.scratch[key] = (directory / "model.onnx", written)
         return ctx.scratch[key]
 
     def convert(self, model: LoadedModel, variant: Variant, out_dir: Path, ctx: ConversionContext) -> Converted:

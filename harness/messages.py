@@ -103,3 +103,4 @@ class Measured:
     thermal: str | None
     thermal_state: dict[str, Any]
     placement: dict[str, Any]
+    generation: dict[str, Any] | None = None  # decoders: the keys `harness.generation` summarises

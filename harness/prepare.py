@@ -95,11 +95,13 @@ def prepare_model(
     calibration_samples: int,
     seed: int,
     with_reference: bool,
+    generation: Any,
     send: Send,
 ) -> None:
     """Sends `Stage` records as it goes, one `PreparedModel` (with the reference outputs and weights
     saved, unless `with_reference` is false: `bench convert` needs none), then one `ArtifactBuilt` per
-    variant."""
+    variant. A decoder (the zoo's decoder protocol; `generation` holds `GenerationSettings`) gets token-level
+    references instead (`harness.generation.prepare_reference`)."""
     from converters.base import ConversionContext, VariantSkipped
     from converters.build import build_artifact
     from converters.cache import ArtifactCache
@@ -107,7 +109,7 @@ def prepare_model(
     from profiles.catalog import VARIANTS
     from profiles.errors import ConversionError
     from profiles.paths import file_name
-    from profiles.zoo import load_model, resolve_model
+    from profiles.zoo import decoder_info, load_model, resolve_model
 
     send(Stage("building the model"))
     spec = resolve_model(model_ref)
@@ -117,7 +119,17 @@ def prepare_model(
     out.mkdir(parents=True, exist_ok=True)
 
     source = ""
-    if with_reference:
+    decoder = decoder_info(loaded)
+    task, parity_file = ("generation", "generation.npz") if decoder else (spec.task, "parity.npz")
+    if with_reference and decoder is not None:
+        import torch
+
+        from harness.generation import prepare_reference
+
+        send(Stage("computing reference generations"))
+        source = prepare_reference(spec, loaded, decoder, generation, parity_samples, seed, out)
+        torch.save(loaded.module.state_dict(), out / "weights.pt")
+    elif with_reference:
         import torch
 
         send(Stage("computing reference outputs"))
@@ -133,15 +145,19 @@ def prepare_model(
         PreparedModel(
             fingerprint=fingerprint.digest,
             inputs_path=str(out / "inputs.npz"),
-            parity_path=str(out / "parity.npz"),
+            parity_path=str(out / parity_file),
             weights_path=str(out / "weights.pt"),
             parity_source=source,
-            task=spec.task,
+            task=task,
         )
     )
 
     cache = ArtifactCache()
-    if any(VARIANTS[name].calibrated for name in variants):
+    if any(VARIANTS[name].calibrated for name in variants) and decoder is not None:
+        from harness.generation import calibration_inputs
+
+        calibration = list(calibration_inputs(spec, loaded, decoder, calibration_samples, seed))
+    elif any(VARIANTS[name].calibrated for name in variants):
         calibration, _, _ = model_inputs(spec, loaded, calibration_samples, "calibration", seed)
     else:
         calibration = []
@@ -156,6 +172,15 @@ def prepare_model(
                 send(ArtifactBuilt(name, "skipped", str(exc)))
             except ConversionError as exc:
                 send(ArtifactBuilt(name, "failed", f"conversion failed: {exc}"))
+
+
+def generation_settings(profile: Profile) -> Any:
+    from harness.generation import GenerationSettings
+
+    table = profile.generation
+    return GenerationSettings(
+        tuple(table.prompt_lengths), table.new_tokens, table.parity_prompt_tokens, table.parity_text_tokens
+    )
 
 
 @dataclass
@@ -212,6 +237,7 @@ def prepare_isolated(
             profile.convert.calibration_samples,
             profile.measure.seed,
             with_reference,
+            generation_settings(profile),
         )
         outcome = run_isolated(prepare_model, arguments, profile.measure.timeout_s, on_message, log_path)
         if outcome.failure is None:

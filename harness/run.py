@@ -16,6 +16,8 @@ import numpy as np
 
 from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose
 from harness.environment import capture
+from harness.generation import diagnose_generation, summarise_generation
+from harness.generation import gate_for as generation_gate
 from harness.isolation import run_isolated
 from harness.messages import Diagnosis, Measured, Unavailable
 from harness.paired import Arm
@@ -216,6 +218,8 @@ class Runner:
             return []
         measure = self.profile.measure
         gate = self.profile.parity.gate_for(case.model.name, case.variant.family)
+        if prepared.task == "generation":
+            gate = generation_gate(case.variant.family, gate)
         spec = WorkerSpec(
             model_ref=case.model.ref,
             backend=case.backend,
@@ -339,7 +343,8 @@ class Runner:
         tolerance = item.spec.gate.get("snr_db_min", DEFAULT_TOLERANCE_DB)
         log = self._log(f"diagnose-{item.case.label.replace(' ', '-')}")
         arguments = (item.case.model.ref, item.weights_path, item.spec.artifact_path, item.spec.parity_path, tolerance)
-        outcome = run_isolated(diagnose, arguments, self.profile.measure.timeout_s, None, log)
+        target = diagnose_generation if item.spec.task == "generation" else diagnose
+        outcome = run_isolated(target, arguments, self.profile.measure.timeout_s, None, log)
         found = outcome.first(Diagnosis)
         return found.diagnosis if found else {"summary": f"diagnosis failed: {outcome.failure} (log: {log})"}
 
@@ -370,6 +375,8 @@ class Runner:
         placements = sorted((m.placement for m in runs if m.placement), key=lambda p: "error" in p)
         result.placement = placements[0] if placements else {}  # one that did not fail, where any
         result.thermal_states = [m.thermal_state for m in runs]
+        if runs[0].generation:
+            result.generation = summarise_generation([m.generation for m in runs], seed=measure.seed)
         result.warnings = latency_warnings(latency, item.samples)
         result.warnings += sorted({m.thermal for m in runs if m.thermal})
         if interrupted:

@@ -155,6 +155,7 @@ class Result:
     thermal_states: list[dict[str, Any]] = field(default_factory=list)  # per process: source, start, end level
     versus: PairedComparison | None = None  # against the model's reference on the same device, paired
     against_baseline: PairedComparison | None = None  # with --baseline: against the baseline's artifact
+    generation: dict[str, Any] | None = None  # decoders: TTFT, decode ms/token, tokens/s, memory per context
 
     @property
     def case_key(self) -> tuple[str, str, str, str]:

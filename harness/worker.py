@@ -31,7 +31,7 @@ class WorkerSpec:
     artifact_path: str
     inputs_path: str
     parity_path: str | None
-    task: str  # classification | embedding | generic: which parity metrics apply
+    task: str  # classification | embedding | generation | generic: which parity metrics apply
     gate: dict[str, Any]
     parity_source: str
     warmup: int
@@ -98,12 +98,17 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[Any], None]) -> N
 
     backend = BACKENDS[spec.backend]()
     try:
+        if spec.task == "generation":
+            from harness.generation import measure_generation
+
+            measure_generation(backend, spec, do_parity, send)
+            return
         _measure_with(backend, spec, do_parity, send)
     finally:
         backend.close()
 
 
-def _reported(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def reported(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """What a session reports after sampling, or the error in its place: a failing `describe()` or
     `placement()` never discards the measurement."""
     try:
@@ -158,8 +163,8 @@ def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Cal
     thermal_end = read_thermal()
     peak = memory.peak()
     gpu_memory = session.gpu_memory()
-    describe = _reported(session.describe)
-    placement = _reported(session.placement)
+    describe = reported(session.describe)
+    placement = reported(session.placement)
 
     del session, call
     gc.collect()

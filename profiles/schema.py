@@ -65,6 +65,13 @@ class Gate(_Strict):
     accuracy_ratio_min: float | None = Field(None, ge=0)
     cosine_mean_min: float | None = Field(None, ge=-1, le=1)
     retrieval_agreement_min: float | None = Field(None, ge=0, le=1)
+    # decoders (task "generation"); unset keys take harness.generation.DEFAULT_GATES for the family
+    full_match_min: float | None = Field(
+        None, ge=0, le=1, description="share of held-out prompts whose greedy continuation matches torch's in full"
+    )
+    first_divergence_median_min: float | None = Field(None, ge=0, description="tokens before the first divergence")
+    next_token_agreement_min: float | None = Field(None, ge=0, le=1)
+    perplexity_ratio_max: float | None = Field(None, ge=1)
 
 
 def _default_gates() -> dict[str, Gate]:
@@ -113,6 +120,24 @@ class Convert(_Strict):
     )
 
 
+class Generation(_Strict):
+    """How decoders are measured: the same greedy work for every variant."""
+
+    prompt_lengths: list[StrictInt] = Field(
+        default_factory=lambda: [16, 128, 512], min_length=1, description="time to first token at these prompts"
+    )
+    new_tokens: StrictInt = Field(64, ge=2, le=100_000, description="the token budget of every greedy generation")
+    parity_prompt_tokens: StrictInt = Field(32, ge=1, le=100_000, description="held-out prompt length for parity")
+    parity_text_tokens: StrictInt = Field(256, ge=2, le=100_000, description="held-out text window for perplexity")
+
+    @field_validator("prompt_lengths")
+    @classmethod
+    def _positive_lengths(cls, value: list[int]) -> list[int]:
+        if any(n < 1 for n in value):
+            raise ValueError("prompt lengths must be >= 1")
+        return sorted(set(value))
+
+
 class Profile(_Strict):
     description: str = ""
     models: list[str] = Field(min_length=1)
@@ -122,6 +147,7 @@ class Profile(_Strict):
     paired: Paired = Field(default_factory=Paired)
     convert: Convert = Field(default_factory=Convert)
     parity: Parity = Field(default_factory=Parity)
+    generation: Generation = Field(default_factory=Generation)
 
     @field_validator("variants")
     @classmethod

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.schema import Result, RunRecord
+from reports.generation import generation_table
 from reports.summary import ordered_results, size_vs_fp32, versus_text
 
 if TYPE_CHECKING:
@@ -119,6 +120,9 @@ def render(record: RunRecord, console: Console) -> None:
     enforced = bool(record.profile.get("parity", {}).get("enforce", True))
     for model, results in by_model.items():
         console.print(model_table(model, results, record, enforced))
+        generation = generation_table(model, results, enforced)
+        if generation is not None:
+            console.print(generation)
         notes: dict[tuple[str, str], list[str]] = {}  # one line per reason, naming every case it applies to
         for result in results:
             where = f"{result.variant} {result.device}"

@@ -4,6 +4,18 @@ A model is a factory returning ``(module, example_inputs)``: an ``nn.Module`` an
 tuple of tensors with batch size 1. Zoo models are named here; a user model is referred to as
 ``package.module:factory`` (importable from the current directory or ``sys.path``) or
 ``path/to/file.py:factory``.
+
+A decoder (a generative model with a KV cache) follows the same protocol, with three more rules, so the
+harness measures it token by token (time to first token, decode ms/token, tokens/s, memory per 1k tokens
+of context) and judges it token by token (greedy continuations, perplexity):
+- the module has integer attributes ``vocab_size`` and ``max_context`` (the most positions the cache holds);
+- ``example_inputs`` are ``(tokens, past_keys, past_values)``: ``tokens`` int64 ``(1, T)``, each cache
+  float32 ``(1, layers, heads, P, head_dim)`` with ``T >= 2`` and ``P >= 2`` (exporters specialise sizes 0 and
+  1), from which the harness reads layers, heads and head_dim;
+- ``forward(tokens, past_keys, past_values)`` returns ``(logits, keys, values)``: logits ``(1, T, vocab)`` for
+  every new position, and the caches with the ``T`` new positions appended on axis 3 (``P + T``). ``P = 0``
+  (an empty cache) is the prefill. Attention masking and positions are the module's business.
+`tiny_decoder` (profiles/zoo/decoder.py) is the zoo's; `examples/` has a user decoder in a file.
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ class ModelSpec:
     name: str
     ref: str
     description: str
-    task: str  # "classification" | "embedding" | "generic"
+    task: str  # "classification" | "embedding" | "generation" | "generic"
     factory: Callable[[], Any]
     dataset: Callable[[int, str], Dataset] | None = None  # (count, "parity" | "calibration")
 
@@ -47,7 +59,40 @@ class LoadedModel:
 
     @property
     def input_names(self) -> list[str]:
+        if decoder_info(self) is not None:
+            return DECODER_INPUT_NAMES
         return input_names(len(self.example_inputs))
+
+
+@dataclass(frozen=True)
+class DecoderInfo:
+    """What the harness reads off a decoder (see the module docstring for the protocol)."""
+
+    vocab_size: int
+    max_context: int
+    layers: int
+    heads: int
+    head_dim: int
+
+    def empty_cache(self) -> np.ndarray:
+        return np.zeros((1, self.layers, self.heads, 0, self.head_dim), np.float32)
+
+
+DECODER_INPUT_NAMES = ["tokens", "past_keys", "past_values"]
+DECODER_OUTPUT_NAMES = ["logits", "keys", "values"]
+
+
+def decoder_info(loaded: LoadedModel) -> DecoderInfo | None:
+    """The decoder's shape if the model follows the decoder protocol, else None."""
+    module, inputs = loaded.module, loaded.example_inputs
+    vocab, context = getattr(module, "vocab_size", None), getattr(module, "max_context", None)
+    if not (isinstance(vocab, int) and isinstance(context, int) and len(inputs) == 3):
+        return None
+    tokens, past_keys, past_values = inputs
+    if tokens.dim() != 2 or tokens.is_floating_point() or past_keys.dim() != 5 or past_keys.shape != past_values.shape:
+        return None
+    _, layers, heads, _, head_dim = past_keys.shape
+    return DecoderInfo(vocab, context, int(layers), int(heads), int(head_dim))
 
 
 def input_names(count: int) -> list[str]:
@@ -102,6 +147,28 @@ def _digits_dataset(count: int, purpose: str) -> Dataset:
     return Dataset((split.x_test[:count],), split.y_test[:count])
 
 
+def _decoder_factory() -> tuple[Any, Any]:
+    import torch
+
+    from profiles.zoo.decoder import trained_decoder
+
+    model = trained_decoder()
+    tokens = torch.tensor([list(b"The quick brown fox")], dtype=torch.int64)
+    empty, _ = model.empty_cache()
+    past = torch.zeros((*empty.shape[:3], 2, empty.shape[4]))  # P = 2: see the decoder protocol
+    return model, (tokens, past, past.clone())
+
+
+def _decoder_dataset(count: int, purpose: str) -> Dataset:
+    """Token windows of real text: held-out paragraphs for parity, training paragraphs for calibration.
+    One array (count x 1024 tokens); the harness cuts prompts and perplexity windows from it."""
+    from profiles.zoo.decoder import MAX_CONTEXT, corpus, windows
+
+    data = corpus()
+    text = data.train if purpose == "calibration" else data.held_out
+    return Dataset((windows(text, count, MAX_CONTEXT, seed=0 if purpose == "parity" else 1),), None)
+
+
 def _minilm_factory() -> tuple[Any, Any]:
     from profiles.zoo.minilm import minilm
 
@@ -148,6 +215,14 @@ ZOO: dict[str, ModelSpec] = {
             "embedding",
             _minilm_factory,
             _minilm_dataset,
+        ),
+        ModelSpec(
+            "tiny_decoder",
+            "tiny_decoder",
+            "GPT-style byte decoder with a KV cache, 0.86M parameters, trained on Python's docs (pydoc_data)",
+            "generation",
+            _decoder_factory,
+            _decoder_dataset,
         ),
         ModelSpec(
             "vit_small",

@@ -1,0 +1,86 @@
+"""The terminal's generation table: per decoder variant, time to first token per prompt length, decode
+ms/token with its CI and tokens/s per context, memory per 1k tokens of context, token-level parity.
+
+"peak mem/1k ctx" is the measured growth of the decode phase's peak RSS with context length; it includes
+what the runtime's allocator keeps from the prefill (ONNX Runtime's CPU arena does not shrink), so it is
+usually well above the KV cache's own bytes per 1k tokens, shown beside it in parentheses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from harness.schema import Result
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if value >= 100 else f"{value:.2f}" if value >= 1 else f"{value:.3f}"
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e6:+.1f} MB"
+
+
+def _divergence(metrics: dict[str, Any], key: str) -> str:
+    value, budget = metrics.get(key), metrics.get("token_budget")
+    if value is None:
+        return "-"
+    return "none" if budget is not None and value >= budget else f"{value:.0f}"
+
+
+def generation_table(model: str, results: list[Result], enforced: bool = True) -> Table | None:
+    """None when no result of the model has generation figures."""
+    measured = [r for r in results if r.generation]
+    if not measured:
+        return None
+    lengths = [str(n) for n in measured[0].generation["prompt_lengths"]]  # type: ignore[index]
+    budget = measured[0].generation["new_tokens"]  # type: ignore[index]
+    table = Table(
+        title=f"{model}: generation (greedy, {budget} new tokens; decode ms/token at prompt length + generated)",
+        title_justify="left",
+        header_style="bold",
+    )
+    columns = [
+        ("variant", "left"),
+        (f"TTFT ms {'/'.join(lengths)}", "right"),
+        *[(f"decode ms/tok @{n} [95% CI]", "right") for n in lengths],
+        (f"tok/s {'/'.join(lengths)}", "right"),
+        ("peak mem/1k ctx (KV)", "right"),
+        ("CPU ms/tok", "right"),
+        ("next-tok agree", "right"),
+        ("1st diverg. med/worst", "right"),
+        ("ppl ratio", "right"),
+        ("parity", "left"),
+    ]
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=name != "parity")  # type: ignore[arg-type]
+    for result in results:
+        gen = result.generation
+        if not gen:
+            table.add_row(result.variant, *["-"] * (len(columns) - 2), Text(result.status, style="yellow"))
+            continue
+        decode = [gen["decode_ms_per_token"][n] for n in lengths]
+        metrics = result.parity.metrics if result.parity else {}
+        parity = "-"  # the failures themselves are in the model's main table
+        if result.parity is not None:
+            parity = "pass" if result.parity.passed else ("FAIL" if enforced else "fail (report only)")
+        agreement = metrics.get("next_token_agreement")
+        ratio = metrics.get("perplexity_ratio")
+        kv = gen.get("kv_cache_bytes_per_1k_tokens")
+        table.add_row(
+            result.variant,
+            "/".join(_ms(gen["ttft_ms"][n]["median"]) for n in lengths),
+            *[f"{_ms(d['median'])} [{_ms(d['ci95'][0])}, {_ms(d['ci95'][1])}]" for d in decode],
+            "/".join(f"{gen['tokens_per_s'][n]:.0f}" if gen["tokens_per_s"][n] else "-" for n in lengths),
+            f"{_mb(gen.get('memory_growth_bytes_per_1k_tokens'))} ({kv / 1e6:.1f} MB)" if kv else "-",
+            _ms(gen.get("cpu_ms_per_token")),
+            f"{agreement:.1%}" if agreement is not None else "-",
+            f"{_divergence(metrics, 'first_divergence_median')}/{_divergence(metrics, 'first_divergence_worst')}",
+            f"{ratio:.4f}" if ratio is not None else "-",
+            Text(parity, style="green" if parity == "pass" else "red"),
+        )
+    return table
