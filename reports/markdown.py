@@ -6,7 +6,7 @@ import html
 import re
 from pathlib import Path
 
-from harness.schema import RunRecord
+from harness.schema import Result, RunRecord
 from reports.summary import BEST_RULE, best_variants, ordered_results, versus_text
 from reports.terminal import latency_text, ms_text, size_text
 
@@ -46,7 +46,29 @@ def render_markdown(runs: list[RunRecord]) -> str:
             cells = [r.model, r.variant, r.device, status, latency_text(r), vs, size_text(r, results), parity]
             lines.append("| " + " | ".join(md_escape(c) for c in cells) + " |")
         lines.append("")
+        lines += _baseline_section(results)
     return "\n".join(lines)
+
+
+def _baseline_section(results: list[Result]) -> list[str]:
+    """With `--baseline`: each case's paired ratio to the baseline's artifact and its verdict."""
+    paired = [r for r in results if r.against_baseline is not None]
+    if not paired:
+        return []
+    regressions = sum(r.against_baseline.verdict == "regression" for r in paired)  # type: ignore[union-attr]
+    lines = [
+        f"**Against the baseline, paired in one process**: {regressions} latency regression(s) in {len(paired)} cases.",
+        "",
+        "| model | variant | device | latency ratio [95% CI] | verdict | processes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in paired:
+        c = r.against_baseline
+        assert c is not None
+        interval = f"{c.ratio:.3f}x [{c.ci95[0]:.3f}, {c.ci95[1]:.3f}]" if c.ci95 else f"{c.ratio:.3f}x"
+        cells = [r.model, r.variant, r.device, interval, c.verdict, str(len(c.processes))]
+        lines.append("| " + " | ".join(md_escape(cell) for cell in cells) + " |")
+    return [*lines, ""]
 
 
 def write_markdown(runs: list[RunRecord], path: Path) -> None:
