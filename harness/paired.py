@@ -32,7 +32,7 @@ from harness.messages import PairedMeasured
 from harness.slowdown import slowed
 from harness.worker import MAX_CALLS_PER_SAMPLE, THREAD_VARIABLES, WorkerSpec, npz_arrays
 
-MIN_ROUNDS = 3
+MIN_ROUNDS = 5
 CALIBRATION_BLOCKS = 5
 
 
