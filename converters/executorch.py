@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -191,6 +192,11 @@ class ExecuTorchConverter(Converter):
         return copy.deepcopy(exported), examples
 
     def convert(self, model: LoadedModel, variant: Variant, out_dir: Path, ctx: ConversionContext) -> Converted:
+        with warnings.catch_warnings():  # torch's pytree deprecations, once per node the lowering copies
+            warnings.simplefilter("ignore", FutureWarning)
+            return self._convert(model, variant, out_dir, ctx)
+
+    def _convert(self, model: LoadedModel, variant: Variant, out_dir: Path, ctx: ConversionContext) -> Converted:
         recipe = variant.recipe
         exir = import_exir()
         chosen = partitioner(recipe)
