@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from converters.base import ConversionContext, Converted, Converter, VariantSkipped
+from converters.cache import FORMAT_PACKAGES, package_versions
 from profiles.catalog import Variant
 from profiles.errors import ConversionError
 from profiles.zoo import LoadedModel
@@ -28,7 +29,6 @@ from profiles.zoo import LoadedModel
 ET_MISSING = "executorch is not installed (pip install 'ondevice-bench[executorch]')"
 DELEGATION_FILE = "delegation.json"
 DELEGATE_IDS = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend", "mps": "MPSBackend"}
-VERSIONED = ("executorch", "torch", "torchao", "coremltools")
 
 
 @contextmanager
@@ -163,16 +163,6 @@ def weight_bytes(exported: Any) -> dict[str, int]:
     return dict(totals)
 
 
-def versions() -> dict[str, str]:
-    found = {}
-    for name in VERSIONED:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
 class ExecuTorchConverter(Converter):
     format = "executorch"
 
@@ -213,7 +203,7 @@ class ExecuTorchConverter(Converter):
             "delegate": DELEGATE_IDS[recipe["delegate"]],
             "delegation": split,
             "weight_bytes_by_dtype": weight_bytes(exported),
-            "versions": versions(),
+            "versions": package_versions(FORMAT_PACKAGES["executorch"]),
         }
         (out_dir / DELEGATION_FILE).write_text(json.dumps(notes, indent=1, sort_keys=True))
         return Converted(

@@ -127,7 +127,13 @@ VARIANTS: dict[str, Variant] = {
             "ExecuTorch .pte, Core ML delegate, FLOAT16 (runs on macOS)",
             {"delegate": "coreml", "precision": "fp16", "target": "iOS17"},
         ),
-        Variant("et-mps", "executorch", "fp16", "ExecuTorch .pte, MPS delegate (runs on macOS)", {"delegate": "mps"}),
+        Variant(
+            "et-mps",
+            "executorch",
+            "fp16",
+            "ExecuTorch .pte, MPS delegate, where the installed ExecuTorch has it (1.5 removed it)",
+            {"delegate": "mps"},
+        ),
     ]
 }
 
