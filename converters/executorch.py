@@ -154,11 +154,19 @@ def delegation(edge: Any) -> dict[str, Any]:
 
 
 def weight_bytes(exported: Any) -> dict[str, int]:
-    """Bytes of parameters, buffers and constants by dtype, in the program that was lowered (int8 after
-    quantization): the weights the delegate packs."""
+    """Bytes of the parameters, buffers and constants the lowered graph uses, by dtype (int8 after
+    quantization: the float originals stay in the state dict, unused)."""
+    signature = exported.graph_signature
+    owners = {
+        **signature.inputs_to_parameters,
+        **signature.inputs_to_buffers,
+        **signature.inputs_to_lifted_tensor_constants,
+    }
+    tensors = {**exported.state_dict, **exported.constants}
     totals: Counter[str] = Counter()
-    for tensor in [*exported.state_dict.values(), *exported.constants.values()]:
-        if hasattr(tensor, "element_size"):
+    for node in exported.graph.nodes:
+        if node.op == "placeholder" and node.users and node.name in owners:
+            tensor = tensors[owners[node.name]]
             totals[str(tensor.dtype).removeprefix("torch.")] += tensor.numel() * tensor.element_size()
     return dict(totals)
 
@@ -195,7 +203,10 @@ class ExecuTorchConverter(Converter):
         if recipe.get("quant") == "int8-static":
             exported = quantize_int8(exported, examples, ctx.calibration, recipe["per_channel"])
             path += " + pt2e int8 (XNNPACKQuantizer)"
-        edge = exir.to_edge_transform_and_lower(exported, partitioner=[chosen])
+        try:
+            edge = exir.to_edge_transform_and_lower(exported, partitioner=[chosen])
+        except Exception as exc:
+            raise ConversionError(f"lowering to {DELEGATE_IDS[recipe['delegate']]} failed: {first_line(exc)}") from exc
         split = delegation(edge)
         program = edge.to_executorch()
         (out_dir / "model.pte").write_bytes(program.buffer)
