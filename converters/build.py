@@ -62,6 +62,7 @@ def build_artifact(
                 "deployment_target": converted.deployment_target,
                 "op_histogram": ops,
                 "weight_bytes_by_dtype": weights,
+                "notes": converted.notes,
             },
             about,
         )

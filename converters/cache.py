@@ -26,6 +26,7 @@ from profiles.paths import cache_root
 
 KEY_VERSION = 2  # 1: code, classes, state dict, inputs; 2: + attributes, all buffers, the export graph
 KEY_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript", "coremltools")
+FORMAT_PACKAGES = {"executorch": ("executorch", "torchao")}  # keyed only for that format's artifacts
 MANIFEST = "manifest.json"
 
 
@@ -50,9 +51,9 @@ def arrays_sha256(arrays: tuple[Any, ...]) -> str:
     return digest.hexdigest()
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     versions = {}
-    for name in KEY_PACKAGES:
+    for name in (*KEY_PACKAGES, *extra):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -68,7 +69,7 @@ def key_inputs(fingerprint: Fingerprint, variant: Variant, extra: dict[str, Any]
         "variant": variant.name,
         "format": variant.format,
         "recipe": variant.recipe,
-        "versions": package_versions(),
+        "versions": package_versions(FORMAT_PACKAGES.get(variant.format, ())),
         **extra,
     }
 

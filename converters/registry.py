@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from converters.base import Converter
 from converters.coreml import CoreMLConverter
+from converters.executorch import ExecuTorchConverter
 from converters.onnx_export import OnnxConverter
 from converters.torch_state import TorchStateDict
 
-CONVERTERS: dict[str, type[Converter]] = {cls.format: cls for cls in (TorchStateDict, OnnxConverter, CoreMLConverter)}
+CONVERTERS: dict[str, type[Converter]] = {
+    cls.format: cls for cls in (TorchStateDict, OnnxConverter, CoreMLConverter, ExecuTorchConverter)
+}

@@ -196,3 +196,21 @@ def summarise(layers: list[dict[str, Any]], worst: list[int], cosines: np.ndarra
         "layers": layers,
         "summary": summary,
     }
+
+
+def executorch_not_diagnosed(notes: dict[str, Any]) -> dict[str, Any]:
+    """Why a failing ExecuTorch variant is not diagnosed layer by layer. Checked with executorch 1.5.1: with
+    an ETRecord and an ETDump debug buffer, the Inspector gets one output per delegate call and only timing
+    for the ops inside it, so no layer between the input and the delegate's output can be compared."""
+    split = notes.get("delegation", {})
+    inside = split.get("delegated_nodes", "?")
+    total = inside + split.get("non_delegated_nodes", 0) if isinstance(inside, int) else "?"
+    delegate = notes.get("delegate", "the delegate")
+    return {
+        "first_divergent_layer": None,
+        "summary": (
+            f"no layer-by-layer diagnosis: {inside} of {total} nodes run inside {delegate}, and ETDump records "
+            "only each delegate call's output (per-op timing, no intermediate outputs); the same model's onnx "
+            "variants are diagnosed layer by layer"
+        ),
+    }

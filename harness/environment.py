@@ -10,7 +10,17 @@ from pathlib import Path
 
 from harness.schema import Environment
 
-PACKAGES = ("ondevice-bench", "torch", "onnx", "onnxruntime", "onnxscript", "coremltools", "numpy", "scipy")
+PACKAGES = (
+    "ondevice-bench",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "coremltools",
+    "executorch",
+    "numpy",
+    "scipy",
+)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 

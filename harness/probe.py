@@ -106,6 +106,15 @@ def coreml_placed(session: Session, device: str) -> str:
     return preference(session.placement(), device)
 
 
+def executorch_placed(session: Session, device: str) -> str:
+    """'5 of 5 nodes in XnnpackBackend (cpu)', from the delegation info written at export."""
+    placement = session.placement()
+    (delegate, inside), *_ = placement["by_delegate"].items()
+    total = sum(placement["by_delegate"].values())
+    where = ", ".join(f"{d} {n}" for d, n in sorted(placement["by_device"].items()))
+    return f"{inside} of {total} nodes in {delegate} ({where})"
+
+
 def torch_placed(session: Session, device: str) -> str:
     described = session.describe()
     return f"torch {described['torch']} on {described['device']}"
@@ -142,20 +151,30 @@ def _torch_artifact(workdir: Path) -> str:
     return str(path)
 
 
-def _coreml_artifact(workdir: Path) -> str:
-    """The probe as `bench run` converts coreml-fp16: a float16-typed mlprogram."""
+def _converted(workdir: Path, variant_name: str) -> str:
+    """The probe model as `bench run` converts `variant_name`."""
     from converters.base import ConversionContext
-    from converters.coreml import CoreMLConverter
+    from converters.registry import CONVERTERS
     from profiles.catalog import VARIANTS
     from profiles.zoo import LoadedModel
 
     module, example = probe_model()
-    out = workdir / "coreml"
+    variant = VARIANTS[variant_name]
+    out = workdir / variant.format
     out.mkdir()
-    converted = CoreMLConverter().convert(
-        LoadedModel(module, (example,)), VARIANTS["coreml-fp16"], out, ConversionContext()
-    )
+    with ConversionContext() as ctx:
+        converted = CONVERTERS[variant.format]().convert(LoadedModel(module, (example,)), variant, out, ctx)
     return str(out / converted.main_file)
+
+
+def _coreml_artifact(workdir: Path) -> str:
+    """A float16-typed mlprogram, as coreml-fp16."""
+    return _converted(workdir, "coreml-fp16")
+
+
+def _executorch_artifact(workdir: Path) -> str:
+    """An XNNPACK program, as et-xnnpack-fp32; on macOS the `gpu` and `ane` lines then say XNNPACK is CPU-only."""
+    return _converted(workdir, "et-xnnpack-fp32")
 
 
 def _model_inputs() -> list[np.ndarray]:
@@ -177,6 +196,7 @@ KITS = {
     "torch": _ProbeKit(_torch_artifact, _model_inputs, torch_placed),
     "onnxruntime": _ProbeKit(_onnx_artifact, _onnx_inputs, onnxruntime_placed),
     "coreml": _ProbeKit(_coreml_artifact, _model_inputs, coreml_placed),
+    "executorch": _ProbeKit(_executorch_artifact, _model_inputs, executorch_placed),
 }
 
 

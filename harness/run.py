@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose
+from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose, executorch_not_diagnosed
 from harness.environment import capture
 from harness.generation import diagnose_generation, summarise_generation
 from harness.generation import gate_for as generation_gate
@@ -335,6 +335,8 @@ class Runner:
             item.parity = ParityResult(**measured.parity)
             if not item.parity.passed and item.case.variant.format == "onnx":
                 item.parity.diagnosis = self._diagnose(item)
+            elif not item.parity.passed and item.case.variant.format == "executorch":
+                item.parity.diagnosis = executorch_not_diagnosed(item.artifact.notes)
         item.samples.append(measured.samples_ms)
         item.measured.append(measured)
 

@@ -44,6 +44,7 @@ class ArtifactInfo:
     cache_hit: bool = False
     cache_key: str | None = None
     cache_explanation: str | None = None  # why the cache hit or missed
+    notes: dict[str, Any] = field(default_factory=dict)  # converter-specific, e.g. ExecuTorch's delegation split
 
 
 @dataclass

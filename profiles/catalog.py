@@ -14,7 +14,7 @@ from typing import Any
 @dataclass(frozen=True)
 class Variant:
     name: str
-    format: str  # "torch" | "onnx" | "coreml"
+    format: str  # "torch" | "onnx" | "coreml" | "executorch"
     family: str  # parity gate family: "fp32" | "fp16" | "int8" | "int4" | "palettized"
     summary: str
     recipe: dict[str, Any] = field(default_factory=dict)
@@ -112,7 +112,29 @@ VARIANTS: dict[str, Variant] = {
             "4-bit weight-only MatMul (MatMulNBits), block 32, symmetric",
             {"opset": _OPSET, "quant": "matmul-4bit", "block_size": 32, "min_matmul_share_of_compute": 0.5},
         ),
+        Variant("et-xnnpack-fp32", "executorch", "fp32", "ExecuTorch .pte, XNNPACK delegate", {"delegate": "xnnpack"}),
+        Variant(
+            "et-xnnpack-int8",
+            "executorch",
+            "int8",
+            "ExecuTorch .pte, XNNPACK delegate, PT2E static int8 per channel, calibrated",
+            {"delegate": "xnnpack", "quant": "int8-static", "per_channel": True},
+        ),
+        Variant(
+            "et-coreml-fp16",
+            "executorch",
+            "fp16",
+            "ExecuTorch .pte, Core ML delegate, FLOAT16 (runs on macOS)",
+            {"delegate": "coreml", "precision": "fp16", "target": "iOS17"},
+        ),
+        Variant(
+            "et-mps",
+            "executorch",
+            "fp16",
+            "ExecuTorch .pte, MPS delegate, where the installed ExecuTorch has it (1.5 removed it)",
+            {"delegate": "mps"},
+        ),
     ]
 }
 
-FORMAT_BACKEND = {"torch": "torch", "onnx": "onnxruntime", "coreml": "coreml"}
+FORMAT_BACKEND = {"torch": "torch", "onnx": "onnxruntime", "coreml": "coreml", "executorch": "executorch"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import re
 import sys
@@ -43,6 +44,11 @@ def test_devices_check_reports_nodes_and_time_per_device() -> None:
             "ane: ane needs macOS on Apple silicon",
         ]
         assert onnxruntime[2] == "ane: CoreMLExecutionProvider not available in this onnxruntime build"
+    if importlib.util.find_spec("executorch") is not None:
+        executorch = _section(done.stdout, "executorch")
+        assert re.fullmatch(r"cpu: (\d+) of \1 nodes in XnnpackBackend \(cpu \1\), \d+(\.\d+)? ms", executorch[0])
+        if sys.platform != "darwin":
+            assert executorch[1] == "gpu: gpu runs through ExecuTorch's Core ML delegate, which requires macOS"
 
 
 @pytest.mark.skipif(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from harness.backends.base import Backend
 from harness.backends.coreml import CoreMLBackend
+from harness.backends.executorch import ExecuTorchBackend
 from harness.backends.onnxruntime import OnnxRuntimeBackend
 from harness.backends.torch_eager import TorchBackend
 
-BACKENDS: dict[str, type[Backend]] = {cls.name: cls for cls in (TorchBackend, OnnxRuntimeBackend, CoreMLBackend)}
+BACKENDS: dict[str, type[Backend]] = {
+    cls.name: cls for cls in (TorchBackend, OnnxRuntimeBackend, CoreMLBackend, ExecuTorchBackend)
+}
