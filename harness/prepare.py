@@ -6,6 +6,7 @@ here, in a child process, so a model that crashes or hangs fails its own cases a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +32,7 @@ def model_inputs(spec: Any, loaded: Any, count: int, purpose: str, seed: int) ->
     for example in loaded.example_inputs:
         sample = example.numpy()
         if np.issubdtype(sample.dtype, np.floating):
-            shape = (count, *sample.shape[1:])
-            if sample.dtype in (np.float32, np.float64):  # drawn in that dtype: 3x faster than casting
-                arrays.append(rng.standard_normal(shape, dtype=sample.dtype))
-            else:
-                arrays.append(rng.standard_normal(shape).astype(sample.dtype))
+            arrays.append(rng.standard_normal((count, *sample.shape[1:])).astype(sample.dtype))
         else:
             arrays.append(np.repeat(sample, count, axis=0))
     return arrays, None, "synthetic"
@@ -111,6 +108,9 @@ def prepare_model(
     from profiles.paths import file_name
     from profiles.zoo import decoder_info, load_model, resolve_model
 
+    # torch.export (with torchao installed, for ExecuTorch) makes an inductor cache in the temp dir,
+    # named after the user and never removed: keep it in this run's work dir instead
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(work_dir) / "torchinductor"))
     send(Stage("building the model"))
     spec = resolve_model(model_ref)
     loaded = load_model(spec)
