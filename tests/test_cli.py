@@ -186,6 +186,8 @@ def test_crashing_and_hanging_models_fail_alone(user_dir: Path) -> None:
             """
         models = ["usermodels:tiny", "usermodels:crash", "usermodels:hang", "usermodels:crash_late"]
         variants = ["torch-fp32", "onnx-fp32"]
+        [paired]
+        enabled = false
         [measure]
         budget_s = 0.4
         processes = 2

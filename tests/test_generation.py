@@ -130,7 +130,6 @@ def test_onnx_recipes_apply_to_the_decoder_graph(
             assert parity.metrics["next_token_agreement"] > 0.8, (name, parity.metrics)
 
 
-@pytest.mark.slow
 def test_every_coreml_variant_declares_the_kv_cache_as_state(
     decoder: tuple[ModelSpec, LoadedModel], tmp_path: Path
 ) -> None:
@@ -190,7 +189,7 @@ def test_a_user_decoder_from_a_file_runs_end_to_end(tmp_path: Path) -> None:
     profile = tmp_path / "gen.toml"
     profile.write_text(
         'models = ["examples/user_decoder.py:build"]\nvariants = ["torch-fp32", "onnx-fp32"]\n'
-        "[measure]\nbudget_s = 0.4\nprocesses = 1\nwarmup = 2\n"
+        "[paired]\nenabled = false\n[measure]\nbudget_s = 0.4\nprocesses = 1\nwarmup = 2\n"
         "[generation]\nprompt_lengths = [4, 16]\nnew_tokens = 8\nparity_prompt_tokens = 8\nparity_text_tokens = 16\n"
         "[parity]\nsamples = 4\n"
     )

@@ -35,6 +35,7 @@ def test_encoder_matches_the_transformers_model() -> None:
 NOT_EXECUTORCH = [word for name, v in VARIANTS.items() if v.format != "executorch" for word in ("-v", name)]
 
 
+@pytest.mark.slow
 def test_minilm_converts_and_its_onnx_variants_run(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     proc = bench(
