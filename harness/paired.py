@@ -2,7 +2,7 @@
 
 What moves one process's speed (memory placement, frequency, the neighbours of a shared VM) moves every
 arm of that process alike, so it cancels in their ratio: on the 2-core VM the per-process log-ratio of
-two sessions of one artifact had a standard deviation of about 0.4 %, against a 3-15 % spread of one
+two sessions of one artifact had a standard deviation of about 0.8 %, against a 13-19 % spread of one
 arm's per-process median. Pairing is for latency ratios; load time, memory, energy and parity stay with
 the unpaired workers of `harness.worker`, one case per process.
 
