@@ -158,6 +158,7 @@ def test_unknown_model_and_profile_typo_are_one_line(tmp_path: Path) -> None:
     assert f"{profile}: measure.budgt_s: unknown key 'budgt_s'; allowed: budget_s" in line
 
 
+@pytest.mark.slow
 def test_user_model_from_outside_the_package_runs_end_to_end(user_dir: Path) -> None:
     out = user_dir / "r.json"
     proc = bench(
@@ -216,6 +217,7 @@ def test_crashing_and_hanging_models_fail_alone(user_dir: Path) -> None:
     assert "failed (torch-fp32 cpu): measurement worker exited with code 3" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_model_that_fails_conversion_fails_only_its_own_cases(user_dir: Path) -> None:
     out = user_dir / "r.json"
     proc = bench(
@@ -254,6 +256,7 @@ def test_a_model_that_fails_conversion_fails_only_its_own_cases(user_dir: Path) 
         assert tiny_coreml["artifact"]["size_bytes"] > 0  # built and reported though not measurable here
 
 
+@pytest.mark.slow
 def test_convert_reports_every_variant_and_hits_the_cache(user_dir: Path) -> None:
     args = ("convert", "smoke", "-m", "usermodels:tiny", "-m", "usermodels:unconvertible", "-v", "all")
     first = bench(*args, "--out", str(user_dir / "artifacts"), cwd=user_dir)

@@ -119,6 +119,7 @@ def test_bad_urls_are_config_errors(tmp_path: Path) -> None:
         ResultsStore("postgresql://nobody@/x?host=/nonexistent-socket-dir&connect_timeout=2")
 
 
+@pytest.mark.slow
 def test_two_bench_runs_write_one_store_at_once(tmp_path: Path) -> None:
     """Two real `bench run` processes appending to one SQLite store concurrently."""
     (tmp_path / "tinymodels.py").write_text(
