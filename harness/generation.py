@@ -331,7 +331,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     from harness.memory import PeakTracker
     from harness.messages import Measured, Unavailable
     from harness.thermal import read_thermal, thermal_warning
-    from harness.worker import reported
+    from harness.worker import memory_figures, reported, thermal_record
 
     assert spec.parity_path is not None, "a decoder case always has its generation.npz"
     request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
@@ -395,20 +395,12 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
             first_inference_ms=timing.ttft_ms[first][0],
             calls_per_sample=1,
             samples_ms=timing.decode_ms[first],
-            memory={
-                "source": memory.source,
-                "before_load_bytes": before_load,
-                "after_load_bytes": after_load,
-                "load_delta_bytes": after_load - before_load,
-                "load_peak_bytes": load_peak,
-                "peak_rss_bytes": peak,
-                "gpu": None,
-            },
+            memory=memory_figures(memory.source, before_load, after_load, load_peak, peak, None),
             energy=asdict(energy_stats),
             parity=parity,
             runtime=describe,
             thermal=thermal_warning(thermal_start, thermal_end),
-            thermal_state={"source": thermal_end.source, "start": thermal_start.level, "end": thermal_end.level},
+            thermal_state=thermal_record(thermal_start, thermal_end),
             placement=placement,
             generation={
                 "lengths": lengths,

@@ -108,6 +108,26 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[Any], None]) -> N
         backend.close()
 
 
+def memory_figures(
+    source: str, before_load: int, after_load: int, load_peak: int | None, peak: int | None, gpu: Any
+) -> dict[str, Any]:
+    """The keys of `harness.schema.MemoryStats` from one process's readings."""
+    return {
+        "source": source,
+        "before_load_bytes": before_load,
+        "after_load_bytes": after_load,
+        "load_delta_bytes": after_load - before_load,
+        "load_peak_bytes": load_peak,
+        "peak_rss_bytes": peak,
+        "gpu": gpu,
+    }
+
+
+def thermal_record(start: Any, end: Any) -> dict[str, Any]:
+    """The thermal level at the start and end of sampling, and where it was read."""
+    return {"source": end.source, "start": start.level, "end": end.level}
+
+
 def reported(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """What a session reports after sampling, or the error in its place: a failing `describe()` or
     `placement()` never discards the measurement."""
@@ -180,20 +200,12 @@ def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Cal
             first_inference_ms=first_ms,
             calls_per_sample=calls,
             samples_ms=samples,
-            memory={
-                "source": memory.source,
-                "before_load_bytes": before_load,
-                "after_load_bytes": after_load,
-                "load_delta_bytes": after_load - before_load,
-                "load_peak_bytes": load_peak,
-                "peak_rss_bytes": peak,
-                "gpu": gpu_memory,
-            },
+            memory=memory_figures(memory.source, before_load, after_load, load_peak, peak, gpu_memory),
             energy=asdict(energy_stats),
             parity=parity,
             runtime=describe,
             thermal=thermal_warning(thermal_start, thermal_end),
-            thermal_state={"source": thermal_end.source, "start": thermal_start.level, "end": thermal_end.level},
+            thermal_state=thermal_record(thermal_start, thermal_end),
             placement=placement,
         )
     )
