@@ -331,7 +331,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     from harness.memory import PeakTracker
     from harness.messages import Measured, Unavailable
     from harness.thermal import read_thermal, thermal_warning
-    from harness.worker import memory_figures, reported, thermal_record
+    from harness.worker import load_cold, memory_figures, reported, thermal_record
 
     assert spec.parity_path is not None, "a decoder case always has its generation.npz"
     request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
@@ -340,17 +340,14 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     lengths = [int(n) for n in data["lengths"]]
     budget = int(data["new_tokens"])
     memory = PeakTracker()
-    gc.collect()
-    before_load = memory.rss()
-    memory.reset()
-    started = time.perf_counter_ns()
     try:
-        session = backend.load(request)
+        cold = load_cold(backend, request, memory)
     except DeviceUnavailable as exc:
         send(Unavailable(str(exc)))
         return
-    cold_ms = (time.perf_counter_ns() - started) / 1e6
-    after_load, load_peak = memory.rss(), memory.peak()
+    session, cold_ms = cold.session, cold.cold_ms
+    before_load, after_load, load_peak = cold.before_load, cold.after_load, cold.load_peak
+    del cold  # the session is freed before the warm load, as it was
     step = session_step(session)
     with np.load(spec.inputs_path) as decode_step:  # [token, keys, values]: the cache's shape
         cache_shape = decode_step["arr_1"].shape

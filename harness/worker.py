@@ -128,6 +128,29 @@ def thermal_record(start: Any, end: Any) -> dict[str, Any]:
     return {"source": end.source, "start": start.level, "end": end.level}
 
 
+@dataclass
+class ColdLoad:
+    """A session loaded in a fresh process, timed, with the memory readings around the load."""
+
+    session: Any
+    cold_ms: float
+    before_load: int
+    after_load: int
+    load_peak: int | None
+
+
+def load_cold(backend: Backend, request: Any, memory: Any) -> ColdLoad:
+    """The first load of the process, timed, the memory peak reset just before it; raises
+    `DeviceUnavailable` when the runtime declines the device."""
+    gc.collect()
+    before_load = memory.rss()
+    memory.reset()
+    started = time.perf_counter_ns()
+    session = backend.load(request)
+    cold_ms = (time.perf_counter_ns() - started) / 1e6
+    return ColdLoad(session, cold_ms, before_load, memory.rss(), memory.peak())
+
+
 def reported(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """What a session reports after sampling, or the error in its place: a failing `describe()` or
     `placement()` never discards the measurement."""
@@ -149,18 +172,14 @@ def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Cal
     backend.prepare(request)
     inputs = npz_arrays(spec.inputs_path, "arr_")
     memory = PeakTracker()
-    gc.collect()
-    before_load = memory.rss()
-    memory.reset()
-
-    started = time.perf_counter_ns()
     try:
-        session = backend.load(request)
+        cold = load_cold(backend, request, memory)
     except DeviceUnavailable as exc:
         send(Unavailable(str(exc)))
         return
-    cold_ms = (time.perf_counter_ns() - started) / 1e6
-    after_load, load_peak = memory.rss(), memory.peak()
+    session, cold_ms = cold.session, cold.cold_ms
+    before_load, after_load, load_peak = cold.before_load, cold.after_load, cold.load_peak
+    del cold  # the session is freed before the warm load, as it was
 
     call = slowed(session.runner(inputs), requested_slowdown())
     memory.reset()
