@@ -66,6 +66,7 @@ OVERRIDE_KEYS = {
     "processes": "measure.processes",
     "threshold": "paired.threshold_pct",
     "pair_budget": "paired.max_s",
+    "precision": "paired.precision_pct",
 }
 
 
@@ -130,6 +131,10 @@ def run(
     pair_budget: Annotated[
         float | None, typer.Option("--pair-budget", help="wall seconds each paired comparison may take (profile: 60)")
     ] = None,
+    precision: Annotated[
+        float | None,
+        typer.Option("--precision", help="pair a decided variant on until its interval is within +/- this percent"),
+    ] = None,
 ) -> None:
     """Convert, check parity and measure every case of a profile."""
     from harness.run import Runner, exit_code
@@ -144,6 +149,7 @@ def run(
         processes=processes,
         threshold=threshold,
         pair_budget=pair_budget,
+        precision=precision,
     )
     runner_json = json_path or Path("bench-results") / f"run-{datetime.now():%Y%m%d-%H%M%S}.json"
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -346,6 +352,10 @@ def ab(
     pair_budget: Annotated[
         float | None, typer.Option("--pair-budget", help="wall seconds the comparison may take (profile: 60)")
     ] = None,
+    precision: Annotated[
+        float | None,
+        typer.Option("--precision", help="go on after the verdict until the interval is within +/- this percent"),
+    ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the comparison, every block kept")] = None,
 ) -> None:
     """B against A, loaded in the same processes and alternated: a ratio, its interval and a verdict;
@@ -356,7 +366,7 @@ def ab(
     from harness.schema import json_safe
     from profiles.schema import load_profile
 
-    overrides = _overrides(model=[model], threshold=threshold, pair_budget=pair_budget)
+    overrides = _overrides(model=[model], threshold=threshold, pair_budget=pair_budget, precision=precision)
     try:
         check_writable(json_path, "--json")
         resolved = load_profile(profile, overrides)

@@ -1,14 +1,17 @@
 """The parent side of paired measurement: paired processes, one after another, until every comparison is
-decided or the budget is spent.
+decided (and, with a precision goal, its interval narrow enough) or the budget is spent.
 
 One series compares one arm A (the reference, or the baseline's artifact) with one or more arms B. Each
-process loads all arms still undecided; an arm whose verdict is decided leaves the series, so the
-processes get lighter as it goes. The creation order is mirrored from one process to the next (a
-seeded random order, then its reverse, ...), so every pair of arms meets in both orders equally often.
+process loads all arms still open; an arm leaves the series once its verdict is decided (and its
+interval within the precision goal, when the profile sets one: a team choosing a variant wants the
+ratio, a CI gate only the verdict), so the processes get lighter as it goes. The creation order is
+mirrored from one process to the next (a seeded random order, then its reverse, ...), so every pair of
+arms meets in both orders equally often.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -34,6 +37,7 @@ class PairingSettings:
     threads: int
     timeout_s: float  # one process
     seed: int
+    precision: float | None = None  # fraction: keep a decided arm until its interval is within +/- this
 
 
 def pairing_settings(profile: Profile) -> PairingSettings:
@@ -47,6 +51,7 @@ def pairing_settings(profile: Profile) -> PairingSettings:
         threads=measure.threads,
         timeout_s=measure.timeout_s,
         seed=measure.seed,
+        precision=paired.precision_pct / 100 if paired.precision_pct else None,
     )
 
 
@@ -100,7 +105,7 @@ def compare_series(
             reason = f"paired process {outcome.failure or 'sent no result'}"
             reason += f" (log: {log_path})" if log_path else ""
             for key in keys:
-                results[key] = _finished(open_arms.pop(key), against, settings.threshold, reason)
+                results[key] = _finished(open_arms.pop(key), against, settings.threshold, settings.precision, reason)
             break
         index += 1
         for position, key in enumerate(keys, start=1):
@@ -124,14 +129,23 @@ def compare_series(
                 settings.threshold,
                 final=out_of_budget,
             )
-            if decision.decided or out_of_budget:
-                results[key] = _finished(open_arms.pop(key), against, settings.threshold)
+            if (decision.decided and precise(decision.ci95, settings.precision)) or out_of_budget:
+                results[key] = _finished(open_arms.pop(key), against, settings.threshold, settings.precision)
         if on_process:
             on_process(index, len(open_arms))
     return results
 
 
-def _finished(series: _Open, against: str, threshold: float, failure: str | None = None) -> PairedComparison:
+def precise(ci95: list[float], precision: float | None) -> bool:
+    """Whether the interval's half-width, relative to its centre, is within `precision` (None: no goal)."""
+    if precision is None:
+        return True
+    return bool(ci95) and math.sqrt(ci95[1] / ci95[0]) - 1 <= precision
+
+
+def _finished(
+    series: _Open, against: str, threshold: float, precision: float | None, failure: str | None = None
+) -> PairedComparison:
     decision = decide(
         [p.log_ratio for p in series.processes],
         [p.created_first == "a" for p in series.processes],
@@ -139,6 +153,9 @@ def _finished(series: _Open, against: str, threshold: float, failure: str | None
         final=True,
     )
     detail = f"{failure}; {decision.detail}" if failure else decision.detail
+    if decision.decided and not precise(decision.ci95, precision):
+        width = math.sqrt(decision.ci95[1] / decision.ci95[0]) - 1
+        detail += f"; the series ended with the interval at +/-{width:.1%}, wider than the goal +/-{precision:.1%}"
     return PairedComparison(
         against=against,
         ratio=decision.ratio,

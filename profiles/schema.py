@@ -53,6 +53,13 @@ class Paired(_Strict):
     threshold_pct: float = Field(
         1.0, gt=0, lt=100, allow_inf_nan=False, description="a latency change smaller than this is 'no change'"
     )
+    precision_pct: float | None = Field(
+        None,
+        gt=0,
+        lt=100,
+        allow_inf_nan=False,
+        description="after the verdict, add processes until the interval is within +/- this percent (budget allowing)",
+    )
 
 
 class Gate(_Strict):

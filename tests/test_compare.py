@@ -138,7 +138,7 @@ def test_the_paired_ci_gate_fails_a_5_percent_slower_build_and_passes_the_same_b
     the paired ratio; the unchanged build exits 0."""
     flags = ("-m", "digits_cnn", "-v", "onnx-fp32", "--processes", "2", "--budget", "0.4", "--pair-budget", "30")
     base = tmp_path / "base.json"
-    proc = bench("run", "ci", *flags, "--json", str(base), cwd=tmp_path)
+    proc = bench("run", "ci", *flags[:-2], "--pair-budget", "5", "--json", str(base), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     slower = bench(
         "run", "ci", *flags, "--baseline", str(base), "--json", str(tmp_path / "slower.json"),
@@ -150,7 +150,10 @@ def test_the_paired_ci_gate_fails_a_5_percent_slower_build_and_passes_the_same_b
     assert found is not None, line
     ratio, lo, hi = (float(v) for v in found.groups())
     assert 1.01 < lo <= ratio <= hi and 1.02 < ratio < 1.15  # 5 %, plus the wrapper's own call on a 40 us model
-    same = bench("run", "ci", *flags, "--baseline", str(base), "--json", str(tmp_path / "same.json"), cwd=tmp_path)
+    same = bench(
+        "run", "ci", *flags[:-2], "--pair-budget", "15", "--baseline", str(base), "--json", str(tmp_path / "same.json"),
+        cwd=tmp_path,
+    )  # fmt: skip
     assert same.returncode == 0, same.stdout + same.stderr
     assert "REGRESSION" not in same.stdout and "paired in one process" in same.stdout
     comparison = json.loads((tmp_path / "same.json").read_text())["results"][0]["against_baseline"]

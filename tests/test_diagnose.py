@@ -74,7 +74,8 @@ def test_failing_variants_are_diagnosed_to_the_layer(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     proc = bench(
         "run", "smoke", "-m", "overflowmodels:overflow", "-m", "overflowmodels:makes_nan",
-        "-v", "onnx-fp32", "-v", "onnx-fp16", "--budget", "0.3", "--processes", "1", "--json", str(out), cwd=tmp_path,
+        "-v", "onnx-fp32", "-v", "onnx-fp16", "--budget", "0.3", "--processes", "1", "--pair-budget", "1",
+        "--json", str(out), cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     results = {(r["model"], r["variant"]): r for r in json.loads(out.read_text())["results"]}

@@ -181,7 +181,7 @@ def test_user_modules_that_misbehave_at_import_fail_alone(tmp_path: Path) -> Non
         [measure]
         budget_s = 0.3
         processes = 1
-        timeout_s = 40
+        timeout_s = 15
         [parity]
         samples = 4
         """,
@@ -193,7 +193,7 @@ def test_user_modules_that_misbehave_at_import_fail_alone(tmp_path: Path) -> Non
     cases = {r["model"]: r for r in json.loads(out.read_text())["results"]}
     assert cases["exits:build"]["status"] == "failed"
     assert cases["exits:build"]["reason"] == "worker exited with code 1 while importing the model"
-    assert cases["sleeps:build"]["reason"] == "timed out after 40 s while importing the model"
+    assert cases["sleeps:build"]["reason"] == "timed out after 15 s while importing the model"
     assert cases["chatty:tiny"]["status"] == "ok"
 
 

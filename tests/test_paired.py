@@ -18,7 +18,7 @@ from converters.cache import ArtifactCache
 from converters.fingerprint import Fingerprint
 from harness.messages import PairedMeasured
 from harness.paired import Arm, PairedPlan, measure_paired
-from harness.pairing import PairingSettings, compare_series, creation_order
+from harness.pairing import PairingSettings, compare_series, creation_order, precise
 from harness.sequential import LOOKS, decide, order_adjusted, process_log_ratio
 from harness.worker import WorkerSpec
 from profiles.catalog import VARIANTS
@@ -125,6 +125,24 @@ def test_a_series_flags_a_slower_arm_and_keeps_every_process(arm: Arm) -> None:
     assert len(comparison.processes) >= LOOKS[0] and comparison.against == "reference"
     assert {p.created_first for p in comparison.processes} == {"a", "b"}  # both orders met
     assert all(len(p.a_ms) == len(p.b_ms) >= 6 for p in comparison.processes)
+
+
+def test_a_precision_goal_keeps_a_decided_arm_until_its_interval_is_narrow(arm: Arm) -> None:
+    """Without a goal a 25 % slower arm leaves at its first decided look (6 processes, the test above);
+    with a goal no interval can meet, it stays until the budget ends, and the detail says why."""
+    settings = PairingSettings(0.01, 0.1, 10.0, 0.2, 3, 1, 60.0, 0, precision=1e-4)
+    comparison = compare_series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", settings)["slow"]
+    assert comparison.verdict == "regression" and len(comparison.processes) > LOOKS[0]
+    assert "wider than the goal +/-0.0%" in comparison.detail
+
+
+@pytest.mark.parametrize(
+    ("ci95", "goal", "met"), [([0.975, 1.025], 0.03, True), ([0.95, 1.05], 0.03, False), ([0.5, 2.0], None, True)]
+)
+def test_precision_is_the_interval_half_width_relative_to_its_centre(
+    ci95: list[float], goal: float | None, met: bool
+) -> None:
+    assert precise(ci95, goal) is met
 
 
 def test_bench_ab_pairs_two_backends_and_gives_the_verdict_and_exit_code(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Validation study of the measurement method: overhead, false alarms and power, measured here.
 
     python tools/validate_measurement.py [--paired-processes 300,150,100,100] [--neighbour] [--json out.json]
+        [--pool tools/studies/paired-pool.jsonl --pool-s 3600]
 
 (a) Overhead: in each of several fresh processes, blocks of the harness's own sampling loop alternate
     with blocks of a bare `perf_counter_ns` loop over the same session and inputs; the ratio of their
@@ -14,6 +15,10 @@
     product's sequential verdict (`harness.sequential.decide`) at its looks, until it is decided, its
     wall time (process start-up included) would pass `--trial-s`, or the last look. With `--neighbour`
     the tool runs a CPU-bound process of its own for the whole pool (the other core of a 2-core VM).
+    With `--pool FILE` every paired process is appended to FILE as it is measured and the earlier ones of
+    the same model and settings are read back, so a study of thousands of processes can be collected
+    over several invocations (`--pool-s` caps one); each invocation is a segment, and trials never span
+    two segments.
 (c) Today's unpaired comparison for contrast: a pool of single-artifact processes per arm, trials of n
     processes per side compared with `harness.stats.compare_latency` (what `bench compare` does).
 (d) Variance decomposition of log latency: between processes, within a process (the sampling error of
@@ -24,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import socket
 import sys
 import tempfile
 import time
@@ -204,87 +211,131 @@ def _round_sd(a_ms: list[float], b_ms: list[float]) -> float:
 
 
 def build_paired_pool(
-    artifact: str, sizes: dict[str, int], arm_s: float, min_block_ms: float, seed: int
-) -> dict[str, list[dict[str, Any]]]:
-    """`sizes[effect]` paired processes per effect, interleaved in a seeded random order."""
+    artifact: str, settings: dict[str, Any], sizes: dict[str, int], until: float, seed: int, sink: Callable
+) -> list[dict[str, Any]]:
+    """`sizes[effect]` paired processes per effect, interleaved in a seeded random order, each record
+    passed to `sink` as soon as it is measured; stops early at `until` (a `time.monotonic()` instant)."""
     rng = np.random.default_rng([seed, 7])
     schedule = [effect for effect, count in sizes.items() for _ in range(count)]
     rng.shuffle(schedule)
-    pool: dict[str, list[dict[str, Any]]] = {effect: [] for effect in sizes}
+    made: list[dict[str, Any]] = []
+    done_per_effect: Counter[str] = Counter()
     orders: dict[str, tuple[int, ...]] = {effect: () for effect in sizes}
     started = time.perf_counter()
     for done, effect in enumerate(schedule, start=1):
-        index = len(pool[effect])
-        orders[effect] = creation_order(2, index, rng, orders[effect])
+        if time.monotonic() > until:
+            print(f"  paired pool: --pool-s reached after {done - 1} processes", file=sys.stderr, flush=True)
+            break
+        orders[effect] = creation_order(2, done_per_effect[effect], rng, orders[effect])
+        done_per_effect[effect] += 1
         arms = (_arm(artifact, 0.0), _arm(artifact, EFFECTS[effect]))
-        plan = PairedPlan(arms, arm_s * 2, min_block_ms, 10, 1, orders[effect], int(rng.integers(2**32)))
+        plan = PairedPlan(
+            arms, settings["arm_s"] * 2, settings["min_block_ms"], 10, 1, orders[effect], int(rng.integers(2**32))
+        )
         began = time.perf_counter()
         measured = run_isolated(measure_paired, (plan,), 120).first(PairedMeasured)
         if measured is None:
             raise SystemExit(f"a paired process of {effect} failed")
         a_ms, b_ms = measured.blocks_ms
-        pool[effect].append(
-            {
-                "log_ratio": process_log_ratio(a_ms, b_ms),
-                "a_first": measured.created[0] == 0,
-                "log_median_a": float(np.log(np.median(a_ms))),
-                "log_ratio_of_medians": float(np.log(np.median(b_ms) / np.median(a_ms))),
-                "round_sd": _round_sd(a_ms, b_ms),
-                "rounds": len(a_ms) // 2,
-                "wall_s": time.perf_counter() - began,
-            }
-        )
+        record = settings | {
+            "effect": effect,
+            "log_ratio": process_log_ratio(a_ms, b_ms),
+            "a_first": measured.created[0] == 0,
+            "log_median_a": float(np.log(np.median(a_ms))),
+            "log_ratio_of_medians": float(np.log(np.median(b_ms) / np.median(a_ms))),
+            "round_sd": _round_sd(a_ms, b_ms),
+            "rounds": len(a_ms) // 2,
+            "wall_s": time.perf_counter() - began,
+        }
+        sink(record)
+        made.append(record)
         if done % 50 == 0:
             elapsed = time.perf_counter() - started
             print(f"  paired pool: {done}/{len(schedule)} processes, {elapsed:.0f} s", file=sys.stderr, flush=True)
-    return pool
+    return made
 
 
 def paired_trials(runs: list[dict[str, Any]], threshold: float, trial_s: float) -> list[dict[str, Any]]:
-    """Disjoint runs of consecutive processes, each read by the product's sequential rule."""
+    """Disjoint runs of consecutive processes of one segment, each read by the product's sequential rule;
+    a trial still open when its segment (one invocation of this tool) ended is not a trial."""
     trials = []
-    start = 0
-    while start < len(runs):
-        wall, taken, decision = 0.0, [], None
-        for run in runs[start:]:
-            if taken and wall + run["wall_s"] > trial_s:
-                break
-            taken.append(run)
-            wall += run["wall_s"]
-            decision = decide([r["log_ratio"] for r in taken], [r["a_first"] for r in taken], threshold)
-            if decision.decided or len(taken) >= LOOKS[-1]:
-                break
-        ended = start + len(taken) < len(runs) or len(taken) >= LOOKS[-1]
-        if decision is None or not (decision.decided or ended):
-            break  # the pool ran out mid-trial: not a trial
-        if not decision.decided:
-            decision = decide([r["log_ratio"] for r in taken], [r["a_first"] for r in taken], threshold, final=True)
-        trials.append({"verdict": decision.verdict, "processes": len(taken), "wall_s": wall, "ratio": decision.ratio})
-        start += len(taken)
+    segments: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        segments.setdefault(run["segment"], []).append(run)
+    for segment in segments.values():
+        start = 0
+        while start < len(segment):
+            wall, taken, decision = 0.0, [], None
+            for run in segment[start:]:
+                if taken and wall + run["wall_s"] > trial_s:
+                    break
+                taken.append(run)
+                wall += run["wall_s"]
+                decision = decide([r["log_ratio"] for r in taken], [r["a_first"] for r in taken], threshold)
+                if decision.decided or len(taken) >= LOOKS[-1]:
+                    break
+            ended = start + len(taken) < len(segment) or len(taken) >= LOOKS[-1]
+            if decision is None or not (decision.decided or ended):
+                break  # the segment ended mid-trial: not a trial
+            if not decision.decided:
+                ratios, firsts = [r["log_ratio"] for r in taken], [r["a_first"] for r in taken]
+                decision = decide(ratios, firsts, threshold, final=True)
+            trials.append({"verdict": decision.verdict, "processes": len(taken), "wall_s": wall})
+            start += len(taken)
     return trials
 
 
-def paired_rows(pool: dict[str, list[dict[str, Any]]], thresholds: list[float], trial_s: float) -> list[dict[str, Any]]:
+def paired_rows(pool: list[dict[str, Any]], thresholds: list[float], trial_s: float) -> list[dict[str, Any]]:
     rows = []
-    for threshold in thresholds:
-        for effect, runs in pool.items():
-            trials = paired_trials(runs, threshold, trial_s)
-            verdicts = Counter(t["verdict"] for t in trials)
-            flagged = verdicts["regression"] + (verdicts["improvement"] if effect == "A/A" else 0)
-            rows.append(
-                {
-                    "threshold": threshold,
-                    "arm": effect,
-                    "trials": len(trials),
-                    "flagged": flagged,
-                    "rate": flagged / len(trials) if trials else None,
-                    "verdicts": dict(verdicts),
-                    "median_processes": float(np.median([t["processes"] for t in trials])) if trials else None,
-                    "max_trial_wall_s": max(t["wall_s"] for t in trials) if trials else None,
-                    "mean_ratio": float(np.exp(np.mean([r["log_ratio"] for r in runs]))),
-                }
-            )
+    for neighbour in sorted({r["neighbour"] for r in pool}):
+        for threshold in thresholds:
+            for effect in EFFECTS:
+                runs = [r for r in pool if r["effect"] == effect and r["neighbour"] == neighbour]
+                trials = paired_trials(runs, threshold, trial_s)
+                verdicts = Counter(t["verdict"] for t in trials)
+                flagged = verdicts["regression"] + (verdicts["improvement"] if effect == "A/A" else 0)
+                rows.append(
+                    {
+                        "neighbour": neighbour,
+                        "threshold": threshold,
+                        "arm": effect,
+                        "processes": len(runs),
+                        "trials": len(trials),
+                        "flagged": flagged,
+                        "rate": flagged / len(trials) if trials else None,
+                        "verdicts": dict(verdicts),
+                        "median_processes": float(np.median([t["processes"] for t in trials])) if trials else None,
+                        "max_trial_wall_s": max(t["wall_s"] for t in trials) if trials else None,
+                        "mean_ratio": float(np.exp(np.mean([r["log_ratio"] for r in runs]))) if runs else None,
+                    }
+                )
     return rows
+
+
+class PoolFile:
+    """Appends each paired process's record as soon as it is measured, so a study can go on over several
+    invocations (and an interrupted one keeps what it measured)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as out:
+                out.write(json.dumps(record) + "\n")
+
+
+def read_pool(path: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of an earlier study kept in `path` (one JSON object per line) measured with the same
+    model and settings; others are left out, with a note."""
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    keys = ("model", "arm_s", "min_block_ms")
+    kept = [r for r in records if all(r.get(k) == settings[k] for k in keys)]
+    if len(kept) < len(records):
+        print(f"  {path}: {len(records) - len(kept)} records of other settings left out", file=sys.stderr)
+    return kept
 
 
 def decomposition(paired: list[dict[str, Any]], unpaired: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
@@ -317,16 +368,17 @@ def decomposition(paired: list[dict[str, Any]], unpaired: dict[str, list[dict[st
 
 
 def _print_paired(rows: list[dict[str, Any]]) -> None:
-    header = ("threshold", "arm", "trials", "flagged", "rate", "median n", "max trial s", "mean ratio")
-    print("\n{:>9} {:>5} {:>6} {:>7} {:>6} {:>8} {:>11} {:>10}  verdicts".format(*header))
+    header = ("load", "threshold", "arm", "processes", "trials", "flagged", "rate", "median n", "max trial s")
+    print("\n{:>9} {:>9} {:>5} {:>9} {:>6} {:>7} {:>6} {:>8} {:>11}  mean ratio, verdicts".format(*header))
     for row in rows:
+        load = "neighbour" if row["neighbour"] else "quiet"
         if not row["trials"]:
-            print(f"{row['threshold']:>9.1%} {row['arm']:>5}      0  (the pool ran out before one trial ended)")
+            print(f"{load:>9} {row['threshold']:>9.1%} {row['arm']:>5} {row['processes']:>9}      0  (no trial ended)")
             continue
         print(
-            f"{row['threshold']:>9.1%} {row['arm']:>5} {row['trials']:>6} {row['flagged']:>7} {row['rate']:>6.1%} "
-            f"{row['median_processes']:>8.0f} {row['max_trial_wall_s']:>11.1f} {row['mean_ratio']:>10.4f}  "
-            f"{row['verdicts']}"
+            f"{load:>9} {row['threshold']:>9.1%} {row['arm']:>5} {row['processes']:>9} {row['trials']:>6} "
+            f"{row['flagged']:>7} {row['rate']:>6.1%} {row['median_processes']:>8.0f} {row['max_trial_wall_s']:>11.1f}"
+            f"  {row['mean_ratio']:.4f}, {row['verdicts']}"
         )
 
 
@@ -351,22 +403,38 @@ def main() -> None:
     parser.add_argument("--trial-s", type=float, default=60.0, help="wall-clock cap of one paired trial")
     parser.add_argument("--paired-thresholds", default="0.01", help="paired thresholds to evaluate")
     parser.add_argument("--neighbour", action="store_true", help="run a CPU-bound neighbour during the pools")
+    parser.add_argument(
+        "--pool", type=Path, default=None, help="JSON-lines file: earlier paired processes are read, new ones appended"
+    )
+    parser.add_argument("--pool-s", type=float, default=None, help="stop adding paired processes after this long")
     parser.add_argument("--unpaired-processes", type=int, default=48, help="unpaired processes per arm (0: skip)")
     parser.add_argument("--budget", type=float, default=0.25, help="sampling seconds per unpaired process")
     parser.add_argument("--trial-sizes", default="8", help="unpaired: processes per side in a trial")
     parser.add_argument("--thresholds", default="0.02", help="unpaired thresholds to evaluate")
     parser.add_argument("--overhead-processes", type=int, default=0, help="(a): processes per model (0: skip)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="seeds the pools (default: from the clock)")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args()
+    seed = args.seed if args.seed is not None else time.time_ns() % 2**32
+    settings = {
+        "model": args.model,
+        "arm_s": args.arm_s,
+        "min_block_ms": args.min_block_ms,
+        "neighbour": args.neighbour,
+        "segment": f"{socket.gethostname()}-{time.strftime('%Y%m%dT%H%M%S')}-{seed}",
+    }
+    pool = read_pool(args.pool, settings) if args.pool else []
+    until = time.monotonic() + (args.pool_s if args.pool_s is not None else math.inf)
 
-    report: dict[str, Any] = {"settings": vars(args) | {"json": str(args.json)}}
+    report: dict[str, Any] = {"settings": vars(args) | {"json": str(args.json), "pool": str(args.pool), "seed": seed}}
     neighbour = None
     if args.neighbour:
         import multiprocessing as mp
 
         neighbour = mp.get_context("spawn").Process(target=neighbour_load, args=(time.time() + 86_400,), daemon=True)
         neighbour.start()
+    sizes = dict(zip(EFFECTS, (int(n) for n in args.paired_processes.split(",")), strict=True))
+    unpaired: dict[str, list[dict[str, Any]]] = {}
     try:
         with tempfile.TemporaryDirectory() as directory:
             if args.overhead_processes:
@@ -382,26 +450,24 @@ def main() -> None:
                     )
                 report["overhead"] = overhead
             artifact = export(args.model, Path(directory))
-            sizes = dict(zip(EFFECTS, (int(n) for n in args.paired_processes.split(",")), strict=True))
             started = time.perf_counter()
-            paired = build_paired_pool(artifact, sizes, args.arm_s, args.min_block_ms, args.seed)
+            pool += build_paired_pool(artifact, settings, sizes, until, seed, PoolFile(args.pool))
             report["paired_pool_wall_s"] = time.perf_counter() - started
-            report["paired_pool"] = paired
-            unpaired: dict[str, list[dict[str, Any]]] = {}
             if args.unpaired_processes:
                 started = time.perf_counter()
-                unpaired = build_pool(artifact, args.unpaired_processes, args.budget, args.seed)
+                unpaired = build_pool(artifact, args.unpaired_processes, args.budget, seed)
                 report["unpaired_pool_wall_s"] = time.perf_counter() - started
     finally:
         if neighbour is not None:
             neighbour.kill()
     thresholds = [float(t) for t in args.paired_thresholds.split(",")]
-    report["paired"] = paired_rows(paired, thresholds, args.trial_s)
-    report["decomposition"] = decomposition(paired["A/A"], unpaired)
-    load = "with a CPU-bound neighbour" if args.neighbour else "no neighbour started by the tool"
+    report["paired"] = paired_rows(pool, thresholds, args.trial_s)
+    report["decomposition"] = decomposition([r for r in pool if r["effect"] == "A/A" and not r["neighbour"]], unpaired)
+    segments = len({r["segment"] for r in pool})
     print(
-        f"\n(b) paired: {sum(sizes.values())} processes of {args.model} (ONNX Runtime CPU, 1 thread), {args.arm_s} s "
-        f"per arm, {load}, {report['paired_pool_wall_s']:.0f} s; trials capped at {args.trial_s:.0f} s"
+        f"\n(b) paired: {len(pool)} processes of {args.model} (ONNX Runtime CPU, 1 thread) in {segments} segment(s), "
+        f"{args.arm_s} s per arm; this invocation added {report['paired_pool_wall_s']:.0f} s "
+        f"({'with' if args.neighbour else 'without'} a CPU-bound neighbour); trials capped at {args.trial_s:.0f} s"
     )
     _print_paired(report["paired"])
     if unpaired:
@@ -416,7 +482,7 @@ def main() -> None:
     for name, value in report["decomposition"].items():
         print(f"  {name:<66} {value:6.2f}")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+        args.json.write_text(json.dumps(report | {"paired_pool": pool}, indent=1))
 
 
 if __name__ == "__main__":
