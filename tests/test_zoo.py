@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -63,6 +66,22 @@ def test_digits_cnn_is_really_trained() -> None:
         predicted = loaded.module(torch.from_numpy(split.x_test)).argmax(1).numpy()
     accuracy = float(np.mean(predicted == split.y_test))
     assert accuracy > 0.9, accuracy
+
+
+def test_the_digits_split_is_cached_and_read_back_without_scikit_learn(tmp_path: Path) -> None:
+    """Workers that build digits_cnn read the split from the cache: the same arrays, no sklearn import."""
+    env = {**os.environ, "ONDEVICE_BENCH_CACHE": str(tmp_path)}
+    script = (
+        "import sys; from profiles.zoo.digits import digits_split; s = digits_split(); "
+        "print(int(s.x_test.sum() * 1000), len(s.y_train), 'sklearn' in sys.modules)"
+    )
+    first, second = (
+        subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    )
+    assert first.split()[:2] == second.split()[:2] and first.split()[1] == "1297"
+    assert first.split()[2] == "True" and second.split()[2] == "False"
+    assert int(digits_split().x_test.sum() * 1000) == int(first.split()[0])
 
 
 def test_user_model_from_a_file_and_from_a_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
