@@ -373,10 +373,10 @@ def _print_paired(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         load = "neighbour" if row["neighbour"] else "quiet"
         if not row["trials"]:
-            print(f"{load:>9} {row['threshold']:>9.1%} {row['arm']:>5} {row['processes']:>9}      0  (no trial ended)")
+            print(f"{load:>9} {row['threshold']:>9.2%} {row['arm']:>5} {row['processes']:>9}      0  (no trial ended)")
             continue
         print(
-            f"{load:>9} {row['threshold']:>9.1%} {row['arm']:>5} {row['processes']:>9} {row['trials']:>6} "
+            f"{load:>9} {row['threshold']:>9.2%} {row['arm']:>5} {row['processes']:>9} {row['trials']:>6} "
             f"{row['flagged']:>7} {row['rate']:>6.1%} {row['median_processes']:>8.0f} {row['max_trial_wall_s']:>11.1f}"
             f"  {row['mean_ratio']:.4f}, {row['verdicts']}"
         )
