@@ -341,13 +341,10 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     budget = int(data["new_tokens"])
     memory = PeakTracker()
     try:
-        cold = load_cold(backend, request, memory)
+        session, cold = load_cold(backend, request, memory)
     except DeviceUnavailable as exc:
         send(Unavailable(str(exc)))
         return
-    session, cold_ms = cold.session, cold.cold_ms
-    before_load, after_load, load_peak = cold.before_load, cold.after_load, cold.load_peak
-    del cold  # the session is freed before the warm load, as it was
     step = session_step(session)
     with np.load(spec.inputs_path) as decode_step:  # [token, keys, values]: the cache's shape
         cache_shape = decode_step["arr_1"].shape
@@ -387,12 +384,12 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     first = lengths[0]
     send(
         Measured(
-            cold_ms=cold_ms,
+            cold_ms=cold.cold_ms,
             warm_ms=warm_ms,
             first_inference_ms=timing.ttft_ms[first][0],
             calls_per_sample=1,
             samples_ms=timing.decode_ms[first],
-            memory=memory_figures(memory.source, before_load, after_load, load_peak, peak, None),
+            memory=memory_figures(memory.source, cold, peak, None),
             energy=asdict(energy_stats),
             parity=parity,
             runtime=describe,

@@ -108,47 +108,44 @@ def measure(spec: WorkerSpec, do_parity: bool, send: Callable[[Any], None]) -> N
         backend.close()
 
 
-def memory_figures(
-    source: str, before_load: int, after_load: int, load_peak: int | None, peak: int | None, gpu: Any
-) -> dict[str, Any]:
-    """The keys of `harness.schema.MemoryStats` from one process's readings."""
-    return {
-        "source": source,
-        "before_load_bytes": before_load,
-        "after_load_bytes": after_load,
-        "load_delta_bytes": after_load - before_load,
-        "load_peak_bytes": load_peak,
-        "peak_rss_bytes": peak,
-        "gpu": gpu,
-    }
-
-
 def thermal_record(start: Any, end: Any) -> dict[str, Any]:
     """The thermal level at the start and end of sampling, and where it was read."""
     return {"source": end.source, "start": start.level, "end": end.level}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ColdLoad:
-    """A session loaded in a fresh process, timed, with the memory readings around the load."""
+    """The first load of a fresh process: its time and the memory readings around it."""
 
-    session: Any
     cold_ms: float
     before_load: int
     after_load: int
     load_peak: int | None
 
 
-def load_cold(backend: Backend, request: Any, memory: Any) -> ColdLoad:
-    """The first load of the process, timed, the memory peak reset just before it; raises
-    `DeviceUnavailable` when the runtime declines the device."""
+def load_cold(backend: Backend, request: Any, memory: Any) -> tuple[Any, ColdLoad]:
+    """The session of the process's first load, and that load's readings (timed, the memory peak reset
+    just before it); raises `DeviceUnavailable` when the runtime declines the device."""
     gc.collect()
     before_load = memory.rss()
     memory.reset()
     started = time.perf_counter_ns()
     session = backend.load(request)
     cold_ms = (time.perf_counter_ns() - started) / 1e6
-    return ColdLoad(session, cold_ms, before_load, memory.rss(), memory.peak())
+    return session, ColdLoad(cold_ms, before_load, memory.rss(), memory.peak())
+
+
+def memory_figures(source: str, cold: ColdLoad, peak: int | None, gpu: Any) -> dict[str, Any]:
+    """The keys of `harness.schema.MemoryStats` from one process's readings."""
+    return {
+        "source": source,
+        "before_load_bytes": cold.before_load,
+        "after_load_bytes": cold.after_load,
+        "load_delta_bytes": cold.after_load - cold.before_load,
+        "load_peak_bytes": cold.load_peak,
+        "peak_rss_bytes": peak,
+        "gpu": gpu,
+    }
 
 
 def reported(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -173,13 +170,10 @@ def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Cal
     inputs = npz_arrays(spec.inputs_path, "arr_")
     memory = PeakTracker()
     try:
-        cold = load_cold(backend, request, memory)
+        session, cold = load_cold(backend, request, memory)
     except DeviceUnavailable as exc:
         send(Unavailable(str(exc)))
         return
-    session, cold_ms = cold.session, cold.cold_ms
-    before_load, after_load, load_peak = cold.before_load, cold.after_load, cold.load_peak
-    del cold  # the session is freed before the warm load, as it was
 
     call = slowed(session.runner(inputs), requested_slowdown())
     memory.reset()
@@ -214,12 +208,12 @@ def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Cal
 
     send(
         Measured(
-            cold_ms=cold_ms,
+            cold_ms=cold.cold_ms,
             warm_ms=warm_ms,
             first_inference_ms=first_ms,
             calls_per_sample=calls,
             samples_ms=samples,
-            memory=memory_figures(memory.source, before_load, after_load, load_peak, peak, gpu_memory),
+            memory=memory_figures(memory.source, cold, peak, gpu_memory),
             energy=asdict(energy_stats),
             parity=parity,
             runtime=describe,
