@@ -136,11 +136,16 @@ def compare_series(
     return results
 
 
+def relative_half_width(ci95: list[float]) -> float:
+    """Half an interval of a ratio, relative to its (geometric) centre: 0.03 is +/-3 %."""
+    return math.sqrt(ci95[1] / ci95[0]) - 1
+
+
 def precise(ci95: list[float], precision: float | None) -> bool:
     """Whether the interval's half-width, relative to its centre, is within `precision` (None: no goal)."""
     if precision is None:
         return True
-    return bool(ci95) and math.sqrt(ci95[1] / ci95[0]) - 1 <= precision
+    return bool(ci95) and relative_half_width(ci95) <= precision
 
 
 def _finished(
@@ -154,7 +159,7 @@ def _finished(
     )
     detail = f"{failure}; {decision.detail}" if failure else decision.detail
     if decision.decided and not precise(decision.ci95, precision):
-        width = math.sqrt(decision.ci95[1] / decision.ci95[0]) - 1
+        width = relative_half_width(decision.ci95)
         detail += f"; the series ended with the interval at +/-{width:.1%}, wider than the goal +/-{precision:.1%}"
     return PairedComparison(
         against=against,
