@@ -23,6 +23,9 @@
     processes per side compared with `harness.stats.compare_latency` (what `bench compare` does).
 (d) Variance decomposition of log latency: between processes, within a process (the sampling error of
     one process's median), and between two sessions of one process, for the unpaired and paired designs.
+    The paired sampling error is read from split halves (each process's statistic over its even rounds
+    minus that over its odd rounds), not from the spread of its rounds, which counts slow drift within a
+    process as sampling error and overstated it.
 """
 
 from __future__ import annotations
@@ -202,12 +205,20 @@ def neighbour_load(stop_at: float) -> None:
         x = (x * 1103515245 + 12345) % 2147483648
 
 
-def _round_sd(a_ms: list[float], b_ms: list[float]) -> float:
-    """The spread of the per-round log-ratios of one process (two blocks per arm per round)."""
+def _round_log_ratios(a_ms: list[float], b_ms: list[float]) -> np.ndarray:
+    """The per-round log-ratios of one process (two blocks per arm per round)."""
     rounds = min(len(a_ms), len(b_ms)) // 2
     a = np.asarray(a_ms[: 2 * rounds]).reshape(rounds, 2).mean(axis=1)
     b = np.asarray(b_ms[: 2 * rounds]).reshape(rounds, 2).mean(axis=1)
-    return float(np.std(np.log(b / a), ddof=1))
+    return np.log(b / a)
+
+
+def _split_half_gap(a_ms: list[float], b_ms: list[float]) -> float:
+    """The process statistic of its even rounds minus that of its odd rounds. The two halves interleave in
+    time, so what moves the whole process cancels in the gap and only sampling error is left: the
+    sampling variance of the whole process's statistic is about gap^2 / 4 (two halves of half the size)."""
+    ratios = _round_log_ratios(a_ms, b_ms)
+    return float(np.median(ratios[0::2]) - np.median(ratios[1::2]))
 
 
 def build_paired_pool(
@@ -243,7 +254,8 @@ def build_paired_pool(
             "a_first": measured.created[0] == 0,
             "log_median_a": float(np.log(np.median(a_ms))),
             "log_ratio_of_medians": float(np.log(np.median(b_ms) / np.median(a_ms))),
-            "round_sd": _round_sd(a_ms, b_ms),
+            "round_sd": float(np.std(_round_log_ratios(a_ms, b_ms), ddof=1)),
+            "split_half_gap": _split_half_gap(a_ms, b_ms),
             "rounds": len(a_ms) // 2,
             "wall_s": time.perf_counter() - began,
         }
@@ -352,7 +364,14 @@ def decomposition(paired: list[dict[str, Any]], unpaired: dict[str, list[dict[st
     if paired:
         ratios = np.array([p["log_ratio"] for p in paired])
         first = np.array([p["a_first"] for p in paired])
-        sampling = float(np.mean([p["round_sd"] ** 2 * (np.pi / 2) / p["rounds"] for p in paired]))  # of a median
+        halves = [p["split_half_gap"] for p in paired if "split_half_gap" in p]
+        sampling = (
+            float(np.mean(np.square(halves)) / 4)
+            if halves
+            else float(
+                np.mean([p["round_sd"] ** 2 * (np.pi / 2) / p["rounds"] for p in paired])  # of a median, if independent
+            )
+        )
         order = float(ratios[first].mean() - ratios[~first].mean()) if first.any() and (~first).any() else 0.0
         adjusted = ratios - np.where(first, order / 2, -order / 2)
         arm_medians = [p["log_median_a"] for p in paired]
@@ -360,7 +379,8 @@ def decomposition(paired: list[dict[str, Any]], unpaired: dict[str, list[dict[st
         out["paired A/A: per-process log-ratio, total"] = 100 * float(np.std(ratios, ddof=1))
         out["paired A/A: creation-order effect (A first minus B first)"] = 100 * order
         out["paired A/A: per-process log-ratio, order removed"] = 100 * float(np.std(adjusted, ddof=2))
-        out["paired A/A: within a process (sampling error of the log-ratio)"] = 100 * np.sqrt(sampling)
+        source = f"split-half, {len(halves)} processes" if halves else "from the round spread"
+        out[f"paired A/A: within a process (sampling error of the log-ratio; {source})"] = 100 * np.sqrt(sampling)
         out["paired A/A: between two sessions of one process"] = 100 * np.sqrt(
             max(0.0, float(np.var(adjusted, ddof=2)) - sampling)
         )
@@ -480,7 +500,7 @@ def main() -> None:
         _print_unpaired(report["unpaired"])
     print("\n(d) standard deviation of log latency, %:")
     for name, value in report["decomposition"].items():
-        print(f"  {name:<66} {value:6.2f}")
+        print(f"  {name:<84} {value:6.2f}")
     if args.json:
         args.json.write_text(json.dumps(report | {"paired_pool": pool}, indent=1))
 
