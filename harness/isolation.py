@@ -77,9 +77,14 @@ def _child(
 
 
 def _start_without_sigint(process: Any) -> None:
-    """Start the child with SIGINT ignored; only the main thread may change signal handlers."""
+    """Start the child with SIGINT ignored. Only the main thread may change signal handlers; another
+    thread blocks SIGINT while it starts the child instead (the mask, too, survives fork and exec)."""
     if threading.current_thread() is not threading.main_thread():
-        process.start()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -112,12 +117,16 @@ def run_isolated(
     timeout_s: float,
     on_message: Callable[[Any], None] | None = None,
     log_path: Path | None = None,
+    per_message: bool = False,
+    cancel: threading.Event | None = None,
 ) -> WorkerOutcome:
     """Call ``target(*args, send)`` in a spawned process; `send` takes picklable messages (the records of
     `harness.messages`).
 
     A `WorkerError` is sent for an exception; the outcome's `failure` says why the child ended
-    abnormally (exception, exit code or signal, or the timeout), else None.
+    abnormally (exception, exit code or signal, the timeout, or `cancel` being set), else None. With
+    `per_message` the timeout runs from the child's last message, not from its start: a worker that
+    reports each step (one conversion after another) gets `timeout_s` per step.
     """
     context = mp.get_context("spawn")
     parent_conn, child_conn = context.Pipe(duplex=False)
@@ -129,6 +138,9 @@ def run_isolated(
     deadline = time.monotonic() + timeout_s
 
     def receive(message: Any) -> None:
+        nonlocal deadline
+        if per_message:
+            deadline = time.monotonic() + timeout_s
         if isinstance(message, WorkerError):
             outcome.failure = message.error
         outcome.messages.append(message)
@@ -137,6 +149,9 @@ def run_isolated(
 
     try:
         while True:
+            if cancel is not None and cancel.is_set():
+                outcome.failure = "cancelled"
+                return outcome
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 process.kill()

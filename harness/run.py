@@ -23,7 +23,7 @@ from harness.messages import Diagnosis, Measured, Unavailable
 from harness.paired import Arm
 from harness.pairing import compare_series, pairing_settings
 from harness.plan import Case, plan
-from harness.prepare import Prepared, check_user_models, prepare_isolated
+from harness.prepare import Prepared, PrepareRequest, check_user_models, prepare_many
 from harness.schema import (
     REFERENCE_ORDER,
     ArtifactInfo,
@@ -166,23 +166,23 @@ class Runner:
         progress: list[_Progress] = []
         try:
             unimportable = check_user_models(list(per_model), self.profile.measure.timeout_s, self._log_dir())
-            for model_ref, cases in per_model.items():
-                if model_ref in unimportable:
-                    for case in cases:
-                        self._emit(_result(case, "failed", unimportable[model_ref]))
-                    self.observer.step(f"{model_ref}: cannot import")
-                    continue
-                variants = list(dict.fromkeys(c.variant.name for c in cases))
-                prepared = prepare_isolated(
+            for model_ref in unimportable:
+                for case in per_model[model_ref]:
+                    self._emit(_result(case, "failed", unimportable[model_ref]))
+                self.observer.step(f"{model_ref}: cannot import")
+            requests = [
+                PrepareRequest(
                     model_ref,
-                    variants,
-                    work_dir,
-                    self.profile,
+                    list(dict.fromkeys(c.variant.name for c in cases)),
                     self._log(f"prepare-{model_ref}"),
                     lambda stage, ref=model_ref: self.observer.step(f"{ref}: {stage}", advance=0),
                 )
-                self.observer.step(f"{model_ref}: prepared")
-                for case in cases:
+                for model_ref, cases in per_model.items()
+                if model_ref not in unimportable
+            ]
+            for request, prepared in prepare_many(requests, work_dir, self.profile):
+                self.observer.step(f"{request.model_ref}: prepared")
+                for case in per_model[request.model_ref]:
                     progress += self._plan_measurement(case, prepared)
             self._measure_interleaved(progress)
             self._pair(progress)
