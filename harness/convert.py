@@ -6,6 +6,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,17 +59,18 @@ def convert_profile(
             if spec.ref not in unimportable
         ]
         names = {spec.ref: spec.name for spec in models}
-        for request, prepared in prepare_many(requests, Path(work), profile, with_reference=False):
-            model_name = names[request.model_ref]
-            for name in profile.variants:
-                message = prepared.artifacts.get(name, ArtifactBuilt(name, "failed", prepared.failure))
-                artifact = ArtifactInfo(**message.info) if message.info else ArtifactInfo()
-                status, reason = message.status, message.reason
-                rows[request.model_ref].append(
-                    ConvertRow(model_name, name, VARIANTS[name].format, status, reason, artifact)
-                )
-                if out_dir is not None and artifact.path:
-                    _export(artifact, out_dir / file_name(model_name) / name)
+        with closing(prepare_many(requests, Path(work), profile, with_reference=False)) as ready:
+            for request, prepared in ready:
+                model_name = names[request.model_ref]
+                for name in profile.variants:
+                    message = prepared.artifacts.get(name, ArtifactBuilt(name, "failed", prepared.failure))
+                    artifact = ArtifactInfo(**message.info) if message.info else ArtifactInfo()
+                    status, reason = message.status, message.reason
+                    rows[request.model_ref].append(
+                        ConvertRow(model_name, name, VARIANTS[name].format, status, reason, artifact)
+                    )
+                    if out_dir is not None and artifact.path:
+                        _export(artifact, out_dir / file_name(model_name) / name)
     return [row for model_rows in rows.values() for row in model_rows], time.perf_counter() - started
 
 

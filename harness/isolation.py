@@ -20,6 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -80,6 +81,9 @@ def _start_without_sigint(process: Any) -> None:
     """Start the child with SIGINT ignored. Only the main thread may change signal handlers; another
     thread blocks SIGINT while it starts the child instead (the mask, too, survives fork and exec)."""
     if threading.current_thread() is not threading.main_thread():
+        # the first spawn of a process starts multiprocessing's resource tracker, which unblocks SIGINT
+        # in the calling thread after starting it: start it first
+        resource_tracker.ensure_running()
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             process.start()
@@ -170,7 +174,9 @@ def run_isolated(
                     except EOFError:
                         break
                 break
-        process.join(timeout=max(1.0, deadline - time.monotonic()))
+        finish_by = time.monotonic() + max(1.0, deadline - time.monotonic())
+        while process.is_alive() and time.monotonic() < finish_by and not (cancel and cancel.is_set()):
+            process.join(timeout=0.5)
         if process.is_alive():
             process.kill()
             process.join()

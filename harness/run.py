@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -166,10 +167,6 @@ class Runner:
         progress: list[_Progress] = []
         try:
             unimportable = check_user_models(list(per_model), self.profile.measure.timeout_s, self._log_dir())
-            for model_ref in unimportable:
-                for case in per_model[model_ref]:
-                    self._emit(_result(case, "failed", unimportable[model_ref]))
-                self.observer.step(f"{model_ref}: cannot import")
             requests = [
                 PrepareRequest(
                     model_ref,
@@ -180,10 +177,17 @@ class Runner:
                 for model_ref, cases in per_model.items()
                 if model_ref not in unimportable
             ]
-            for request, prepared in prepare_many(requests, work_dir, self.profile):
-                self.observer.step(f"{request.model_ref}: prepared")
-                for case in per_model[request.model_ref]:
-                    progress += self._plan_measurement(case, prepared)
+            with closing(prepare_many(requests, work_dir, self.profile)) as ready:  # in the profile's order
+                for model_ref, cases in per_model.items():
+                    if model_ref in unimportable:
+                        for case in cases:
+                            self._emit(_result(case, "failed", unimportable[model_ref]))
+                        self.observer.step(f"{model_ref}: cannot import")
+                        continue
+                    _, prepared = next(ready)
+                    self.observer.step(f"{model_ref}: prepared")
+                    for case in cases:
+                        progress += self._plan_measurement(case, prepared)
             self._measure_interleaved(progress)
             self._pair(progress)
         except KeyboardInterrupt:

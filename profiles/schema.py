@@ -38,7 +38,7 @@ class Measure(_Strict):
         gt=0,
         le=86_400,
         allow_inf_nan=False,
-        description="a worker running longer (a conversion: one variant's) is killed; its case fails",
+        description="a worker running longer is killed, its case fails (converting: each step, per variant)",
     )
     threads: StrictInt = Field(1, ge=0, le=1024, description="intra-op threads; 0 means the runtime's own default")
     seed: StrictInt = Field(0, ge=0, lt=2**32, description="seeds the interleaved process order and synthetic inputs")

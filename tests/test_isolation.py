@@ -64,10 +64,10 @@ def _steps(count: int, pause_s: float, send) -> None:
 
 def test_a_per_message_timeout_runs_from_the_last_message() -> None:
     """A conversion worker reports each variant: each gets the timeout, not the whole model."""
-    steady = run_isolated(_steps, (5, 0.5), 2, per_message=True)
-    assert steady.failure is None and [m["step"] for m in steady.messages] == [0, 1, 2, 3, 4]
-    whole = run_isolated(_steps, (5, 0.5), 2)
-    assert whole.failure == "timed out after 2 s" and len(whole.messages) < 5
+    steady = run_isolated(_steps, (8, 0.5), 3, per_message=True)
+    assert steady.failure is None and [m["step"] for m in steady.messages] == list(range(8))
+    whole = run_isolated(_steps, (8, 0.5), 3)
+    assert whole.failure == "timed out after 3 s" and len(whole.messages) < 8
 
 
 def _in_thread(target, *args, **kwargs) -> tuple[threading.Thread, dict]:
@@ -77,13 +77,34 @@ def _in_thread(target, *args, **kwargs) -> tuple[threading.Thread, dict]:
     return thread, box
 
 
+def _pid_then_hang(send) -> None:
+    send({"kind": "pid", "pid": os.getpid()})
+    time.sleep(60)
+
+
 def test_cancel_kills_the_worker_at_once() -> None:
-    cancel, hello = threading.Event(), threading.Event()
-    thread, box = _in_thread(run_isolated, _talk_then, ("hang",), 60, lambda m: hello.set(), cancel=cancel)
-    assert hello.wait(30)
+    cancel, started = threading.Event(), threading.Event()
+    pids: list[int] = []
+
+    def on_message(message: dict) -> None:
+        pids.append(message["pid"])
+        started.set()
+
+    def run_then_probe() -> tuple:
+        outcome = run_isolated(_pid_then_hang, (), 60, on_message, cancel=cancel)
+        try:  # still in the thread that started it (a child also dies with that thread: PR_SET_PDEATHSIG)
+            os.kill(pids[0], 0)
+            return outcome, True
+        except ProcessLookupError:
+            return outcome, False
+
+    thread, box = _in_thread(run_then_probe)
+    assert started.wait(30)
     cancel.set()
     thread.join(10)
-    assert not thread.is_alive() and box["outcome"].failure == "cancelled"
+    assert not thread.is_alive()
+    outcome, still_running = box["outcome"]
+    assert outcome.failure == "cancelled" and not still_running
 
 
 def _pid_then_done(send) -> None:

@@ -272,9 +272,11 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     """Call the factory (importing a user factory first) and check what it returned against the protocol."""
     import torch
 
-    factory = spec.factory.resolve() if isinstance(spec.factory, (ZooFactory, UserFactory)) else spec.factory
     try:
+        factory = spec.factory.resolve() if isinstance(spec.factory, (ZooFactory, UserFactory)) else spec.factory
         built = factory()
+    except ModelError:
+        raise
     except Exception as exc:
         raise ModelError(f"model '{spec.name}': factory raised {type(exc).__name__}: {exc}") from exc
     if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module)):
