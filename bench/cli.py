@@ -280,7 +280,14 @@ def convert(
     except BenchError as exc:
         _fail(exc)
     render_conversions(rows, out, explain)
-    out.print(f"{len(rows)} artifacts in {elapsed:.1f} s", highlight=False)
+    jobs = min(resolved.profile.convert.jobs, len(resolved.profile.models))
+    at_once = (
+        f"; {jobs} models at a time (convert.jobs), so a built artifact's seconds include"
+        " the others' share of the cores"
+        if jobs > 1
+        else ""
+    )
+    out.print(f"{len(rows)} artifacts in {elapsed:.1f} s{at_once}", highlight=False)
     raise typer.Exit(1 if any(row.status == "failed" for row in rows) else 0)
 
 

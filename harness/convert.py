@@ -6,11 +6,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.messages import ArtifactBuilt
-from harness.prepare import check_user_models, prepare_isolated
+from harness.prepare import PrepareRequest, check_user_models, prepare_many
 from harness.schema import ArtifactInfo
 from profiles.catalog import VARIANTS
 from profiles.paths import cache_root, file_name
@@ -37,34 +38,40 @@ def convert_profile(
     models = [resolve_model(ref) for ref in profile.models]
     logs = cache_root() / "logs" / f"convert-{int(time.time())}"
     logs.mkdir(parents=True, exist_ok=True)
-    rows: list[ConvertRow] = []
+    rows: dict[str, list[ConvertRow]] = {spec.ref: [] for spec in models}  # in the profile's order
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-convert-") as work:
         unimportable = check_user_models([spec.ref for spec in models], profile.measure.timeout_s, logs)
         for spec in models:
             if spec.ref in unimportable:
-                rows += [
+                rows[spec.ref] = [
                     ConvertRow(spec.name, name, VARIANTS[name].format, "failed", unimportable[spec.ref], ArtifactInfo())
                     for name in profile.variants
                 ]
-                continue
-            prepared = prepare_isolated(
+        requests = [
+            PrepareRequest(
                 spec.ref,
                 list(profile.variants),
-                Path(work),
-                profile,
                 logs / f"{file_name(spec.name)}.log",
                 lambda stage, name=spec.name: on_stage(f"{name}: {stage}"),
-                with_reference=False,
             )
-            for name in profile.variants:
-                message = prepared.artifacts.get(name, ArtifactBuilt(name, "failed", prepared.failure))
-                artifact = ArtifactInfo(**message.info) if message.info else ArtifactInfo()
-                status, reason = message.status, message.reason
-                rows.append(ConvertRow(spec.name, name, VARIANTS[name].format, status, reason, artifact))
-                if out_dir is not None and artifact.path:
-                    _export(artifact, out_dir / file_name(spec.name) / name)
-    return rows, time.perf_counter() - started
+            for spec in models
+            if spec.ref not in unimportable
+        ]
+        names = {spec.ref: spec.name for spec in models}
+        with closing(prepare_many(requests, Path(work), profile, with_reference=False)) as ready:
+            for request, prepared in ready:
+                model_name = names[request.model_ref]
+                for name in profile.variants:
+                    message = prepared.artifacts.get(name, ArtifactBuilt(name, "failed", prepared.failure))
+                    artifact = ArtifactInfo(**message.info) if message.info else ArtifactInfo()
+                    status, reason = message.status, message.reason
+                    rows[request.model_ref].append(
+                        ConvertRow(model_name, name, VARIANTS[name].format, status, reason, artifact)
+                    )
+                    if out_dir is not None and artifact.path:
+                        _export(artifact, out_dir / file_name(model_name) / name)
+    return [row for model_rows in rows.values() for row in model_rows], time.perf_counter() - started
 
 
 def _export(artifact: ArtifactInfo, target: Path) -> None:

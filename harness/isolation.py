@@ -20,6 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,9 +78,17 @@ def _child(
 
 
 def _start_without_sigint(process: Any) -> None:
-    """Start the child with SIGINT ignored; only the main thread may change signal handlers."""
+    """Start the child with SIGINT ignored. Only the main thread may change signal handlers; another
+    thread blocks SIGINT while it starts the child instead (the mask, too, survives fork and exec)."""
     if threading.current_thread() is not threading.main_thread():
-        process.start()
+        # the first spawn of a process starts multiprocessing's resource tracker, which unblocks SIGINT
+        # in the calling thread after starting it: start it first
+        resource_tracker.ensure_running()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -112,12 +121,16 @@ def run_isolated(
     timeout_s: float,
     on_message: Callable[[Any], None] | None = None,
     log_path: Path | None = None,
+    per_message: bool = False,
+    cancel: threading.Event | None = None,
 ) -> WorkerOutcome:
     """Call ``target(*args, send)`` in a spawned process; `send` takes picklable messages (the records of
     `harness.messages`).
 
     A `WorkerError` is sent for an exception; the outcome's `failure` says why the child ended
-    abnormally (exception, exit code or signal, or the timeout), else None.
+    abnormally (exception, exit code or signal, the timeout, or `cancel` being set), else None. With
+    `per_message` the timeout runs from the child's last message, not from its start: a worker that
+    reports each step (one conversion after another) gets `timeout_s` per step.
     """
     context = mp.get_context("spawn")
     parent_conn, child_conn = context.Pipe(duplex=False)
@@ -129,6 +142,9 @@ def run_isolated(
     deadline = time.monotonic() + timeout_s
 
     def receive(message: Any) -> None:
+        nonlocal deadline
+        if per_message:
+            deadline = time.monotonic() + timeout_s
         if isinstance(message, WorkerError):
             outcome.failure = message.error
         outcome.messages.append(message)
@@ -137,6 +153,9 @@ def run_isolated(
 
     try:
         while True:
+            if cancel is not None and cancel.is_set():
+                outcome.failure = "cancelled"
+                return outcome
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 process.kill()
@@ -155,7 +174,9 @@ def run_isolated(
                     except EOFError:
                         break
                 break
-        process.join(timeout=max(1.0, deadline - time.monotonic()))
+        finish_by = time.monotonic() + max(1.0, deadline - time.monotonic())
+        while process.is_alive() and time.monotonic() < finish_by and not (cancel and cancel.is_set()):
+            process.join(timeout=0.5)
         if process.is_alive():
             process.kill()
             process.join()

@@ -10,9 +10,10 @@ The schedule, per process:
 - the arms are created in the order the parent gives (the second-created session of two ran 0.3-3 %
   faster than the first here, consistently, so the parent mirrors the order from one process to the
   next, and the verdict takes the order effect out: `harness.sequential`);
-- every arm is warmed up the same number of calls, interleaved;
-- each arm's calls per block are calibrated so a block lasts at least `min_block_ms` (far above the
-  timer's resolution);
+- every arm is warmed up the same number of calls, interleaved, except its last few, which run in a
+  row and are timed as a block's calls would be: they set the arm's calls per block, so a block lasts
+  at least `min_block_ms` (far above the timer's resolution), and no call is spent on calibration
+  alone (for a model of 50 ms per call and eight arms, 2 s of every paired process);
 - then rounds until the budget is spent: a seeded random order of the arms followed by its mirror image
   (A B B A, C A B B A C, ...), so within a round every arm sits at the same mean position and a linear
   drift over the round hits all alike. Every block of every arm is recorded, in time order.
@@ -33,7 +34,7 @@ from harness.slowdown import slowed
 from harness.worker import MAX_CALLS_PER_SAMPLE, THREAD_VARIABLES, WorkerSpec, npz_arrays
 
 MIN_ROUNDS = 5
-CALIBRATION_BLOCKS = 5
+CALIBRATION_CALLS = 5  # the last warm-up calls of an arm, in a row: they set its calls per block
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,21 @@ def timed_block(call: Callable[[], Any], sync: Callable[[], None], calls: int) -
     return (time.perf_counter_ns() - started) / 1e6 / calls
 
 
-def block_calls(call: Callable[[], Any], sync: Callable[[], None], min_block_ms: float) -> int:
+def warm_up(
+    runners: dict[int, tuple[Callable[[], Any], Callable[[], None]]], order: list[int], calls: int
+) -> dict[int, list[float]]:
+    """`calls` calls of every arm (at least `CALIBRATION_CALLS`): interleaved in `order`, then the last
+    `CALIBRATION_CALLS` of each arm in a row, each timed; those milliseconds, per arm."""
+    for _ in range(calls - CALIBRATION_CALLS):
+        for index in order:
+            runners[index][0]()
+    return {index: [timed_block(*runners[index], 1) for _ in range(CALIBRATION_CALLS)] for index in order}
+
+
+def block_calls(timed_ms: list[float], min_block_ms: float) -> int:
     """Calls per block so a block lasts at least `min_block_ms`, from the median of a few timed calls:
-    one slow first call must not leave a 40-microsecond model with blocks of one call (timer overhead)."""
-    per_call = float(np.median([timed_block(call, sync, 1) for _ in range(CALIBRATION_BLOCKS)]))
+    one slow call must not leave a 40-microsecond model with blocks of one call (timer overhead)."""
+    per_call = float(np.median(timed_ms))
     return int(min(MAX_CALLS_PER_SAMPLE, max(1, np.ceil(min_block_ms / max(per_call, 1e-6)))))
 
 
@@ -95,12 +107,8 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
             sessions.append(session)
             call = slowed(session.runner(npz_arrays(spec.inputs_path, "arr_")), plan.arms[index].slowdown)
             runners[index] = (call, session.sync)
-        for _ in range(plan.warmup):
-            for index in order:
-                runners[index][0]()
-        for _, sync in runners.values():
-            sync()
-        calls = [block_calls(*runners[i], plan.min_block_ms) for i in range(len(plan.arms))]
+        warm_ms = warm_up(runners, order, max(plan.warmup, CALIBRATION_CALLS))
+        calls = [block_calls(warm_ms[i], plan.min_block_ms) for i in range(len(plan.arms))]
         blocks: list[list[float]] = [[] for _ in plan.arms]
         deadline = time.perf_counter() + plan.budget_s
         rounds = 0

@@ -7,7 +7,9 @@ here, in a child process, so a model that crashes or hangs fails its own cases a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,9 +206,11 @@ def prepare_isolated(
     log_path: Path,
     on_stage: Callable[[str], None],
     with_reference: bool = True,
+    cancel: threading.Event | None = None,
 ) -> Prepared:
     """Prepare one model in worker processes. A worker dying while converting one variant fails that
-    variant, and a new worker carries on with the rest."""
+    variant, and a new worker carries on with the rest. The timeout is per stage (building the model,
+    its references, each conversion), not for the whole model."""
     prepared = Prepared()
     pending = list(variants)
     stage: list[Stage] = []  # the last stage the current worker announced and has not finished
@@ -239,8 +243,10 @@ def prepare_isolated(
             with_reference,
             generation_settings(profile),
         )
-        outcome = run_isolated(prepare_model, arguments, profile.measure.timeout_s, on_message, log_path)
-        if outcome.failure is None:
+        outcome = run_isolated(
+            prepare_model, arguments, profile.measure.timeout_s, on_message, log_path, per_message=True, cancel=cancel
+        )
+        if outcome.failure is None or (cancel is not None and cancel.is_set()):
             return prepared
         current = stage[0] if stage else None
         if current is None or current.variant is None:  # not while converting: the model itself failed
@@ -251,3 +257,42 @@ def prepare_isolated(
         pending.remove(current.variant)
         if not pending:
             return prepared
+
+
+@dataclass(frozen=True)
+class PrepareRequest:
+    model_ref: str
+    variants: list[str]
+    log_path: Path
+    on_stage: Callable[[str], None]
+
+
+def prepare_many(
+    requests: list[PrepareRequest], work_dir: Path, profile: Profile, with_reference: bool = True
+) -> Iterator[tuple[PrepareRequest, Prepared]]:
+    """Prepare several models, `profile.convert.jobs` at once (each in its own worker processes), and yield
+    them in the order asked as each is ready. Conversions are mostly single-threaded Python, so on two
+    cores two at a time nearly halve a cold run's conversions; nothing is measured meanwhile. Leaving
+    early (Ctrl-C, an error) kills every worker still converting."""
+    cancel = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=profile.convert.jobs, thread_name_prefix="prepare")
+    try:
+        futures = [
+            pool.submit(
+                prepare_isolated,
+                request.model_ref,
+                request.variants,
+                work_dir,
+                profile,
+                request.log_path,
+                request.on_stage,
+                with_reference,
+                cancel,
+            )
+            for request in requests
+        ]
+        for request, future in zip(requests, futures, strict=True):
+            yield request, future.result()
+    finally:
+        cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +24,7 @@ from harness.messages import Diagnosis, Measured, Unavailable
 from harness.paired import Arm
 from harness.pairing import compare_series, pairing_settings
 from harness.plan import Case, plan
-from harness.prepare import Prepared, check_user_models, prepare_isolated
+from harness.prepare import Prepared, PrepareRequest, check_user_models, prepare_many
 from harness.schema import (
     REFERENCE_ORDER,
     ArtifactInfo,
@@ -166,24 +167,27 @@ class Runner:
         progress: list[_Progress] = []
         try:
             unimportable = check_user_models(list(per_model), self.profile.measure.timeout_s, self._log_dir())
-            for model_ref, cases in per_model.items():
-                if model_ref in unimportable:
-                    for case in cases:
-                        self._emit(_result(case, "failed", unimportable[model_ref]))
-                    self.observer.step(f"{model_ref}: cannot import")
-                    continue
-                variants = list(dict.fromkeys(c.variant.name for c in cases))
-                prepared = prepare_isolated(
+            requests = [
+                PrepareRequest(
                     model_ref,
-                    variants,
-                    work_dir,
-                    self.profile,
+                    list(dict.fromkeys(c.variant.name for c in cases)),
                     self._log(f"prepare-{model_ref}"),
                     lambda stage, ref=model_ref: self.observer.step(f"{ref}: {stage}", advance=0),
                 )
-                self.observer.step(f"{model_ref}: prepared")
-                for case in cases:
-                    progress += self._plan_measurement(case, prepared)
+                for model_ref, cases in per_model.items()
+                if model_ref not in unimportable
+            ]
+            with closing(prepare_many(requests, work_dir, self.profile)) as ready:  # in the profile's order
+                for model_ref, cases in per_model.items():
+                    if model_ref in unimportable:
+                        for case in cases:
+                            self._emit(_result(case, "failed", unimportable[model_ref]))
+                        self.observer.step(f"{model_ref}: cannot import")
+                        continue
+                    _, prepared = next(ready)
+                    self.observer.step(f"{model_ref}: prepared")
+                    for case in cases:
+                        progress += self._plan_measurement(case, prepared)
             self._measure_interleaved(progress)
             self._pair(progress)
         except KeyboardInterrupt:

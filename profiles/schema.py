@@ -34,7 +34,11 @@ class Measure(_Strict):
         1.0, gt=0, le=10_000, allow_inf_nan=False, description="a sample batches calls until it lasts this long"
     )
     timeout_s: float = Field(
-        300.0, gt=0, le=86_400, allow_inf_nan=False, description="a worker running longer is killed; its case fails"
+        300.0,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="a worker running longer is killed, its case fails (converting: each step, per variant)",
     )
     threads: StrictInt = Field(1, ge=0, le=1024, description="intra-op threads; 0 means the runtime's own default")
     seed: StrictInt = Field(0, ge=0, lt=2**32, description="seeds the interleaved process order and synthetic inputs")
@@ -125,6 +129,7 @@ class Convert(_Strict):
     calibration_samples: StrictInt = Field(
         32, ge=1, le=100_000, description="inputs for calibrated recipes (int8 static, W8A8), apart from parity's"
     )
+    jobs: StrictInt = Field(2, ge=1, le=64, description="models converted at once, each in its own worker process")
 
 
 class Generation(_Strict):

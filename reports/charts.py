@@ -171,3 +171,40 @@ def resources(model: str, results: list[Result]) -> str | None:
     mem_ax.invert_yaxis()
     fig.suptitle(f"{model}: memory and energy proxy")
     return _svg(fig)
+
+
+def generation(model: str, results: list[Result]) -> str | None:
+    """A decoder's three costs against what drives them: time to first token against the prompt's length,
+    decode speed against the artifact's size, and peak memory while decoding against the context."""
+    rows = [r for r in results if r.generation]
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, (ttft_ax, speed_ax, memory_ax) = plt.subplots(1, 3, figsize=(13, 4.2))
+    labels = [f"{r.variant} ({r.device})" for r in rows]
+    for result, label in zip(rows, labels, strict=True):
+        gen = result.generation or {}
+        lengths = [int(n) for n in gen["ttft_ms"]]
+        ttft_ax.plot(lengths, [gen["ttft_ms"][str(n)]["median"] for n in lengths], marker="o", label=label)
+        contexts = sorted(int(c) for c in gen.get("decode_peak_rss_bytes_by_context", {}))
+        peaks = [gen["decode_peak_rss_bytes_by_context"][str(c)] / 1e6 for c in contexts]
+        memory_ax.plot(contexts, peaks, marker="o", label=label)
+    ttft_ax.set_xscale("log")
+    ttft_ax.set_yscale("log")
+    ttft_ax.set_xlabel("prompt tokens")
+    ttft_ax.set_ylabel("time to first token, ms (median)")
+    ttft_ax.legend(fontsize="small")
+    first = str(rows[0].generation["prompt_lengths"][0])  # type: ignore[index]
+    sizes = [(r.artifact.size_bytes or 0) / 1e6 for r in rows]
+    speeds = [r.generation["tokens_per_s"][first] or 0 for r in rows]  # type: ignore[index]
+    speed_ax.scatter(sizes, speeds, s=60, alpha=0.6)
+    place_labels(speed_ax, list(zip(sizes, speeds, strict=True)), labels)
+    speed_ax.set_xlabel("artifact MB")
+    speed_ax.set_ylabel(f"tokens/s decoding after a {first}-token prompt")
+    memory_ax.set_xlabel("context tokens (prompt + generated)")
+    memory_ax.set_ylabel("peak RSS while decoding, MB")
+    for ax in (ttft_ax, speed_ax, memory_ax):
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle(f"{model}: generation, greedy")
+    fig.tight_layout()
+    return _svg(fig)

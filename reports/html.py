@@ -66,6 +66,7 @@ def render_html(runs: list[RunRecord]) -> str:
             "paired": charts.paired_ratios(model, results),
             "pareto": charts.pareto(model, results),
             "resources": charts.resources(model, results),
+            "generation": charts.generation(model, results),
         }
         for model, results in by_model.items()
     }

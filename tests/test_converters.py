@@ -12,7 +12,7 @@ import torch
 from converters.base import ConversionContext
 from converters.build import build_artifact
 from converters.cache import ArtifactCache
-from converters.fingerprint import Fingerprint, fingerprint_model
+from converters.fingerprint import Fingerprint, _source_files, fingerprint_model
 from profiles.catalog import VARIANTS
 from profiles.errors import ConversionError
 from profiles.zoo import LoadedModel, load_model, resolve_model
@@ -180,6 +180,19 @@ def test_measured_artifacts_differ_when_the_computation_does(tmp_path: Path) -> 
     assert not slow_build["cache_hit"] and slow_build["sha256"] != normal["sha256"]
     assert slow_build["op_histogram"]["Gemm"] == normal["op_histogram"]["Gemm"] + 1
     assert artifacts["0"][1]["cache_hit"] and artifacts["0"][1]["sha256"] == normal["sha256"]
+
+
+def test_a_zoo_models_key_leaves_out_the_zoo_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding or editing one zoo entry must not re-key (and so reconvert) every zoo model: each zoo factory
+    lives in its model's module, not in the file of the table."""
+    import profiles.zoo
+
+    loaded = load_model(resolve_model("digits_cnn"))
+    before = fingerprint_model(loaded)
+    assert not [name for name in before.attributes if name.startswith("profiles.zoo.") and name.count(".") == 2]
+    assert Path(profiles.zoo.__file__) not in _source_files(loaded)
+    monkeypatch.setitem(profiles.zoo.ZOO, "another", replace(profiles.zoo.ZOO["vit_small"], name="another"))
+    assert fingerprint_model(load_model(resolve_model("digits_cnn"))).digest == before.digest
 
 
 SETTING = {"scale": 2.0}

@@ -193,8 +193,11 @@ def test_a_user_decoder_from_a_file_runs_end_to_end(tmp_path: Path) -> None:
         "[generation]\nprompt_lengths = [4, 16]\nnew_tokens = 8\nparity_prompt_tokens = 8\nparity_text_tokens = 16\n"
         "[parity]\nsamples = 4\n"
     )
-    out = tmp_path / "results.json"
-    proc = bench("run", str(profile), "--json", str(out), "--db", f"sqlite:///{tmp_path / 'r.sqlite'}", cwd=ROOT)
+    out, html = tmp_path / "results.json", tmp_path / "report.html"
+    proc = bench(
+        "run", str(profile), "--json", str(out), "--html", str(html), "--db", f"sqlite:///{tmp_path / 'r.sqlite'}",
+        cwd=ROOT,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads(out.read_text())["results"]
     assert [r["status"] for r in results] == ["ok", "ok"]
@@ -205,3 +208,13 @@ def test_a_user_decoder_from_a_file_runs_end_to_end(tmp_path: Path) -> None:
         assert result["parity"]["passed"] and result["parity"]["metrics"]["full_match"] == 1.0
         assert result["parity"]["inputs"] == "synthetic"
     assert "generation (greedy, 8 new tokens" in proc.stdout
+    page = html.read_text()
+    chart = page[page.index("<h3>Generation: first token, decode speed, memory by context</h3>") :]
+    chart = chart[: chart.index("</svg>")]
+    for text in (
+        "time to first token, ms (median)",
+        "tokens/s decoding after a 4-token prompt",
+        "peak RSS while decoding",
+    ):
+        assert text in chart
+    assert chart.count("onnx-fp32 (cpu)") >= 2 and chart.count("torch-fp32 (cpu)") >= 2  # legend and labels

@@ -17,7 +17,7 @@ from converters.build import build_artifact
 from converters.cache import ArtifactCache
 from converters.fingerprint import Fingerprint
 from harness.messages import PairedMeasured
-from harness.paired import Arm, PairedPlan, measure_paired
+from harness.paired import CALIBRATION_CALLS, Arm, PairedPlan, block_calls, measure_paired, warm_up
 from harness.pairing import PairingSettings, compare_series, creation_order, precise
 from harness.sequential import LOOKS, decide, order_adjusted, process_log_ratio
 from harness.worker import WorkerSpec
@@ -86,6 +86,16 @@ def test_creation_orders_mirror_from_one_process_to_the_next() -> None:
     first = creation_order(3, 0, rng, ())
     assert sorted(first) == [0, 1, 2]
     assert creation_order(3, 1, rng, first) == first[::-1]
+
+
+def test_warm_up_interleaves_the_arms_then_times_each_arms_last_calls_in_a_row() -> None:
+    calls: list[str] = []
+    runners = {0: (lambda: calls.append("a"), lambda: None), 1: (lambda: calls.append("b"), lambda: None)}
+    times = warm_up(runners, [1, 0], CALIBRATION_CALLS + 2)
+    assert calls == ["b", "a"] * 2 + ["b"] * CALIBRATION_CALLS + ["a"] * CALIBRATION_CALLS
+    assert {len(t) for t in times.values()} == {CALIBRATION_CALLS}
+    assert block_calls([50.0, 0.04, 0.04, 0.04, 0.04], 1.0) == 25  # one slow call is not the rate
+    assert block_calls([5.0] * 5, 1.0) == 1
 
 
 @pytest.fixture(scope="module")

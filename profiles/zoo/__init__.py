@@ -99,14 +99,6 @@ def input_names(count: int) -> list[str]:
     return ["input"] if count == 1 else [f"input_{i}" for i in range(count)]
 
 
-def _seeded(build: Callable[[], Any]) -> Any:
-    import torch
-
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return build().eval()
-
-
 def _photo_dataset(size: int) -> Callable[[int, str], Dataset]:
     def dataset(count: int, purpose: str) -> Dataset:
         from profiles.zoo.images import photo_batch
@@ -114,27 +106,6 @@ def _photo_dataset(size: int) -> Callable[[int, str], Dataset]:
         return Dataset((photo_batch(count, size, purpose),), None)
 
     return dataset
-
-
-def _image_model(cls_name: str, size: int) -> Callable[[], Any]:
-    def factory() -> tuple[Any, Any]:
-        import torch
-
-        from profiles.zoo import nets
-
-        model = _seeded(getattr(nets, cls_name))
-        example = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, size, size), np.float32))
-        return model, example
-
-    return factory
-
-
-def _digits_factory() -> tuple[Any, Any]:
-    import torch
-
-    from profiles.zoo.digits import digits_split, trained_digits_cnn
-
-    return trained_digits_cnn(), torch.from_numpy(np.ascontiguousarray(digits_split().x_test[:1]))
 
 
 def _digits_dataset(count: int, purpose: str) -> Dataset:
@@ -147,18 +118,6 @@ def _digits_dataset(count: int, purpose: str) -> Dataset:
     return Dataset((split.x_test[:count],), split.y_test[:count])
 
 
-def _decoder_factory() -> tuple[Any, Any]:
-    import torch
-
-    from profiles.zoo.decoder import trained_decoder
-
-    model = trained_decoder()
-    tokens = torch.tensor([list(b"The quick brown fox")], dtype=torch.int64)
-    empty, _ = model.empty_cache()
-    past = torch.zeros((*empty.shape[:3], 2, empty.shape[4]))  # P = 2: see the decoder protocol
-    return model, (tokens, past, past.clone())
-
-
 def _decoder_dataset(count: int, purpose: str) -> Dataset:
     """Token windows of real text: held-out paragraphs for parity, training paragraphs for calibration.
     One array (count x 1024 tokens); the harness cuts prompts and perplexity windows from it."""
@@ -169,71 +128,10 @@ def _decoder_dataset(count: int, purpose: str) -> Dataset:
     return Dataset((windows(text, count, MAX_CONTEXT, seed=0 if purpose == "parity" else 1),), None)
 
 
-def _minilm_factory() -> tuple[Any, Any]:
-    from profiles.zoo.minilm import minilm
-
-    return minilm()
-
-
 def _minilm_dataset(count: int, purpose: str) -> Dataset:
     from profiles.zoo.minilm import sentence_dataset
 
     return Dataset(sentence_dataset(count, purpose), None)
-
-
-ZOO: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in [
-        ModelSpec(
-            "digits_cnn",
-            "digits_cnn",
-            "small CNN trained on scikit-learn digits (8x8, 10 classes)",
-            "classification",
-            _digits_factory,
-            _digits_dataset,
-        ),
-        ModelSpec(
-            "mobilenet_v3_small",
-            "mobilenet_v3_small",
-            "MobileNetV3-Small layout, 224x224, fixed-seed weights",
-            "classification",
-            _image_model("MobileNetV3Small", 224),
-            _photo_dataset(224),
-        ),
-        ModelSpec(
-            "resnet18",
-            "resnet18",
-            "ResNet-18 layout, 224x224, fixed-seed weights",
-            "classification",
-            _image_model("ResNet18", 224),
-            _photo_dataset(224),
-        ),
-        ModelSpec(
-            "minilm",
-            "minilm",
-            "all-MiniLM-L6-v2 sentence embeddings, pretrained (extra 'zoo'), 64 tokens, real sentences",
-            "embedding",
-            _minilm_factory,
-            _minilm_dataset,
-        ),
-        ModelSpec(
-            "tiny_decoder",
-            "tiny_decoder",
-            "GPT-style byte decoder with a KV cache, 0.86M parameters, trained on Python's docs (pydoc_data)",
-            "generation",
-            _decoder_factory,
-            _decoder_dataset,
-        ),
-        ModelSpec(
-            "vit_small",
-            "vit_small",
-            "ViT-Tiny-shaped encoder, 64x64, 8x8 patches, 6 blocks",
-            "classification",
-            _image_model("SmallViT", 64),
-            _photo_dataset(64),
-        ),
-    ]
-}
 
 
 def import_factory(ref: str) -> Callable[[], Any]:
@@ -269,6 +167,24 @@ def import_factory(ref: str) -> Callable[[], Any]:
 
 
 @dataclass(frozen=True)
+class ZooFactory:
+    """A zoo factory by name, imported when first called (torch stays out of `bench` itself).
+
+    Each lives in the module of its model, not beside the table below: the cache key hashes the file
+    that defines a model's factory (`converters.fingerprint`), and a factory defined here would change
+    every zoo model's key whenever any entry of the table does."""
+
+    module: str
+    name: str
+
+    def resolve(self) -> Callable[[], Any]:
+        return getattr(importlib.import_module(self.module), self.name)
+
+    def __call__(self) -> Any:
+        return self.resolve()()
+
+
+@dataclass(frozen=True)
 class UserFactory:
     """A user factory by reference, imported when first called (in a worker, never in `bench` itself)."""
 
@@ -279,6 +195,61 @@ class UserFactory:
 
     def __call__(self) -> Any:
         return self.resolve()()
+
+
+ZOO: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            "digits_cnn",
+            "digits_cnn",
+            "small CNN trained on scikit-learn digits (8x8, 10 classes)",
+            "classification",
+            ZooFactory("profiles.zoo.digits", "digits_cnn"),
+            _digits_dataset,
+        ),
+        ModelSpec(
+            "mobilenet_v3_small",
+            "mobilenet_v3_small",
+            "MobileNetV3-Small layout, 224x224, fixed-seed weights",
+            "classification",
+            ZooFactory("profiles.zoo.nets", "mobilenet_v3_small"),
+            _photo_dataset(224),
+        ),
+        ModelSpec(
+            "resnet18",
+            "resnet18",
+            "ResNet-18 layout, 224x224, fixed-seed weights",
+            "classification",
+            ZooFactory("profiles.zoo.nets", "resnet18"),
+            _photo_dataset(224),
+        ),
+        ModelSpec(
+            "minilm",
+            "minilm",
+            "all-MiniLM-L6-v2 sentence embeddings, pretrained (extra 'zoo'), 64 tokens, real sentences",
+            "embedding",
+            ZooFactory("profiles.zoo.minilm", "minilm"),
+            _minilm_dataset,
+        ),
+        ModelSpec(
+            "tiny_decoder",
+            "tiny_decoder",
+            "GPT-style byte decoder with a KV cache, 0.86M parameters, trained on Python's docs (pydoc_data)",
+            "generation",
+            ZooFactory("profiles.zoo.decoder", "tiny_decoder"),
+            _decoder_dataset,
+        ),
+        ModelSpec(
+            "vit_small",
+            "vit_small",
+            "ViT-Tiny-shaped encoder, 64x64, 8x8 patches, 6 blocks",
+            "classification",
+            ZooFactory("profiles.zoo.nets", "vit_small"),
+            _photo_dataset(64),
+        ),
+    ]
+}
 
 
 def resolve_model(ref: str) -> ModelSpec:
@@ -301,9 +272,11 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     """Call the factory (importing a user factory first) and check what it returned against the protocol."""
     import torch
 
-    factory = spec.factory.resolve() if isinstance(spec.factory, UserFactory) else spec.factory
     try:
+        factory = spec.factory.resolve() if isinstance(spec.factory, (ZooFactory, UserFactory)) else spec.factory
         built = factory()
+    except ModelError:
+        raise
     except Exception as exc:
         raise ModelError(f"model '{spec.name}': factory raised {type(exc).__name__}: {exc}") from exc
     if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module)):

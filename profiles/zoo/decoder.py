@@ -194,6 +194,16 @@ def trained_decoder() -> TinyDecoder:
     return model
 
 
+def tiny_decoder() -> tuple[TinyDecoder, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The zoo factory: the trained decoder, a prompt and a two-position cache (P = 2: see the decoder
+    protocol in `profiles.zoo`)."""
+    model = trained_decoder()
+    tokens = torch.tensor([list(b"The quick brown fox")], dtype=torch.int64)
+    empty, _ = model.empty_cache()
+    past = torch.zeros((*empty.shape[:3], 2, empty.shape[4]))
+    return model, (tokens, past, past.clone())
+
+
 @dataclass(frozen=True)
 class TaskMetrics:
     accuracy: float  # held-out next-token accuracy of the model

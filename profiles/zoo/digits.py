@@ -99,3 +99,10 @@ def trained_digits_cnn():
     torch.save(model.state_dict(), tmp)
     tmp.replace(path)
     return model
+
+
+def digits_cnn():
+    """The zoo factory: the trained model and one held-out digit as its example input."""
+    import torch
+
+    return trained_digits_cnn(), torch.from_numpy(np.ascontiguousarray(digits_split().x_test[:1]))

@@ -5,6 +5,7 @@ Weights are a fixed-seed initialisation, so every machine builds the same model 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -187,3 +188,24 @@ class DigitsCNN(nn.Module):
         x = F.relu(self.conv1(x))
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+def _seeded_image_model(cls: type[nn.Module], size: int) -> tuple[nn.Module, torch.Tensor]:
+    """Fixed-seed weights and a fixed-seed example image: the same model in every process."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = cls().eval()
+    example = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, size, size), np.float32))
+    return model, example
+
+
+def mobilenet_v3_small() -> tuple[nn.Module, torch.Tensor]:
+    return _seeded_image_model(MobileNetV3Small, 224)
+
+
+def resnet18() -> tuple[nn.Module, torch.Tensor]:
+    return _seeded_image_model(ResNet18, 224)
+
+
+def vit_small() -> tuple[nn.Module, torch.Tensor]:
+    return _seeded_image_model(SmallViT, 64)
