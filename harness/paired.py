@@ -10,10 +10,11 @@ The schedule, per process:
 - the arms are created in the order the parent gives (the second-created session of two ran 0.3-3 %
   faster than the first here, consistently, so the parent mirrors the order from one process to the
   next, and the verdict takes the order effect out: `harness.sequential`);
-- every arm is warmed up the same number of calls, interleaved, except its last few, which run in a
-  row and are timed as a block's calls would be: they set the arm's calls per block, so a block lasts
-  at least `min_block_ms` (far above the timer's resolution), and no call is spent on calibration
-  alone (for a model of 50 ms per call and eight arms, 2 s of every paired process);
+- every arm is warmed up the same number of calls, interleaved, for at most half the process's
+  sampling time (ten calls of seven resnet18 arms took 5.3 s, more than their 3.5 s of sampling), then
+  its last few calls run in a row and are timed as a block's calls would be: they set the arm's calls
+  per block, so a block lasts at least `min_block_ms` (far above the timer's resolution), and no call is
+  spent on calibration alone (2.8 s of every such process before);
 - then rounds until the budget is spent: a seeded random order of the arms followed by its mirror image
   (A B B A, C A B B A C, ...), so within a round every arm sits at the same mean position and a linear
   drift over the round hits all alike. Every block of every arm is recorded, in time order.
@@ -34,7 +35,7 @@ from harness.slowdown import slowed
 from harness.worker import MAX_CALLS_PER_SAMPLE, THREAD_VARIABLES, WorkerSpec, npz_arrays
 
 MIN_ROUNDS = 5
-CALIBRATION_CALLS = 5  # the last warm-up calls of an arm, in a row: they set its calls per block
+CALIBRATION_CALLS = 3  # the last warm-up calls of an arm, in a row: they set its calls per block
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,14 @@ def timed_block(call: Callable[[], Any], sync: Callable[[], None], calls: int) -
 
 
 def warm_up(
-    runners: dict[int, tuple[Callable[[], Any], Callable[[], None]]], order: list[int], calls: int
+    runners: dict[int, tuple[Callable[[], Any], Callable[[], None]]], order: list[int], calls: int, max_s: float
 ) -> dict[int, list[float]]:
-    """`calls` calls of every arm (at least `CALIBRATION_CALLS`): interleaved in `order`, then the last
-    `CALIBRATION_CALLS` of each arm in a row, each timed; those milliseconds, per arm."""
-    for _ in range(calls - CALIBRATION_CALLS):
+    """Up to `calls` calls of every arm: rounds interleaved in `order` (at least one, then until `max_s`
+    is spent), then `CALIBRATION_CALLS` of each arm in a row, each timed; those milliseconds, per arm."""
+    started = time.perf_counter()
+    for done in range(calls - CALIBRATION_CALLS):
+        if done and time.perf_counter() - started >= max_s:
+            break
         for index in order:
             runners[index][0]()
     return {index: [timed_block(*runners[index], 1) for _ in range(CALIBRATION_CALLS)] for index in order}
@@ -107,7 +111,7 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
             sessions.append(session)
             call = slowed(session.runner(npz_arrays(spec.inputs_path, "arr_")), plan.arms[index].slowdown)
             runners[index] = (call, session.sync)
-        warm_ms = warm_up(runners, order, max(plan.warmup, CALIBRATION_CALLS))
+        warm_ms = warm_up(runners, order, plan.warmup, plan.budget_s / 2)
         calls = [block_calls(warm_ms[i], plan.min_block_ms) for i in range(len(plan.arms))]
         blocks: list[list[float]] = [[] for _ in plan.arms]
         deadline = time.perf_counter() + plan.budget_s

@@ -91,9 +91,12 @@ def test_creation_orders_mirror_from_one_process_to_the_next() -> None:
 def test_warm_up_interleaves_the_arms_then_times_each_arms_last_calls_in_a_row() -> None:
     calls: list[str] = []
     runners = {0: (lambda: calls.append("a"), lambda: None), 1: (lambda: calls.append("b"), lambda: None)}
-    times = warm_up(runners, [1, 0], CALIBRATION_CALLS + 2)
+    times = warm_up(runners, [1, 0], CALIBRATION_CALLS + 2, 60.0)
     assert calls == ["b", "a"] * 2 + ["b"] * CALIBRATION_CALLS + ["a"] * CALIBRATION_CALLS
     assert {len(t) for t in times.values()} == {CALIBRATION_CALLS}
+    calls.clear()
+    warm_up(runners, [0, 1], CALIBRATION_CALLS + 50, 0.0)  # out of time: one interleaved round, then the timed calls
+    assert calls == ["a", "b"] + ["a"] * CALIBRATION_CALLS + ["b"] * CALIBRATION_CALLS
     assert block_calls([50.0, 0.04, 0.04, 0.04, 0.04], 1.0) == 25  # one slow call is not the rate
     assert block_calls([5.0] * 5, 1.0) == 1
 
