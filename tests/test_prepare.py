@@ -35,16 +35,16 @@ def test_models_prepare_side_by_side_in_order_and_leaving_early_stops_the_rest(
     monkeypatch.setenv("ONDEVICE_BENCH_CACHE", str(tmp_path / "cache"))
     (tmp_path / "two.py").write_text(MODELS)
     refs = [f"{tmp_path / 'two.py'}:fast", f"{tmp_path / 'two.py'}:slow"]
-    profile = load_profile("smoke", {"models": refs, "variants": ["onnx-fp32"]}).profile
+    profile = load_profile("smoke", {"models": refs, "variants": ["torch-fp32"]}).profile
     assert profile.convert.jobs == 2
     stages: list[tuple[str, str]] = []
     requests = [
-        PrepareRequest(ref, ["onnx-fp32"], tmp_path / f"{i}.log", lambda stage, ref=ref: stages.append((ref, stage)))
+        PrepareRequest(ref, ["torch-fp32"], tmp_path / f"{i}.log", lambda stage, ref=ref: stages.append((ref, stage)))
         for i, ref in enumerate(refs)
     ]
     with closing(prepare_many(requests, tmp_path / "work", profile)) as ready:
         request, prepared = next(ready)
-        assert request.model_ref == refs[0] and prepared.artifacts["onnx-fp32"].status == "ok"
+        assert request.model_ref == refs[0] and prepared.artifacts["torch-fp32"].status == "ok"
         assert (refs[1], "building the model") in stages  # the slow model was already being built
         closed_at = time.monotonic()
     assert time.monotonic() - closed_at < 30  # its worker was killed, not waited for (it sleeps 120 s)
