@@ -70,8 +70,9 @@ def timed_block(call: Callable[[], Any], sync: Callable[[], None], calls: int) -
 def warm_up(
     runners: dict[int, tuple[Callable[[], Any], Callable[[], None]]], order: list[int], calls: int, max_s: float
 ) -> dict[int, list[float]]:
-    """Up to `calls` calls of every arm: rounds interleaved in `order` (at least one, then until `max_s`
-    is spent), then `CALIBRATION_CALLS` of each arm in a row, each timed; those milliseconds, per arm."""
+    """Up to `calls` calls of every arm (never fewer than `CALIBRATION_CALLS`): rounds interleaved in
+    `order` (at least one, then until `max_s` is spent), then `CALIBRATION_CALLS` of each arm in a row,
+    each timed; those milliseconds, per arm."""
     started = time.perf_counter()
     for done in range(calls - CALIBRATION_CALLS):
         if done and time.perf_counter() - started >= max_s:
