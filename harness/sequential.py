@@ -42,15 +42,21 @@ VERDICTS = ("regression", "improvement", "no change", "inconclusive")
 STATISTIC = "median of per-round log-ratios"
 
 
-def process_log_ratio(a_ms: Sequence[float], b_ms: Sequence[float]) -> float:
-    """log(B/A) of one paired process: blocks come two per arm per round (a round and its mirror)."""
+def round_log_ratios(a_ms: Sequence[float], b_ms: Sequence[float]) -> np.ndarray:
+    """log(B/A) of each round of one paired process: blocks come two per arm per round (a round and its
+    mirror)."""
     a, b = np.asarray(a_ms, dtype=float), np.asarray(b_ms, dtype=float)
     rounds = min(len(a), len(b)) // 2
     if rounds == 0:
         raise ValueError("a paired process needs at least one round of blocks")
     a_rounds = a[: 2 * rounds].reshape(rounds, 2).mean(axis=1)
     b_rounds = b[: 2 * rounds].reshape(rounds, 2).mean(axis=1)
-    return float(np.median(np.log(b_rounds / a_rounds)))
+    return np.log(b_rounds / a_rounds)
+
+
+def process_log_ratio(a_ms: Sequence[float], b_ms: Sequence[float]) -> float:
+    """log(B/A) of one paired process: the median over its rounds."""
+    return float(np.median(round_log_ratios(a_ms, b_ms)))
 
 
 @dataclass

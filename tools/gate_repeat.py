@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-SLOWDOWN_VARIABLE = "ONDEVICE_BENCH_TEST_SLOWDOWN"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.slowdown import SLOWDOWN_VARIABLE
 
 
 def bench_run(args: list[str], env: dict[str, str], out: Path) -> tuple[int, float, dict[str, Any] | None, str]:

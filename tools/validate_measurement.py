@@ -50,7 +50,7 @@ from harness.isolation import run_isolated
 from harness.messages import PairedMeasured
 from harness.paired import Arm, PairedPlan, measure_paired
 from harness.pairing import creation_order
-from harness.sequential import LOOKS, decide, process_log_ratio
+from harness.sequential import LOOKS, decide, process_log_ratio, round_log_ratios
 from harness.slowdown import slowed
 from harness.stats import compare_latency
 from harness.worker import WorkerSpec
@@ -205,19 +205,11 @@ def neighbour_load(stop_at: float) -> None:
         x = (x * 1103515245 + 12345) % 2147483648
 
 
-def _round_log_ratios(a_ms: list[float], b_ms: list[float]) -> np.ndarray:
-    """The per-round log-ratios of one process (two blocks per arm per round)."""
-    rounds = min(len(a_ms), len(b_ms)) // 2
-    a = np.asarray(a_ms[: 2 * rounds]).reshape(rounds, 2).mean(axis=1)
-    b = np.asarray(b_ms[: 2 * rounds]).reshape(rounds, 2).mean(axis=1)
-    return np.log(b / a)
-
-
 def _split_half_gap(a_ms: list[float], b_ms: list[float]) -> float:
     """The process statistic of its even rounds minus that of its odd rounds. The two halves interleave in
     time, so what moves the whole process cancels in the gap and only sampling error is left: the
     sampling variance of the whole process's statistic is about gap^2 / 4 (two halves of half the size)."""
-    ratios = _round_log_ratios(a_ms, b_ms)
+    ratios = round_log_ratios(a_ms, b_ms)
     return float(np.median(ratios[0::2]) - np.median(ratios[1::2]))
 
 
@@ -254,7 +246,7 @@ def build_paired_pool(
             "a_first": measured.created[0] == 0,
             "log_median_a": float(np.log(np.median(a_ms))),
             "log_ratio_of_medians": float(np.log(np.median(b_ms) / np.median(a_ms))),
-            "round_sd": float(np.std(_round_log_ratios(a_ms, b_ms), ddof=1)),
+            "round_sd": float(np.std(round_log_ratios(a_ms, b_ms), ddof=1)),
             "split_half_gap": _split_half_gap(a_ms, b_ms),
             "rounds": len(a_ms) // 2,
             "wall_s": time.perf_counter() - began,
