@@ -77,6 +77,7 @@ class PairedMeasured:
     calls: list[int]
     blocks_ms: list[list[float]]
     rounds: int
+    lead_in: list[int]  # untimed calls of each arm before each of its blocks
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,16 @@ The schedule, per process:
   spent on calibration alone (2.8 s of every such process before);
 - then rounds until the budget is spent: a seeded random order of the arms followed by its mirror image
   (A B B A, C A B B A C, ...), so within a round every arm sits at the same mean position and a linear
-  drift over the round hits all alike. Every block of every arm is recorded, in time order.
+  drift over the round hits all alike. Every block of every arm is recorded, in time order;
+- with a lead-in (`lead_in_ms`), each block is preceded by untimed calls of its arm. Switching from one
+  runtime to another leaves the caches and branch predictors cold, and the cost falls on each runtime
+  differently: in eight-arm processes of digits_cnn with 1 ms blocks, onnx-fp32 read 0.148x of torch-fp32
+  without a lead-in and 0.191x with 1 ms of it (0.191x with 30 ms blocks, 0.184x unpaired), and the
+  per-process spread fell from 4.5 % to 1.4 %, since that cost varied from process to process. An arm
+  whose one call takes `LEAD_IN_SKIP_MS` or more gets none: the switch (about 0.3 ms) is then at most
+  1.5 % of a block, and a lead-in call would double the arm's cost (resnet18: 18 s per process against
+  13 s, with no narrower spread). The baseline gate pairs two builds of one variant, whose switches
+  cost alike, and runs without one, as the validation study did.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from harness.worker import MAX_CALLS_PER_SAMPLE, THREAD_VARIABLES, WorkerSpec, n
 
 MIN_ROUNDS = 5
 CALIBRATION_CALLS = 3  # the last warm-up calls of an arm, in a row: they set its calls per block
+LEAD_IN_SKIP_MS = 20.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class PairedPlan:
     threads: int
     created: tuple[int, ...]  # the order in which the arms are loaded (indices into `arms`)
     seed: int  # the block order of this process
+    lead_in_ms: float = 0.0  # untimed calls of an arm before each of its blocks (`lead_in_calls`)
 
 
 def timed_block(call: Callable[[], Any], sync: Callable[[], None], calls: int) -> float:
@@ -89,6 +100,14 @@ def block_calls(timed_ms: list[float], min_block_ms: float) -> int:
     return int(min(MAX_CALLS_PER_SAMPLE, max(1, np.ceil(min_block_ms / max(per_call, 1e-6)))))
 
 
+def lead_in_calls(timed_ms: list[float], lead_in_ms: float) -> int:
+    """Untimed calls before each block of an arm: enough to last `lead_in_ms`, none when that is 0 or one
+    call takes `LEAD_IN_SKIP_MS` or more."""
+    if not lead_in_ms or float(np.median(timed_ms)) >= LEAD_IN_SKIP_MS:
+        return 0
+    return block_calls(timed_ms, lead_in_ms)
+
+
 def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
     if plan.threads > 0:
         for name in THREAD_VARIABLES:
@@ -114,15 +133,18 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
             runners[index] = (call, session.sync)
         warm_ms = warm_up(runners, order, plan.warmup, plan.budget_s / 2)
         calls = [block_calls(warm_ms[i], plan.min_block_ms) for i in range(len(plan.arms))]
+        lead_in = [lead_in_calls(warm_ms[i], plan.lead_in_ms) for i in range(len(plan.arms))]
         blocks: list[list[float]] = [[] for _ in plan.arms]
         deadline = time.perf_counter() + plan.budget_s
         rounds = 0
         while rounds < MIN_ROUNDS or time.perf_counter() < deadline:
             forward = [int(i) for i in rng.permutation(len(plan.arms))]
             for index in forward + forward[::-1]:
+                for _ in range(lead_in[index]):
+                    runners[index][0]()
                 blocks[index].append(timed_block(*runners[index], calls[index]))
             rounds += 1
-        send(PairedMeasured(created=order, calls=calls, blocks_ms=blocks, rounds=rounds))
+        send(PairedMeasured(created=order, calls=calls, blocks_ms=blocks, rounds=rounds, lead_in=lead_in))
     finally:
         del sessions, runners
         for backend in backends:

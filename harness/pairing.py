@@ -38,9 +38,11 @@ class PairingSettings:
     timeout_s: float  # one process
     seed: int
     precision: float | None = None  # fraction: keep a decided arm until its interval is within +/- this
+    lead_in_ms: float = 0.0  # untimed calls before each block (harness.paired): comparisons of different variants
 
 
-def pairing_settings(profile: Profile) -> PairingSettings:
+def pairing_settings(profile: Profile, lead_in: bool) -> PairingSettings:
+    """The profile's pairing; `lead_in` for comparisons of different variants (not two builds of one)."""
     measure, paired = profile.measure, profile.paired
     return PairingSettings(
         threshold=paired.threshold_pct / 100,
@@ -52,6 +54,7 @@ def pairing_settings(profile: Profile) -> PairingSettings:
         timeout_s=measure.timeout_s,
         seed=measure.seed,
         precision=paired.precision_pct / 100 if paired.precision_pct else None,
+        lead_in_ms=paired.lead_in_ms if lead_in else 0.0,
     )
 
 
@@ -96,6 +99,7 @@ def compare_series(
             threads=settings.threads,
             created=order,
             seed=int(rng.integers(2**32)),
+            lead_in_ms=settings.lead_in_ms,
         )
         began = time.monotonic()
         outcome = run_isolated(measure_paired, (plan,), settings.timeout_s, None, log_path)
@@ -118,6 +122,7 @@ def compare_series(
                     calls=[measured.calls[0], measured.calls[position]],
                     created_first="a" if a_first else "b",
                     log_ratio=process_log_ratio(a_ms, b_ms),
+                    lead_in=[measured.lead_in[0], measured.lead_in[position]],
                 )
             )
         out_of_budget = time.monotonic() - started + slowest > settings.max_s or index >= LOOKS[-1]

@@ -116,6 +116,7 @@ class PairedProcess:
     calls: list[int]  # [A, B]
     created_first: Literal["a", "b"]
     log_ratio: float  # the per-process statistic (harness.sequential.process_log_ratio)
+    lead_in: list[int] = field(default_factory=list)  # [A, B]: untimed calls before each block (harness.paired)
 
 
 @dataclass

@@ -57,6 +57,13 @@ class Paired(_Strict):
     threshold_pct: float = Field(
         1.0, gt=0, lt=100, allow_inf_nan=False, description="a latency change smaller than this is 'no change'"
     )
+    lead_in_ms: float = Field(
+        1.0,
+        ge=0,
+        le=1000,
+        allow_inf_nan=False,
+        description="untimed calls of an arm before each block when comparing different variants (0: none)",
+    )
     precision_pct: float | None = Field(
         None,
         gt=0,

@@ -17,7 +17,16 @@ from converters.build import build_artifact
 from converters.cache import ArtifactCache
 from converters.fingerprint import Fingerprint
 from harness.messages import PairedMeasured
-from harness.paired import CALIBRATION_CALLS, Arm, PairedPlan, block_calls, measure_paired, warm_up
+from harness.paired import (
+    CALIBRATION_CALLS,
+    LEAD_IN_SKIP_MS,
+    Arm,
+    PairedPlan,
+    block_calls,
+    lead_in_calls,
+    measure_paired,
+    warm_up,
+)
 from harness.pairing import PairingSettings, compare_series, creation_order, precise
 from harness.sequential import LOOKS, decide, order_adjusted, process_log_ratio
 from harness.worker import WorkerSpec
@@ -130,6 +139,21 @@ def test_a_paired_process_records_every_block_of_every_arm_in_rounds(arm: Arm) -
     assert slowed > math.log(1.3) and abs(same) < math.log(1.2)  # 50 % slower reads as such; A/A does not
 
 
+def test_a_lead_in_runs_untimed_calls_before_every_block(arm: Arm) -> None:
+    """5 ms of untimed calls before each 0.2 ms block: the same sampling budget holds far fewer rounds,
+    and the calls are recorded per arm; none by default (the baseline gate) or for a slow arm."""
+    rounds = {}
+    for lead_in_ms in (0.0, 5.0):
+        messages: list[Any] = []
+        measure_paired(PairedPlan((arm, arm), 0.3, 0.2, 3, 1, (0, 1), 7, lead_in_ms), messages.append)
+        [measured] = messages
+        rounds[lead_in_ms] = measured.rounds
+        assert all(n == 0 for n in measured.lead_in) if not lead_in_ms else all(n >= 2 for n in measured.lead_in)
+    assert rounds[5.0] * 3 < rounds[0.0]
+    assert lead_in_calls([0.1, 0.1, 0.1], 1.0) == 10 and lead_in_calls([0.1], 0.0) == 0
+    assert lead_in_calls([LEAD_IN_SKIP_MS] * 3, 1.0) == 0
+
+
 def test_a_series_flags_a_slower_arm_and_keeps_every_process(arm: Arm) -> None:
     settings = PairingSettings(0.01, 0.1, 60.0, 0.2, 3, 1, 60.0, 0)
     results = compare_series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", settings)
@@ -166,5 +190,6 @@ def test_bench_ab_pairs_two_backends_and_gives_the_verdict_and_exit_code(tmp_pat
     comparison = json.loads(out.read_text())
     assert comparison["against"] == "torch-fp32" and comparison["ratio"] < 1
     assert len(comparison["processes"]) >= 1 and comparison["statistic"] == "median of per-round log-ratios"
+    assert all(min(p["lead_in"]) >= 1 for p in comparison["processes"])  # two runtimes: a lead-in per block
     wrong = bench("ab", "onnx-fp32", "no-such-variant", "-m", "digits_cnn")
     assert wrong.returncode == 2 and wrong.stderr.startswith("error: 'no-such-variant': neither a variant")
