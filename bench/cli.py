@@ -381,12 +381,14 @@ def ab(
             comparison, labels = run_ab(resolved, a, b, device, lambda stage: status.update(stage))
     except BenchError as exc:
         _fail(exc)
-    lo, hi = comparison.ci95 if comparison.ci95 else (float("nan"), float("nan"))
+    figure = f"{comparison.ratio:.3f}x" if comparison.processes else "no ratio"
+    if comparison.ci95:
+        figure += f" [{comparison.ci95[0]:.3f}, {comparison.ci95[1]:.3f}]"
     out.print(
-        f"{labels[1]} vs {labels[0]} on {device}: {comparison.ratio:.3f}x [{lo:.3f}, {hi:.3f}] "
-        f"{comparison.verdict} ({comparison.detail})",
+        f"{labels[1]} vs {labels[0]} on {device}: {figure} {comparison.verdict} ({comparison.detail})",
         highlight=False,
         soft_wrap=True,
+        markup=False,  # a detail may hold brackets (a log path, an error) that are not markup
     )
     if json_path:
         json_path.write_text(json.dumps(json_safe(asdict(comparison)), indent=1), encoding="utf-8")

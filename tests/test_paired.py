@@ -191,5 +191,9 @@ def test_bench_ab_pairs_two_backends_and_gives_the_verdict_and_exit_code(tmp_pat
     assert comparison["against"] == "torch-fp32" and comparison["ratio"] < 1
     assert len(comparison["processes"]) >= 1 and comparison["statistic"] == "median of per-round log-ratios"
     assert all(min(p["lead_in"]) >= 1 for p in comparison["processes"])  # two runtimes: a lead-in per block
+    same = bench("ab", "torch-fp32", "torch-fp32", "-m", "digits_cnn", "--pair-budget", "3")
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert same.stdout.startswith("torch-fp32 vs torch-fp32 on cpu: ")
+    assert "paired process" not in same.stdout  # two torch sessions share one process
     wrong = bench("ab", "onnx-fp32", "no-such-variant", "-m", "digits_cnn")
     assert wrong.returncode == 2 and wrong.stderr.startswith("error: 'no-such-variant': neither a variant")

@@ -105,7 +105,8 @@ class TorchBackend(Backend):
 
         if request.threads > 0:
             torch.set_num_threads(request.threads)
-            torch.set_num_interop_threads(1)
+            if torch.get_num_interop_threads() != 1:  # settable once per process: a paired process may hold two
+                torch.set_num_interop_threads(1)
         self.skeleton = load_model(resolve_model(request.model_ref)).module
 
     def load(self, request: LoadRequest) -> Session:
