@@ -58,11 +58,7 @@ class Paired(_Strict):
         1.0, gt=0, lt=100, allow_inf_nan=False, description="a latency change smaller than this is 'no change'"
     )
     lead_in_ms: float = Field(
-        1.0,
-        ge=0,
-        le=1000,
-        allow_inf_nan=False,
-        description="untimed calls of an arm before each block when comparing different variants (0: none)",
+        1.0, ge=0, le=1000, allow_inf_nan=False, description="untimed calls before each block of different variants"
     )
     precision_pct: float | None = Field(
         None,
