@@ -23,11 +23,10 @@ The schedule, per process:
   differently: in eight-arm processes of digits_cnn with 1 ms blocks (`tools/lead_in_study.py`), onnx-fp32
   read 0.157x of torch-fp32 without a lead-in and 0.185x with 1 ms of it (0.191x with 30 ms blocks, 0.184x
   unpaired), and the per-process spread fell from 10.0 % to 3.6 %, since that cost varied from process to
-  process. An arm
-  whose one call takes `LEAD_IN_SKIP_MS` or more gets none: the switch (about 0.3 ms) is then at most
-  1.5 % of a block, and a lead-in call would double the arm's cost (resnet18: 18 s per process against
-  13 s, with no narrower spread). The baseline gate pairs two builds of one variant, whose switches
-  cost alike, and runs without one, as the validation study did.
+  process. An arm whose one call takes `LEAD_IN_SKIP_MS` or more gets none: the switch (about 0.3 ms) is
+  then at most 1.5 % of a block, and a lead-in call would double the arm's cost (resnet18: 18 s per
+  process against 13 s, with no narrower spread). The baseline gate pairs two builds of one variant,
+  whose switches cost alike, and runs without one, as the validation study did.
 """
 
 from __future__ import annotations

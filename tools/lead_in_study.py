@@ -81,12 +81,15 @@ def main() -> None:
                 profile.measure.warmup,
                 0,
                 profile.measure.min_sample_ms,
-                1,
+                profile.measure.threads,
                 None,
             )
             for v in [REFERENCE, *(v for v in runnable if v in built and v != REFERENCE)]
         }
-        names = run_isolated(loadable, (specs,), 300, None, None).messages[0]
+        probe = run_isolated(loadable, (specs,), profile.measure.timeout_s, None, None)
+        if probe.failure is not None or not probe.messages:
+            raise SystemExit(f"loading the variants of {args.model}: {probe.failure or 'no answer'}")
+        names = probe.messages[0]
         arms = tuple(Arm(specs[v]) for v in names)
         rng = np.random.default_rng(0)
         log_ratios: dict[float, list[list[float]]] = {0.0: [], args.lead_in_ms: []}
@@ -101,14 +104,15 @@ def main() -> None:
                     profile.paired.arm_s * len(arms),
                     profile.measure.min_sample_ms,
                     profile.measure.warmup,
-                    1,
+                    profile.measure.threads,
                     order,
                     int(rng.integers(2**32)),
                     lead_in_ms,
                 )
-                measured = run_isolated(measure_paired, (plan,), 300, None, None).first(PairedMeasured)
+                outcome = run_isolated(measure_paired, (plan,), profile.measure.timeout_s, None, None)
+                measured = outcome.first(PairedMeasured)
                 if measured is None:
-                    raise SystemExit(f"a paired process of {args.model} sent no result")
+                    raise SystemExit(f"a paired process of {args.model}: {outcome.failure or 'sent no result'}")
                 blocks = measured.blocks_ms
                 log_ratios[lead_in_ms].append([process_log_ratio(blocks[0], b) for b in blocks[1:]])
             print(f"process pair {index + 1} of {args.processes}", file=sys.stderr)
