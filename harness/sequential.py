@@ -8,7 +8,7 @@ median drops them, where a median over each arm's blocks alone shifts when a bur
 blocks more than the other's (under load one process read +18 % that way and +0.5 % per round).
 
 Across processes, the mean log-ratio and its t interval, with the creation order taken out: the
-second-created of two sessions ran 0.3-3 % faster than the first on this VM (1.8 % in the study), so the
+second-created of two sessions ran 0.3-3 % faster than the first on this VM (2.2 % in the study), so the
 parent mirrors the order from one process to the next, and the estimate is the average of the two
 order groups' means with their pooled spread (df = n - 2). The order effect then neither biases the
 mean (the looks fall on even counts, where the groups are equal) nor widens the interval.
