@@ -32,7 +32,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory):
     spec = resolve_model("digits_cnn")
     model = load_model(spec)
     calibration, _, _ = model_inputs(spec, model, 16, "calibration", 0)
-    ctx = ConversionContext(calibration=tuple(calibration))
+    ctx = ConversionContext(calibration=tuple(calibration), scratch_root=tmp_path_factory.mktemp("scratch"))
     cache = ArtifactCache(tmp_path_factory.mktemp("artifacts"))
     return spec, model, fingerprint_model(model), ctx, cache
 
@@ -67,7 +67,7 @@ def test_coreml_w8a8_is_skipped_off_macos_with_the_reason(digits) -> None:
         build_artifact(model, fingerprint, VARIANTS["coreml-w8a8"], ctx, cache)
 
 
-def test_sizes_follow_the_recipes() -> None:
+def test_sizes_follow_the_recipes(tmp_path: Path) -> None:
     """On the ResNet-18-like model (weights dominate), each variant's size is what its recipe implies."""
     spec = resolve_model("resnet18")
     model = load_model(spec)
@@ -75,7 +75,9 @@ def test_sizes_follow_the_recipes() -> None:
     cache = ArtifactCache()
     size = {}
     for name in ["coreml-fp32", "coreml-fp16", "coreml-w8", "coreml-w4", "coreml-pal4", "onnx-fp32", "onnx-fp16"]:
-        size[name] = build_artifact(model, fingerprint, VARIANTS[name], ConversionContext(), cache)["size_bytes"]
+        size[name] = build_artifact(
+            model, fingerprint, VARIANTS[name], ConversionContext(scratch_root=tmp_path), cache
+        )["size_bytes"]
     assert size["coreml-fp16"] / size["coreml-fp32"] == pytest.approx(1 / 2, rel=0.02)
     assert size["coreml-w8"] / size["coreml-fp32"] == pytest.approx(1 / 4, rel=0.03)
     assert size["coreml-w4"] / size["coreml-fp32"] == pytest.approx(1 / 8, rel=0.08)
@@ -117,7 +119,7 @@ def test_onnx_variants_run_and_stay_close_to_fp32(
     assert np.mean(outputs.argmax(1) == reference.argmax(1)) > 0.95
 
 
-def test_onnx_w4_quantizes_matmul_models_and_skips_conv_models(digits) -> None:
+def test_onnx_w4_quantizes_matmul_models_and_skips_conv_models(digits, tmp_path: Path) -> None:
     _, model, fingerprint, ctx, cache = digits
     with pytest.raises(VariantSkipped, match=r"only 0% of the multiplied weights feed MatMul"):
         build_artifact(model, fingerprint, VARIANTS["onnx-w4"], ctx, cache)
@@ -126,7 +128,9 @@ def test_onnx_w4_quantizes_matmul_models_and_skips_conv_models(digits) -> None:
 
     spec = resolve_model("vit_small")
     vit = load_model(spec)
-    info = build_artifact(vit, fingerprint_model(vit), VARIANTS["onnx-w4"], ConversionContext(), cache)
+    info = build_artifact(
+        vit, fingerprint_model(vit), VARIANTS["onnx-w4"], ConversionContext(scratch_root=tmp_path), cache
+    )
     assert info["op_histogram"]["MatMulNBits"] >= 24  # four weight MatMuls per block, six blocks
     example = vit.example_inputs[0].numpy()
     out = ort.InferenceSession(info["path"]).run(None, {"input": example})[0]

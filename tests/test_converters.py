@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -13,10 +14,17 @@ from converters.base import ConversionContext
 from converters.build import build_artifact
 from converters.cache import ArtifactCache
 from converters.fingerprint import Fingerprint, _source_files, fingerprint_model
-from profiles.catalog import VARIANTS
+from profiles.catalog import VARIANTS, Variant
 from profiles.errors import ConversionError
 from profiles.zoo import LoadedModel, load_model, resolve_model
 from tests.conftest import bench
+
+
+def build(
+    model: LoadedModel, fingerprint: str, cache: ArtifactCache, scratch: Path, variant: Variant = VARIANTS["onnx-fp32"]
+) -> dict[str, Any]:
+    """A build with a fresh context whose intermediate files stay under the test's directory."""
+    return build_artifact(model, Fingerprint(fingerprint), variant, ConversionContext(scratch_root=scratch), cache)
 
 
 def tiny() -> LoadedModel:
@@ -26,7 +34,7 @@ def tiny() -> LoadedModel:
 
 def test_onnx_export_runs_and_matches_torch(tmp_path: Path) -> None:
     model = tiny()
-    info = build_artifact(model, Fingerprint("fp"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path))
+    info = build(model, "fp", ArtifactCache(tmp_path), tmp_path)
     assert info["converter_path"] == "torch.onnx dynamo" and info["opset"] == 18
     assert info["size_bytes"] == sum((Path(info["path"]).parent / f).stat().st_size for f in info["files"])
     assert info["op_histogram"].get("Gemm", 0) + info["op_histogram"].get("MatMul", 0) >= 1
@@ -37,9 +45,7 @@ def test_onnx_export_runs_and_matches_torch(tmp_path: Path) -> None:
 
 def test_large_models_keep_external_data_together(tmp_path: Path) -> None:
     model = load_model(resolve_model("vit_small"))
-    info = build_artifact(
-        model, Fingerprint("vit"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path)
-    )
+    info = build(model, "vit", ArtifactCache(tmp_path), tmp_path)
     assert sorted(info["files"]) == ["model.onnx", "model.onnx.data"]
     assert info["size_bytes"] > 8_000_000
     session = ort.InferenceSession(info["path"])
@@ -49,17 +55,17 @@ def test_large_models_keep_external_data_together(tmp_path: Path) -> None:
 def test_cache_hits_misses_and_rebuilds_corruption(tmp_path: Path) -> None:
     cache = ArtifactCache(tmp_path)
     model = tiny()
-    first = build_artifact(model, Fingerprint("fp-a"), VARIANTS["onnx-fp32"], ConversionContext(), cache)
-    again = build_artifact(model, Fingerprint("fp-a"), VARIANTS["onnx-fp32"], ConversionContext(), cache)
+    first = build(model, "fp-a", cache, tmp_path)
+    again = build(model, "fp-a", cache, tmp_path)
     assert not first["cache_hit"] and again["cache_hit"] and again["sha256"] == first["sha256"]
 
-    other_weights = build_artifact(model, Fingerprint("fp-b"), VARIANTS["onnx-fp32"], ConversionContext(), cache)
+    other_weights = build(model, "fp-b", cache, tmp_path)
     assert not other_weights["cache_hit"]
     other_recipe = replace(VARIANTS["onnx-fp32"], recipe={"opset": 17})
-    assert not build_artifact(model, Fingerprint("fp-a"), other_recipe, ConversionContext(), cache)["cache_hit"]
+    assert not build(model, "fp-a", cache, tmp_path, other_recipe)["cache_hit"]
 
     Path(first["path"]).write_bytes(b"corrupted")
-    rebuilt = build_artifact(model, Fingerprint("fp-a"), VARIANTS["onnx-fp32"], ConversionContext(), cache)
+    rebuilt = build(model, "fp-a", cache, tmp_path)
     assert not rebuilt["cache_hit"] and rebuilt["sha256"] == first["sha256"]
 
 
@@ -77,7 +83,7 @@ def test_export_failure_is_a_conversion_error_with_both_paths(tmp_path: Path) ->
 
     model = LoadedModel(Unexportable().eval(), (torch.ones(1, 4),))
     with pytest.raises(ConversionError, match=r"dynamo: .*torchscript: .*'aten::linalg_eigvals'"):
-        build_artifact(model, Fingerprint("u"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path))
+        build(model, "u", ArtifactCache(tmp_path), tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -88,22 +94,18 @@ def test_export_failure_is_a_conversion_error_with_both_paths(tmp_path: Path) ->
 def test_a_malformed_manifest_is_rebuilt(tmp_path: Path, manifest: str) -> None:
     cache = ArtifactCache(tmp_path)
     model = tiny()
-    first = build_artifact(model, Fingerprint("fp"), VARIANTS["onnx-fp32"], ConversionContext(), cache)
+    first = build(model, "fp", cache, tmp_path)
     (Path(first["path"]).parent / "manifest.json").write_text(manifest)
-    rebuilt = build_artifact(model, Fingerprint("fp"), VARIANTS["onnx-fp32"], ConversionContext(), cache)
+    rebuilt = build(model, "fp", cache, tmp_path)
     assert not rebuilt["cache_hit"] and rebuilt["sha256"] == first["sha256"]
-    assert build_artifact(model, Fingerprint("fp"), VARIANTS["onnx-fp32"], ConversionContext(), cache)["cache_hit"]
+    assert build(model, "fp", cache, tmp_path)["cache_hit"]
 
 
 def test_a_moved_cache_still_hits_with_its_new_paths(tmp_path: Path) -> None:
     model = tiny()
-    first = build_artifact(
-        model, Fingerprint("fp"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path / "a")
-    )
+    first = build(model, "fp", ArtifactCache(tmp_path / "a"), tmp_path)
     (tmp_path / "a").rename(tmp_path / "b")
-    moved = build_artifact(
-        model, Fingerprint("fp"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(tmp_path / "b")
-    )
+    moved = build(model, "fp", ArtifactCache(tmp_path / "b"), tmp_path)
     assert moved["cache_hit"] and moved["path"].startswith(str(tmp_path / "b")) and Path(moved["path"]).exists()
     assert moved["sha256"] == first["sha256"]
 

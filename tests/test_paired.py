@@ -116,7 +116,7 @@ def arm(tmp_path_factory: pytest.TempPathFactory) -> Arm:
     model = LoadedModel(torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU()).eval(), (torch.ones(1, 64),))
     root = tmp_path_factory.mktemp("paired")
     artifact = build_artifact(
-        model, Fingerprint("paired"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(root)
+        model, Fingerprint("paired"), VARIANTS["onnx-fp32"], ConversionContext(scratch_root=root), ArtifactCache(root)
     )
     inputs = root / "inputs.npz"
     np.savez(inputs, np.ones((1, 64), np.float32))

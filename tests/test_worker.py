@@ -29,7 +29,7 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> WorkerSpec:
     model = LoadedModel(torch.nn.Linear(4, 2).eval(), (torch.ones(1, 4),))
     root = tmp_path_factory.mktemp("worker")
     artifact = build_artifact(
-        model, Fingerprint("tiny"), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache(root)
+        model, Fingerprint("tiny"), VARIANTS["onnx-fp32"], ConversionContext(scratch_root=root), ArtifactCache(root)
     )
     inputs = root / "inputs.npz"
     np.savez(inputs, np.ones((1, 4), np.float32))

@@ -116,9 +116,8 @@ def export(model: str, directory: Path) -> str:
 
     spec = resolve_model(model)
     loaded = load_model(spec)
-    info = build_artifact(
-        loaded, fingerprint_model(loaded), VARIANTS["onnx-fp32"], ConversionContext(), ArtifactCache()
-    )
+    with ConversionContext() as ctx:
+        info = build_artifact(loaded, fingerprint_model(loaded), VARIANTS["onnx-fp32"], ctx, ArtifactCache())
     source, target = Path(info["path"]).parent, directory / model
     target.mkdir()
     for name in info["files"]:  # names kept: the graph refers to its external data file by name
