@@ -190,8 +190,8 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> str:
     torch.manual_seed(0)
     model = LoadedModel(torch.nn.Linear(4, 2).eval(), (torch.ones(1, 4),))
     cache = ArtifactCache(tmp_path_factory.mktemp("artifacts"))
-    scratch = ConversionContext(scratch_root=tmp_path_factory.mktemp("scratch"))
-    return build_artifact(model, Fingerprint("tiny"), VARIANTS["onnx-fp32"], scratch, cache)["path"]
+    context = ConversionContext(scratch_root=tmp_path_factory.mktemp("scratch"))
+    return build_artifact(model, Fingerprint("tiny"), VARIANTS["onnx-fp32"], context, cache)["path"]
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="the CoreML provider exists on macOS")
