@@ -43,13 +43,15 @@ STATISTIC = "median of per-round log-ratios"
 
 
 def round_log_ratios(a_ms: Sequence[float], b_ms: Sequence[float]) -> np.ndarray:
-    """log(B/A) of each round of one paired process: blocks come two per arm per round (a round and its
-    mirror)."""
+    """log(B/A) of each round of one paired process, from the arms' mean block time in the round. B has
+    two blocks per round (a half-round and its mirror); A, the reference, has two or, compared with
+    several arms at once, 2m (`harness.paired.reference_share`)."""
     a, b = np.asarray(a_ms, dtype=float), np.asarray(b_ms, dtype=float)
-    rounds = min(len(a), len(b)) // 2
-    if rounds == 0:
+    rounds = len(b) // 2
+    if rounds == 0 or len(a) < 2 * rounds:
         raise ValueError("a paired process needs at least one round of blocks")
-    a_rounds = a[: 2 * rounds].reshape(rounds, 2).mean(axis=1)
+    per_round = len(a) // rounds
+    a_rounds = a[: per_round * rounds].reshape(rounds, per_round).mean(axis=1)
     b_rounds = b[: 2 * rounds].reshape(rounds, 2).mean(axis=1)
     return np.log(b_rounds / a_rounds)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ from harness.paired import (
     block_calls,
     lead_in_calls,
     measure_paired,
+    reference_share,
+    round_order,
     warm_up,
 )
 from harness.pairing import PairingSettings, compare_series, creation_order, precise
-from harness.sequential import LOOKS, decide, order_adjusted, process_log_ratio
+from harness.sequential import LOOKS, decide, order_adjusted, process_log_ratio, round_log_ratios
 from harness.worker import WorkerSpec
 from profiles.catalog import VARIANTS
 from profiles.zoo import LoadedModel
@@ -97,17 +100,50 @@ def test_creation_orders_mirror_from_one_process_to_the_next() -> None:
     assert creation_order(3, 1, rng, first) == first[::-1]
 
 
-def test_warm_up_interleaves_the_arms_then_times_each_arms_last_calls_in_a_row() -> None:
+def test_warm_up_times_interleaved_calls_then_calibrates_only_the_fast_arms_in_a_row() -> None:
+    """Arm 1 takes 3 ms a call, over two 1 ms blocks: its interleaved timings (after the first) stand.
+    Arm 0 is fast: it runs `CALIBRATION_CALLS` more calls in a row, and those are its timings."""
     calls: list[str] = []
-    runners = {0: (lambda: calls.append("a"), lambda: None), 1: (lambda: calls.append("b"), lambda: None)}
-    times = warm_up(runners, [1, 0], CALIBRATION_CALLS + 2, 60.0)
-    assert calls == ["b", "a"] * 2 + ["b"] * CALIBRATION_CALLS + ["a"] * CALIBRATION_CALLS
-    assert {len(t) for t in times.values()} == {CALIBRATION_CALLS}
+
+    def fast() -> None:
+        calls.append("a")
+
+    def slow() -> None:
+        calls.append("b")
+        started = time.perf_counter()
+        while time.perf_counter() - started < 0.003:
+            pass
+
+    runners = {0: (fast, lambda: None), 1: (slow, lambda: None)}
+    times = warm_up(runners, [1, 0], 4, 60.0, 1.0)
+    assert calls == ["b", "a"] * 4 + ["a"] * CALIBRATION_CALLS
+    assert len(times[0]) == CALIBRATION_CALLS and len(times[1]) == 3 and min(times[1]) >= 3.0
     calls.clear()
-    warm_up(runners, [0, 1], CALIBRATION_CALLS + 50, 0.0)  # out of time: one interleaved round, then the timed calls
-    assert calls == ["a", "b"] + ["a"] * CALIBRATION_CALLS + ["b"] * CALIBRATION_CALLS
+    warm_up(runners, [0, 1], 50, 0.0, 1.0)  # out of time: one interleaved round, then the fast arm's calls
+    assert calls == ["a", "b"] + ["a"] * CALIBRATION_CALLS
     assert block_calls([50.0, 0.04, 0.04, 0.04, 0.04], 1.0) == 25  # one slow call is not the rate
     assert block_calls([5.0] * 5, 1.0) == 1
+
+
+def test_the_reference_gets_about_sqrt_k_blocks_never_two_in_a_row() -> None:
+    assert [reference_share(k) for k in (1, 2, 3, 6, 7, 9)] == [1, 1, 2, 2, 3, 3]
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        order = round_order(7, 2, rng)
+        assert sorted(order) == [0, 0, 1, 2, 3, 4, 5, 6]
+        assert all(order[k] or order[k + 1] for k in range(len(order) - 1))
+    assert sorted(round_order(3, 1, rng)) == [0, 1, 2]
+    with pytest.raises(ValueError, match="cannot be kept apart"):
+        round_order(2, 3, rng)
+
+
+def test_a_round_compares_the_means_of_its_blocks_whatever_the_references_share() -> None:
+    """Two rounds, A with four blocks per round (two per half-round), B with two: each round's ratio is
+    B's mean over A's mean, and the process statistic is their median."""
+    a = [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0]
+    b = [1.1, 1.1, 2.0, 2.0]
+    assert round_log_ratios(a, b) == pytest.approx([math.log(1.1), 0.0])
+    assert process_log_ratio(a, b) == pytest.approx(math.log(1.1) / 2)
 
 
 @pytest.fixture(scope="module")
