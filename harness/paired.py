@@ -10,14 +10,17 @@ The schedule, per process:
 - the arms are created in the order the parent gives (the second-created session of two ran 0.3-3 %
   faster than the first here, consistently, so the parent mirrors the order from one process to the
   next, and the verdict takes the order effect out: `harness.sequential`);
-- every arm is warmed up the same number of calls, interleaved, for at most half the process's
-  sampling time (ten calls of seven resnet18 arms took 5.3 s, more than their 3.5 s of sampling), then
-  its last few calls run in a row and are timed as a block's calls would be: they set the arm's calls
-  per block, so a block lasts at least `min_block_ms` (far above the timer's resolution), and no call is
-  spent on calibration alone (2.8 s of every such process before);
+- every arm is warmed up the same number of calls, interleaved and each timed, for at most half the
+  process's sampling time (ten calls of seven resnet18 arms took 5.3 s, more than their 3.5 s of
+  sampling). An arm whose warm call lasts at least two blocks (`SLOW_CALL_BLOCKS`) runs one call per
+  block, and its interleaved timings stand; a faster arm then runs a few calls in a row, timed as a
+  block's calls would be, and they set its calls per block, so a block lasts at least `min_block_ms` (far
+  above the timer's resolution);
 - then rounds until the budget is spent: a seeded random order of the arms followed by its mirror image
   (A B B A, C A B B A C, ...), so within a round every arm sits at the same mean position and a linear
-  drift over the round hits all alike. Every block of every arm is recorded, in time order;
+  drift over the round hits all alike. Compared with K arms at once, the reference (arm 0) appears
+  about sqrt(K) times in each half-round, never twice in a row (`round_order`), since its noise enters
+  every ratio. Every block of every arm is recorded, in time order;
 - with a lead-in (`lead_in_ms`), each block is preceded by untimed calls of its arm. Switching from one
   runtime to another leaves the caches and branch predictors cold, and the cost falls on each runtime
   differently: in eight-arm processes of digits_cnn with 1 ms blocks (`tools/lead_in_study.py`), onnx-fp32

@@ -90,7 +90,6 @@ def compare_series(
     started = time.monotonic()
     order: tuple[int, ...] = ()
     index = 0
-    slowest = 0.0
     while open_arms:
         keys = list(open_arms)
         arms = (reference, *(open_arms[k].arm for k in keys))
@@ -108,8 +107,8 @@ def compare_series(
             reference_blocks=shares,
         )
         began = time.monotonic()
-        outcome = run_isolated(measure_paired, (plan,), settings.timeout_s, None, log_path)
-        slowest = max(slowest, time.monotonic() - began)
+        outcome = run_isolated(measure_paired, (plan,), settings.timeout_s, None, log_path, exit_at_once=True)
+        last_s = time.monotonic() - began
         measured = outcome.first(PairedMeasured)
         if measured is None:
             reason = f"paired process {outcome.failure or 'sent no result'}"
@@ -131,7 +130,8 @@ def compare_series(
                     lead_in=[measured.lead_in[0], measured.lead_in[position]],
                 )
             )
-        out_of_budget = time.monotonic() - started + slowest > settings.max_s or index >= LOOKS[-1]
+        # the next process loads no more arms than this one: stop when it would not end within the budget
+        out_of_budget = time.monotonic() - started + last_s > settings.max_s or index >= LOOKS[-1]
         for key in keys:
             series = open_arms[key]
             decision = decide(

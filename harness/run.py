@@ -324,7 +324,9 @@ class Runner:
 
     def _measure_once(self, item: _Progress, do_parity: bool) -> None:
         log = self._log(f"measure-{item.case.label.replace(' ', '-')}")
-        outcome = run_isolated(measure, (item.spec, do_parity), self.profile.measure.timeout_s, None, log)
+        outcome = run_isolated(
+            measure, (item.spec, do_parity), self.profile.measure.timeout_s, None, log, exit_at_once=True
+        )
         unavailable = outcome.first(Unavailable)
         if unavailable is not None:
             item.skipped = unavailable.reason

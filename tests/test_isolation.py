@@ -37,6 +37,25 @@ def test_exit_code_is_reported_and_messages_kept() -> None:
     assert [m["kind"] for m in outcome.messages] == ["hello"]
 
 
+def _print_and_leave_an_exit_handler(marker: str, send) -> None:
+    import atexit
+
+    atexit.register(Path(marker).write_text, "finalised")
+    print("measured", flush=False)
+    send({"kind": "done"})
+
+
+def test_exit_at_once_skips_finalisation_but_keeps_messages_and_the_log(tmp_path: Path) -> None:
+    """A measuring worker ends without Python's finalisation (an exit handler does not run), yet its
+    messages arrive, it counts as a normal end, and what it printed reaches the log."""
+    for at_once in (False, True):
+        marker, log = tmp_path / f"finalised-{at_once}", tmp_path / f"log-{at_once}"
+        outcome = run_isolated(_print_and_leave_an_exit_handler, (str(marker),), 60, log_path=log, exit_at_once=at_once)
+        assert outcome.failure is None and [m["kind"] for m in outcome.messages] == ["done"]
+        assert marker.exists() is not at_once
+        assert log.read_text().strip() == "measured"
+
+
 def test_hang_is_killed_at_the_deadline() -> None:
     started = time.monotonic()
     outcome = run_isolated(_talk_then, ("hang",), 3)
