@@ -200,6 +200,16 @@ def test_a_series_flags_a_slower_arm_and_keeps_every_process(arm: Arm) -> None:
     assert all(len(p.a_ms) == len(p.b_ms) >= 6 for p in comparison.processes)
 
 
+def test_a_series_of_three_contenders_gives_the_reference_two_blocks_per_half_round(arm: Arm) -> None:
+    """One process (the budget ends after it): each contender has two blocks per round, the reference
+    four, and every contender's record carries the same reference blocks."""
+    settings = PairingSettings(0.01, 0.05, 0.5, 0.2, 3, 1, 60.0, 0)
+    results = compare_series(arm, {k: Arm(arm.spec) for k in "xyz"}, "reference", settings)
+    records = [results[k].processes[0] for k in "xyz"]
+    assert all(len(r.a_ms) == 2 * len(r.b_ms) >= 4 for r in records)
+    assert records[0].a_ms == records[1].a_ms == records[2].a_ms
+
+
 def test_a_precision_goal_keeps_a_decided_arm_until_its_interval_is_narrow(arm: Arm) -> None:
     """Without a goal a 25 % slower arm leaves at its first decided look (6 processes, the test above);
     with a goal no interval can meet, it stays until the budget ends, and the detail says why."""
