@@ -71,7 +71,8 @@ class Diagnosis:
 class PairedMeasured:
     """One paired process: the arms' creation order (indices), calls per block of each arm, and every
     block of each arm in time order (milliseconds per call). Blocks come in rounds: a random order of
-    the arms, then its mirror image, so block k of arm i and block k of arm j sit in the same round."""
+    the arms, then its mirror image, so a round holds two consecutive blocks of each arm's list, and
+    2 * `reference_blocks` (the plan's) of arm 0, the reference."""
 
     created: list[int]
     calls: list[int]

@@ -109,7 +109,8 @@ class ParityResult:
 @dataclass
 class PairedProcess:
     """One paired process of a comparison, as measured: every block of both arms (ms per call, in time
-    order, two per arm per round), the calls per block, and which arm was created first."""
+    order; B has two per round, A two or, when it was the reference of K variants at once, about
+    2 sqrt(K): `harness.paired.reference_share`), the calls per block, and which arm was created first."""
 
     a_ms: list[float]
     b_ms: list[float]
