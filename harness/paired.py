@@ -85,8 +85,6 @@ def reference_share(contenders: int) -> int:
 def round_order(arms: int, reference_blocks: int, rng: np.random.Generator) -> list[int]:
     """One half-round: every arm once and arm 0 `reference_blocks` times, in a random order in which no
     two of arm 0's blocks are adjacent (the second would run with warm caches)."""
-    if reference_blocks == 1:
-        return [int(i) for i in rng.permutation(arms)]
     if reference_blocks > arms:
         raise ValueError(f"{reference_blocks} reference blocks cannot be kept apart by {arms - 1} other arms")
     items = [0] * reference_blocks + list(range(1, arms))
