@@ -101,7 +101,7 @@ def run_ab(
             arms[0],
             {"b": arms[1]},
             sides[0].label,
-            pairing_settings(profile, lead_in=True),
+            pairing_settings(profile, across_variants=True),
             logs / "paired.log",
             lambda done, _open: on_stage(f"paired process {done}"),
         )["b"]

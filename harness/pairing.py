@@ -27,7 +27,7 @@ from harness.isolation import run_isolated
 from harness.messages import PairedMeasured
 from harness.paired import Arm, PairedPlan, measure_paired, reference_share
 from harness.schema import PairedComparison, PairedProcess
-from harness.sequential import LOOKS, STATISTIC, decide, process_log_ratio
+from harness.sequential import FAST_THIRD_STATISTIC, LOOKS, PROCESS_STATISTICS, ROUNDS_STATISTIC, decide
 from profiles.schema import Profile
 
 
@@ -43,10 +43,12 @@ class PairingSettings:
     seed: int
     precision: float | None = None  # fraction: keep a decided arm until its interval is within +/- this
     lead_in_ms: float = 0.0  # untimed calls before each block (harness.paired): comparisons of different variants
+    statistic: str = ROUNDS_STATISTIC  # per process (harness.sequential.PROCESS_STATISTICS)
 
 
-def pairing_settings(profile: Profile, lead_in: bool) -> PairingSettings:
-    """The profile's pairing; `lead_in` for comparisons of different variants (not two builds of one)."""
+def pairing_settings(profile: Profile, across_variants: bool) -> PairingSettings:
+    """The profile's pairing. Comparisons of different variants (not two builds of one) get a lead-in and
+    the fastest-third statistic (harness.sequential says why)."""
     measure, paired = profile.measure, profile.paired
     return PairingSettings(
         threshold=paired.threshold_pct / 100,
@@ -58,7 +60,8 @@ def pairing_settings(profile: Profile, lead_in: bool) -> PairingSettings:
         timeout_s=measure.timeout_s,
         seed=measure.seed,
         precision=paired.precision_pct / 100 if paired.precision_pct else None,
-        lead_in_ms=paired.lead_in_ms if lead_in else 0.0,
+        lead_in_ms=paired.lead_in_ms if across_variants else 0.0,
+        statistic=FAST_THIRD_STATISTIC if across_variants else ROUNDS_STATISTIC,
     )
 
 
@@ -86,6 +89,7 @@ def compare_series(
     """Each contender B against `reference` A. `on_process(done, open)` after every process."""
     open_arms = {key: _Open(arm) for key, arm in contenders.items()}
     results: dict[Hashable, PairedComparison] = {}
+    statistic = PROCESS_STATISTICS[settings.statistic]
     rng = np.random.default_rng([settings.seed, 0x9A1D])
     started = time.monotonic()
     order: tuple[int, ...] = ()
@@ -114,7 +118,7 @@ def compare_series(
             reason = f"paired process {outcome.failure or 'sent no result'}"
             reason += f" (log: {log_path})" if log_path else ""
             for key in keys:
-                results[key] = _finished(open_arms.pop(key), against, settings.threshold, settings.precision, reason)
+                results[key] = _finished(open_arms.pop(key), against, settings, reason)
             break
         index += 1
         for position, key in enumerate(keys, start=1):
@@ -126,7 +130,7 @@ def compare_series(
                     b_ms=b_ms,
                     calls=[measured.calls[0], measured.calls[position]],
                     created_first="a" if a_first else "b",
-                    log_ratio=process_log_ratio(a_ms, b_ms),
+                    log_ratio=statistic(a_ms, b_ms),
                     lead_in=[measured.lead_in[0], measured.lead_in[position]],
                 )
             )
@@ -141,7 +145,7 @@ def compare_series(
                 final=out_of_budget,
             )
             if (decision.decided and precise(decision.ci95, settings.precision)) or out_of_budget:
-                results[key] = _finished(open_arms.pop(key), against, settings.threshold, settings.precision)
+                results[key] = _finished(open_arms.pop(key), against, settings)
         if on_process:
             on_process(index, len(open_arms))
     return results
@@ -159,9 +163,8 @@ def precise(ci95: list[float], precision: float | None) -> bool:
     return bool(ci95) and relative_half_width(ci95) <= precision
 
 
-def _finished(
-    series: _Open, against: str, threshold: float, precision: float | None, failure: str | None = None
-) -> PairedComparison:
+def _finished(series: _Open, against: str, settings: PairingSettings, failure: str | None = None) -> PairedComparison:
+    threshold, precision = settings.threshold, settings.precision
     decision = decide(
         [p.log_ratio for p in series.processes],
         [p.created_first == "a" for p in series.processes],
@@ -179,6 +182,6 @@ def _finished(
         verdict=decision.verdict,
         threshold=threshold,
         detail=detail,
-        statistic=STATISTIC,
+        statistic=settings.statistic,
         processes=series.processes,
     )

@@ -283,7 +283,7 @@ class Runner:
                     Arm(reference.spec, slowdown),
                     {current_key(item.case): Arm(item.spec, slowdown) for item in others},
                     reference.case.variant.name,
-                    pairing_settings(self.profile, lead_in=True),
+                    pairing_settings(self.profile, across_variants=True),
                     self._log(f"paired-{model}-{device}"),
                 )
                 for key, comparison in comparisons.items():
@@ -299,7 +299,7 @@ class Runner:
                     Arm(baseline_spec),
                     {key: Arm(measured[key].spec, slowdown)},
                     "baseline",
-                    pairing_settings(self.profile, lead_in=False),
+                    pairing_settings(self.profile, across_variants=False),
                     self._log(f"paired-baseline-{measured[key].case.label.replace(' ', '-')}"),
                 )[key]
                 result.against_baseline = comparison

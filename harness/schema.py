@@ -116,7 +116,7 @@ class PairedProcess:
     b_ms: list[float]
     calls: list[int]  # [A, B]
     created_first: Literal["a", "b"]
-    log_ratio: float  # the per-process statistic (harness.sequential.process_log_ratio)
+    log_ratio: float  # the per-process statistic that PairedComparison.statistic names (harness.sequential)
     lead_in: list[int] = field(default_factory=list)  # [A, B]: untimed calls before each block (harness.paired)
 
 

@@ -7,6 +7,21 @@ each other in time, so a burst of a neighbour that lands on a few blocks moves a
 median drops them, where a median over each arm's blocks alone shifts when a burst hits one arm's
 blocks more than the other's (under load one process read +18 % that way and +0.5 % per round).
 
+Between different variants (the vs-reference column, `bench ab`) the statistic is instead the log-ratio of
+the mean of the fastest third of each arm's blocks (`fast_third_log_ratio`). Interference from a shared
+host hits two runtimes unequally: in noisy default-profile runs torch eager's resnet18 blocks slowed
+from 57-61 ms to 60-87 ms for a few processes while XNNPACK's and ONNX Runtime's stayed within a few
+percent, so it did not cancel in a round's ratio. Interference only ever adds time, so the fastest
+blocks of an arm are those it missed (BenchmarkTools.jl and conbench take the minimum for this reason);
+a third rather than the single fastest block, whose value among many blocks of a fast arm wanders. Over
+124 vs-reference cells of seven default-profile and ExecuTorch runs on this VM (recomputed from their
+stored blocks), the 90th percentile of the per-process spread was, median of per-round ratios against
+fastest third: resnet18 6.8 % / 3.8 %, vit_small 3.3 % / 2.5 %, digits_cnn 3.7 % / 3.0 %,
+mobilenet_v3_small 2.7 % / 1.9 % (by minimum: 3.8, 3.4, 3.3, 3.4 %). The ratios it reads sit 0.5-2.3 %
+higher: the reference's typical block was the more inflated. Two builds of one variant (the baseline
+gate, the validation study) keep the median of per-round ratios: interference hits both alike, and
+that is the statistic the study validated.
+
 Across processes, the mean log-ratio and its t interval, with the creation order taken out: the
 second-created of two sessions ran 0.3-3 % faster than the first on this VM (2.2 % in the study), so the
 parent mirrors the order from one process to the next, and the estimate is the average of the two
@@ -39,7 +54,8 @@ import numpy as np
 LOOKS = (6, 8, 10, 12, 16, 20, 24)
 ALPHA = 0.05  # the chance of a wrong verdict over all looks together
 VERDICTS = ("regression", "improvement", "no change", "inconclusive")
-STATISTIC = "median of per-round log-ratios"
+ROUNDS_STATISTIC = "median of per-round log-ratios"
+FAST_THIRD_STATISTIC = "log-ratio of the fastest third of each arm's blocks"
 
 
 def round_log_ratios(a_ms: Sequence[float], b_ms: Sequence[float]) -> np.ndarray:
@@ -59,6 +75,29 @@ def round_log_ratios(a_ms: Sequence[float], b_ms: Sequence[float]) -> np.ndarray
 def process_log_ratio(a_ms: Sequence[float], b_ms: Sequence[float]) -> float:
     """log(B/A) of one paired process: the median over its rounds."""
     return float(np.median(round_log_ratios(a_ms, b_ms)))
+
+
+def fastest_third(blocks_ms: np.ndarray) -> np.ndarray:
+    """The mean of the fastest third of the blocks, per column."""
+    kept = max(1, round(len(blocks_ms) / 3))
+    return np.sort(blocks_ms, axis=0)[:kept].mean(axis=0)
+
+
+def fast_third_log_ratio(a_ms: Sequence[float], b_ms: Sequence[float]) -> float:
+    """log(B/A) of one paired process from the fastest third of each arm's blocks. A reference with m
+    blocks per half-round is read as m slots (its first, second, ... block of each half-round), each with
+    as many blocks as B, and their logs averaged: a third of fewer blocks sits higher (6 normal samples
+    against 18: by 0.09 sd), so A = B reads 0 only when both sides take it over equal counts."""
+    a, b = np.asarray(a_ms, dtype=float), np.asarray(b_ms, dtype=float)
+    halves = 2 * (len(b) // 2)
+    if halves == 0 or len(a) < halves:
+        raise ValueError("a paired process needs at least one round of blocks")
+    share = len(a) // halves
+    slots = a[: share * halves].reshape(halves, share)
+    return float(np.log(fastest_third(b[:halves])) - np.mean(np.log(fastest_third(slots))))
+
+
+PROCESS_STATISTICS = {ROUNDS_STATISTIC: process_log_ratio, FAST_THIRD_STATISTIC: fast_third_log_ratio}
 
 
 @dataclass

@@ -30,10 +30,21 @@ from harness.paired import (
     round_order,
     warm_up,
 )
-from harness.pairing import PairingSettings, compare_series, creation_order, precise
-from harness.sequential import LOOKS, decide, order_adjusted, process_log_ratio, round_log_ratios
+from harness.pairing import PairingSettings, compare_series, creation_order, pairing_settings, precise
+from harness.sequential import (
+    FAST_THIRD_STATISTIC,
+    LOOKS,
+    ROUNDS_STATISTIC,
+    decide,
+    fast_third_log_ratio,
+    fastest_third,
+    order_adjusted,
+    process_log_ratio,
+    round_log_ratios,
+)
 from harness.worker import WorkerSpec
 from profiles.catalog import VARIANTS
+from profiles.schema import load_profile
 from profiles.zoo import LoadedModel
 from tests.conftest import bench
 
@@ -91,6 +102,31 @@ def test_the_process_statistic_is_robust_to_a_burst_on_one_arm() -> None:
     b[10:18] = [3.0] * 8  # a neighbour's burst lands on a few of B's blocks
     assert process_log_ratio(a, b) == pytest.approx(0.0)
     assert process_log_ratio(a, [1.05] * 40) == pytest.approx(math.log(1.05))
+
+
+def test_the_fast_third_statistic_reads_the_blocks_interference_missed() -> None:
+    """Interference that slows most of one arm's blocks (here 20 of 30) leaves its fastest third, and a
+    uniform 5 % reads 5 %. A reference with three blocks per half-round (three slots) is read slot by
+    slot: under A = B with the same noise its mean is 0, where a third of A's 3x more blocks pooled would
+    sit lower than a third of B's."""
+    a, b = [1.0] * 30, [1.0] * 30
+    b[5:25] = [1.4] * 20
+    assert fast_third_log_ratio(a, b) == pytest.approx(0.0)
+    assert fast_third_log_ratio(a, [1.05] * 30) == pytest.approx(math.log(1.05))
+    rng = np.random.default_rng(5)
+    draws = [(rng.normal(1, 0.02, 18), rng.normal(1, 0.02, 6)) for _ in range(4000)]
+    by_slots = np.mean([fast_third_log_ratio(a, b) for a, b in draws])  # standard error 0.0002
+    pooled = np.mean([math.log(fastest_third(b) / fastest_third(a)) for a, b in draws])
+    assert abs(by_slots) < 0.0008 and pooled > 0.001
+    with pytest.raises(ValueError, match="at least one round"):
+        fast_third_log_ratio([1.0], [1.0])
+
+
+def test_pairing_reads_variants_by_their_fastest_third_and_builds_by_rounds() -> None:
+    profile = load_profile("default").profile
+    assert pairing_settings(profile, across_variants=True).statistic == FAST_THIRD_STATISTIC
+    gate = pairing_settings(profile, across_variants=False)
+    assert gate.statistic == ROUNDS_STATISTIC and gate.lead_in_ms == 0.0
 
 
 def test_creation_orders_mirror_from_one_process_to_the_next() -> None:
@@ -235,7 +271,7 @@ def test_bench_ab_pairs_two_backends_and_gives_the_verdict_and_exit_code(tmp_pat
     assert proc.stdout.startswith("onnx-fp32 vs torch-fp32 on cpu: ")
     comparison = json.loads(out.read_text())
     assert comparison["against"] == "torch-fp32" and comparison["ratio"] < 1
-    assert len(comparison["processes"]) >= 1 and comparison["statistic"] == "median of per-round log-ratios"
+    assert len(comparison["processes"]) >= 1 and comparison["statistic"] == FAST_THIRD_STATISTIC
     assert all(min(p["lead_in"]) >= 1 for p in comparison["processes"])  # two runtimes: a lead-in per block
     same = bench("ab", "torch-fp32", "torch-fp32", "-m", "digits_cnn", "--pair-budget", "3")
     assert same.returncode == 0, same.stdout + same.stderr
