@@ -103,6 +103,6 @@ def run_ab(
             sides[0].label,
             pairing_settings(profile, across_variants=True),
             logs / "paired.log",
-            lambda done, _open: on_stage(f"paired process {done}"),
+            lambda series: on_stage(f"paired process {series.processes}"),
         )["b"]
     return comparison, [side.label for side in sides]

@@ -1,5 +1,6 @@
 """The parent side of paired measurement: paired processes, one after another, until every comparison is
-decided (and, with a precision goal, its interval narrow enough) or the budget is spent.
+decided (and, with a precision goal, its interval narrow enough) or the budget is spent. Several series
+(one per model in `bench run`) take turns and share one budget (`run_series`).
 
 One series compares one arm A (the reference, or the baseline's artifact) with one or more arms B. Each
 process loads all arms still open; an arm leaves the series once its verdict is decided (and its
@@ -78,26 +79,39 @@ def creation_order(arms: int, index: int, rng: np.random.Generator, previous: tu
     return tuple(int(i) for i in rng.permutation(arms))
 
 
-def compare_series(
-    reference: Arm,
-    contenders: dict[Hashable, Arm],
-    against: str,
-    settings: PairingSettings,
-    log_path: Path | None = None,
-    on_process: Callable[[int, int], None] | None = None,
-) -> dict[Hashable, PairedComparison]:
-    """Each contender B against `reference` A. `on_process(done, open)` after every process."""
-    open_arms = {key: _Open(arm) for key, arm in contenders.items()}
-    results: dict[Hashable, PairedComparison] = {}
-    statistic = PROCESS_STATISTICS[settings.statistic]
-    rng = np.random.default_rng([settings.seed, 0x9A1D])
-    started = time.monotonic()
-    order: tuple[int, ...] = ()
-    index = 0
-    while open_arms:
-        keys = list(open_arms)
-        arms = (reference, *(open_arms[k].arm for k in keys))
-        order = creation_order(len(arms), index, rng, order if len(order) == len(arms) else ())
+class Series:
+    """Each contender B against `reference` A, one paired process per `step`, until every contender is
+    decided (and precise) or the series is closed."""
+
+    def __init__(
+        self,
+        reference: Arm,
+        contenders: dict[Hashable, Arm],
+        against: str,
+        settings: PairingSettings,
+        log_path: Path | None = None,
+        label: str = "",
+    ) -> None:
+        self.reference = reference
+        self.against = against
+        self.settings = settings
+        self.log_path = log_path
+        self.label = label
+        self.open_arms = {key: _Open(arm) for key, arm in contenders.items()}
+        self.results: dict[Hashable, PairedComparison] = {}
+        self.rng = np.random.default_rng([settings.seed, 0x9A1D])
+        self.order: tuple[int, ...] = ()
+        self.processes = 0
+        self.elapsed_s = 0.0  # in its processes, start to end
+        self.last_s = 0.0  # its last process: the next loads no more arms, so it takes about as long
+
+    def step(self) -> None:
+        """One paired process of the arms still open; then every one of them decided at a look (or, at the
+        last look, finally) leaves the series."""
+        settings = self.settings
+        keys = list(self.open_arms)
+        arms = (self.reference, *(self.open_arms[k].arm for k in keys))
+        self.order = creation_order(len(arms), self.processes, self.rng, self.order)
         shares = reference_share(len(keys))
         plan = PairedPlan(
             arms=arms,
@@ -105,26 +119,26 @@ def compare_series(
             min_block_ms=settings.min_block_ms,
             warmup=settings.warmup,
             threads=settings.threads,
-            created=order,
-            seed=int(rng.integers(2**32)),
+            created=self.order,
+            seed=int(self.rng.integers(2**32)),
             lead_in_ms=settings.lead_in_ms,
             reference_blocks=shares,
         )
         began = time.monotonic()
-        outcome = run_isolated(measure_paired, (plan,), settings.timeout_s, None, log_path, exit_at_once=True)
-        last_s = time.monotonic() - began
+        outcome = run_isolated(measure_paired, (plan,), settings.timeout_s, None, self.log_path, exit_at_once=True)
+        self.last_s = time.monotonic() - began
+        self.elapsed_s += self.last_s
         measured = outcome.first(PairedMeasured)
         if measured is None:
             reason = f"paired process {outcome.failure or 'sent no result'}"
-            reason += f" (log: {log_path})" if log_path else ""
-            for key in keys:
-                results[key] = _finished(open_arms.pop(key), against, settings, reason)
-            break
-        index += 1
+            self.close(reason + (f" (log: {self.log_path})" if self.log_path else ""))
+            return
+        self.processes += 1
+        statistic = PROCESS_STATISTICS[settings.statistic]
         for position, key in enumerate(keys, start=1):
             a_ms, b_ms = measured.blocks_ms[0], measured.blocks_ms[position]
             a_first = measured.created.index(0) < measured.created.index(position)
-            open_arms[key].processes.append(
+            self.open_arms[key].processes.append(
                 PairedProcess(
                     a_ms=a_ms,
                     b_ms=b_ms,
@@ -134,21 +148,56 @@ def compare_series(
                     lead_in=[measured.lead_in[0], measured.lead_in[position]],
                 )
             )
-        # the next process loads no more arms than this one: stop when it would not end within the budget
-        out_of_budget = time.monotonic() - started + last_s > settings.max_s or index >= LOOKS[-1]
+        final = self.processes >= LOOKS[-1]
         for key in keys:
-            series = open_arms[key]
+            series = self.open_arms[key]
             decision = decide(
                 [p.log_ratio for p in series.processes],
                 [p.created_first == "a" for p in series.processes],
                 settings.threshold,
-                final=out_of_budget,
+                final=final,
             )
-            if (decision.decided and precise(decision.ci95, settings.precision)) or out_of_budget:
-                results[key] = _finished(open_arms.pop(key), against, settings)
-        if on_process:
-            on_process(index, len(open_arms))
-    return results
+            if (decision.decided and precise(decision.ci95, settings.precision)) or final:
+                self.results[key] = _finished(self.open_arms.pop(key), self.against, settings)
+
+    def close(self, failure: str | None = None) -> None:
+        """Every open contender's verdict now, on the processes it has: a stop between two looks is read
+        as one more look (harness.sequential)."""
+        for key in list(self.open_arms):
+            self.results[key] = _finished(self.open_arms.pop(key), self.against, self.settings, failure)
+
+
+def run_series(series: list[Series], budget_s: float, after: Callable[[Series], None] | None = None) -> None:
+    """The series' processes, interleaved, until all are done or `budget_s` (wall clock) is spent. The next
+    process always goes to the open series with the least time so far: the series share the budget
+    evenly while all are open, and one that needs more (a model whose ratios spread more) takes what the
+    others left; and the processes of one series are spread over the whole phase, so a noisy minute of
+    the host lands on a few processes of several series rather than on a run of one series' processes.
+    A series whose next process would not end within the budget is closed. `after(series)` follows every
+    process and every closing."""
+    started = time.monotonic()
+    while live := [s for s in series if s.open_arms]:
+        turn = min(live, key=lambda s: s.elapsed_s)
+        if time.monotonic() - started + turn.last_s > budget_s:
+            turn.close()
+        else:
+            turn.step()
+        if after:
+            after(turn)
+
+
+def compare_series(
+    reference: Arm,
+    contenders: dict[Hashable, Arm],
+    against: str,
+    settings: PairingSettings,
+    log_path: Path | None = None,
+    on_process: Callable[[Series], None] | None = None,
+) -> dict[Hashable, PairedComparison]:
+    """Each contender B against `reference` A, within `settings.max_s`; `on_process` after every process."""
+    series = Series(reference, contenders, against, settings, log_path)
+    run_series([series], settings.max_s, on_process)
+    return series.results
 
 
 def relative_half_width(ci95: list[float]) -> float:

@@ -22,7 +22,7 @@ from harness.generation import gate_for as generation_gate
 from harness.isolation import run_isolated
 from harness.messages import Diagnosis, Measured, Unavailable
 from harness.paired import Arm
-from harness.pairing import compare_series, pairing_settings
+from harness.pairing import Series, pairing_settings, run_series
 from harness.plan import Case, plan
 from harness.prepare import Prepared, PrepareRequest, check_user_models, prepare_many
 from harness.schema import (
@@ -262,11 +262,15 @@ class Runner:
 
     def _pair(self, progress: list[_Progress]) -> None:
         """The paired phase, after every case's unpaired processes: each variant against its model's
-        reference on the same device (all of one model and device in one series of processes), then,
-        with a baseline, each case against the baseline's artifact (a series of its own)."""
+        reference on the same device (all of one model and device in one series of processes), and,
+        with a baseline, each case against the baseline's artifact (a series of its own). The series'
+        processes are interleaved and share one budget, `paired.max_s` per series
+        (`harness.pairing.run_series`)."""
         measured = {current_key(item.case): item for item in progress if not item.done and item.measured}
         results = {r.case_key: r for r in self.record.results if r.case_key in measured and r.status == "ok"}
         slowdown = requested_slowdown()
+        versus: list[Series] = []
+        gates: list[Series] = []
         if self.profile.paired.enabled:
             groups: dict[tuple[str, str], list[_Progress]] = {}
             for key in results:
@@ -277,33 +281,50 @@ class Runner:
                 others = [item for item in items if item is not reference]
                 if reference is None or not others:
                     continue
-                label = f"{model} on {device}: pairing {len(others)} variants with {reference.case.variant.name}"
-                self.observer.step(label, 0)
-                comparisons = compare_series(
-                    Arm(reference.spec, slowdown),
-                    {current_key(item.case): Arm(item.spec, slowdown) for item in others},
-                    reference.case.variant.name,
-                    pairing_settings(self.profile, across_variants=True),
-                    self._log(f"paired-{model}-{device}"),
+                versus.append(
+                    Series(
+                        Arm(reference.spec, slowdown),
+                        {current_key(item.case): Arm(item.spec, slowdown) for item in others},
+                        reference.case.variant.name,
+                        pairing_settings(self.profile, across_variants=True),
+                        self._log(f"paired-{model}-{device}"),
+                        f"{model} on {device}: {len(others)} variants against {reference.case.variant.name}",
+                    )
                 )
-                for key, comparison in comparisons.items():
-                    results[key].versus = comparison
-                    self._update(results[key])
         if self.baseline is not None:
-            for key, result in results.items():
+            for key in results:
                 baseline_spec = self._baseline_spec(measured[key])
-                if baseline_spec is None:
-                    continue
-                self.observer.step(f"{measured[key].case.label}: pairing with the baseline", 0)
-                comparison = compare_series(
-                    Arm(baseline_spec),
-                    {key: Arm(measured[key].spec, slowdown)},
-                    "baseline",
-                    pairing_settings(self.profile, across_variants=False),
-                    self._log(f"paired-baseline-{measured[key].case.label.replace(' ', '-')}"),
-                )[key]
-                result.against_baseline = comparison
-                self._update(result)
+                if baseline_spec is not None:
+                    label = measured[key].case.label
+                    gates.append(
+                        Series(
+                            Arm(baseline_spec),
+                            {key: Arm(measured[key].spec, slowdown)},
+                            "baseline",
+                            pairing_settings(self.profile, across_variants=False),
+                            self._log(f"paired-baseline-{label.replace(' ', '-')}"),
+                            f"{label} against the baseline",
+                        )
+                    )
+        series = versus + gates
+        if not series:
+            return
+        written: set[tuple[bool, tuple[str, str, str, str]]] = set()
+
+        def write_finished(one: Series) -> None:
+            """Each comparison into its result as soon as it is finished: an interrupted run keeps it."""
+            self.observer.step(f"{one.label}: {one.processes} paired processes, {len(one.open_arms)} open", 0)
+            gate = one in gates
+            for key, comparison in one.results.items():
+                if (gate, key) not in written:
+                    written.add((gate, key))
+                    if gate:
+                        results[key].against_baseline = comparison
+                    else:
+                        results[key].versus = comparison
+                    self._update(results[key])
+
+        run_series(series, self.profile.paired.max_s * len(series), write_finished)
 
     def _baseline_spec(self, current: _Progress) -> WorkerSpec | None:
         """The current case's spec with the baseline's artifact, or None (and a note saying why)."""

@@ -30,7 +30,15 @@ from harness.paired import (
     round_order,
     warm_up,
 )
-from harness.pairing import PairingSettings, compare_series, creation_order, pairing_settings, precise
+from harness.pairing import (
+    PairingSettings,
+    Series,
+    compare_series,
+    creation_order,
+    pairing_settings,
+    precise,
+    run_series,
+)
 from harness.sequential import (
     FAST_THIRD_STATISTIC,
     LOOKS,
@@ -246,13 +254,22 @@ def test_a_series_of_three_contenders_gives_the_reference_two_blocks_per_half_ro
     assert records[0].a_ms == records[1].a_ms == records[2].a_ms
 
 
-def test_a_precision_goal_keeps_a_decided_arm_until_its_interval_is_narrow(arm: Arm) -> None:
-    """Without a goal a 25 % slower arm leaves at its first decided look (6 processes, the test above);
-    with a goal no interval can meet, it stays until the budget ends, and the detail says why."""
-    settings = PairingSettings(0.01, 0.1, 10.0, 0.2, 3, 1, 60.0, 0, precision=1e-4)
-    comparison = compare_series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", settings)["slow"]
-    assert comparison.verdict == "regression" and len(comparison.processes) > LOOKS[0]
-    assert "wider than the goal +/-0.0%" in comparison.detail
+def test_series_take_turns_and_one_with_a_precision_goal_takes_what_the_other_left(arm: Arm) -> None:
+    """Two series share one budget. Without a goal a 25 % slower arm leaves at its first decided look (6
+    processes); the other, with a goal no interval can meet, keeps going after it, to the end of the
+    budget, and its detail says why. While both are open they take turns."""
+    plain = PairingSettings(0.01, 0.1, 60.0, 0.2, 3, 1, 60.0, 0)
+    goal = PairingSettings(0.01, 0.1, 60.0, 0.2, 3, 1, 60.0, 0, precision=1e-4)
+    quick = Series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", plain)
+    choosy = Series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", goal)
+    turns: list[str] = []
+    run_series([quick, choosy], 18.0, lambda s: turns.append("q" if s is quick else "c"))
+    fast, slow = quick.results["slow"], choosy.results["slow"]
+    assert fast.verdict == "regression" and len(fast.processes) == LOOKS[0]
+    assert slow.verdict == "regression" and len(slow.processes) > LOOKS[0]
+    assert "wider than the goal +/-0.0%" in slow.detail
+    quick_done = len(turns) - turns[::-1].index("q")
+    assert turns[:2] == ["q", "c"] and turns[:quick_done].count("c") >= LOOKS[0] - 2
 
 
 @pytest.mark.parametrize(
