@@ -129,7 +129,8 @@ def run(
         float | None, typer.Option("--threshold", help="paired latency change that counts, percent (profile: 1)")
     ] = None,
     pair_budget: Annotated[
-        float | None, typer.Option("--pair-budget", help="wall seconds each paired comparison may take (profile: 60)")
+        float | None,
+        typer.Option("--pair-budget", help="seconds per paired series; a run's series share the sum (profile: 60)"),
     ] = None,
     precision: Annotated[
         float | None,
