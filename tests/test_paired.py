@@ -264,10 +264,10 @@ def test_series_take_turns_and_one_with_a_precision_goal_takes_what_the_other_le
     choosy = Series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", goal)
     turns: list[str] = []
     run_series([quick, choosy], 18.0, lambda s: turns.append("q" if s is quick else "c"))
-    fast, slow = quick.results["slow"], choosy.results["slow"]
-    assert fast.verdict == "regression" and len(fast.processes) == LOOKS[0]
-    assert slow.verdict == "regression" and len(slow.processes) > LOOKS[0]
-    assert "wider than the goal +/-0.0%" in slow.detail
+    decided, narrowing = quick.results["slow"], choosy.results["slow"]
+    assert decided.verdict == "regression" and len(decided.processes) == LOOKS[0]
+    assert narrowing.verdict == "regression" and len(narrowing.processes) > LOOKS[0], "".join(turns)
+    assert "wider than the goal +/-0.0%" in narrowing.detail
     quick_done = len(turns) - turns[::-1].index("q")
     assert turns[:2] == ["q", "c"] and turns[:quick_done].count("c") >= LOOKS[0] - 2
 
