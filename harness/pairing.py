@@ -194,7 +194,7 @@ def compare_series(
     log_path: Path | None = None,
     on_process: Callable[[Series], None] | None = None,
 ) -> dict[Hashable, PairedComparison]:
-    """Each contender B against `reference` A, within `settings.max_s`; `on_process` after every process."""
+    """Each contender B against `reference` A, within `settings.max_s`; `on_process` as `run_series`'s `after`."""
     series = Series(reference, contenders, against, settings, log_path)
     run_series([series], settings.max_s, on_process)
     return series.results
