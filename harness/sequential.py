@@ -58,18 +58,23 @@ ROUNDS_STATISTIC = "median of per-round log-ratios"
 FAST_THIRD_STATISTIC = "log-ratio of the fastest third of each arm's blocks"
 
 
-def round_log_ratios(a_ms: Sequence[float], b_ms: Sequence[float]) -> np.ndarray:
-    """log(B/A) of each round of one paired process, from the arms' mean block time in the round. B has
-    two blocks per round (a half-round and its mirror); A, the reference, has two or, compared with
-    several arms at once, 2m (`harness.paired.reference_share`)."""
+def half_rounds(a_ms: Sequence[float], b_ms: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The blocks of one paired process by half-round: A's as (half-rounds, m), B's as (half-rounds,). B
+    has one block per half-round (a half-round and its mirror make a round); A, the reference, one or,
+    compared with several arms at once, m (`harness.paired.reference_share`)."""
     a, b = np.asarray(a_ms, dtype=float), np.asarray(b_ms, dtype=float)
-    rounds = len(b) // 2
-    if rounds == 0 or len(a) < 2 * rounds:
+    halves = 2 * (len(b) // 2)
+    if halves == 0 or len(a) < halves:
         raise ValueError("a paired process needs at least one round of blocks")
-    per_round = len(a) // rounds
-    a_rounds = a[: per_round * rounds].reshape(rounds, per_round).mean(axis=1)
-    b_rounds = b[: 2 * rounds].reshape(rounds, 2).mean(axis=1)
-    return np.log(b_rounds / a_rounds)
+    share = len(a) // halves
+    return a[: share * halves].reshape(halves, share), b[:halves]
+
+
+def round_log_ratios(a_ms: Sequence[float], b_ms: Sequence[float]) -> np.ndarray:
+    """log(B/A) of each round of one paired process, from the arms' mean block time in the round."""
+    a, b = half_rounds(a_ms, b_ms)
+    rounds = len(b) // 2
+    return np.log(b.reshape(rounds, 2).mean(axis=1) / a.reshape(rounds, -1).mean(axis=1))
 
 
 def process_log_ratio(a_ms: Sequence[float], b_ms: Sequence[float]) -> float:
@@ -88,13 +93,8 @@ def fast_third_log_ratio(a_ms: Sequence[float], b_ms: Sequence[float]) -> float:
     blocks per half-round is read as m slots (its first, second, ... block of each half-round), each with
     as many blocks as B, and their logs averaged: a third of fewer blocks sits higher (6 normal samples
     against 18: by 0.09 sd), so A = B reads 0 only when both sides take it over equal counts."""
-    a, b = np.asarray(a_ms, dtype=float), np.asarray(b_ms, dtype=float)
-    halves = 2 * (len(b) // 2)
-    if halves == 0 or len(a) < halves:
-        raise ValueError("a paired process needs at least one round of blocks")
-    share = len(a) // halves
-    slots = a[: share * halves].reshape(halves, share)
-    return float(np.log(fastest_third(b[:halves])) - np.mean(np.log(fastest_third(slots))))
+    slots, b = half_rounds(a_ms, b_ms)
+    return float(np.log(fastest_third(b)) - np.mean(np.log(fastest_third(slots))))
 
 
 PROCESS_STATISTICS = {ROUNDS_STATISTIC: process_log_ratio, FAST_THIRD_STATISTIC: fast_third_log_ratio}
