@@ -367,11 +367,13 @@ def ab(
     json_path: Annotated[Path | None, typer.Option("--json", help="write the comparison, every block kept")] = None,
 ) -> None:
     """B against A, loaded in the same processes and alternated: a ratio, its interval and a verdict;
-    exit 1 when B is slower than A by more than the threshold (as compare)."""
+    exit 1 when B is slower than A by more than the threshold (as compare). Two artifact files for one
+    runtime are paired as two builds of one variant (as --baseline), anything else as two variants."""
     from dataclasses import asdict
 
     from harness.ab import run_ab
     from harness.schema import json_safe
+    from harness.sequential import ROUNDS_STATISTIC
     from profiles.schema import load_profile
 
     overrides = _overrides(model=[model], threshold=threshold, pair_budget=pair_budget, precision=precision)
@@ -391,6 +393,12 @@ def ab(
         soft_wrap=True,
         markup=False,  # a detail may hold brackets (a log path, an error) that are not markup
     )
+    paired_as = (
+        "two builds of one variant, as --baseline pairs them (no lead-in)"
+        if comparison.statistic == ROUNDS_STATISTIC
+        else "two variants (a lead-in before each block of a fast arm)"
+    )
+    out.print(f"paired as {paired_as}; per process: {comparison.statistic}", highlight=False, soft_wrap=True)
     if json_path:
         json_path.write_text(json.dumps(json_safe(asdict(comparison)), indent=1), encoding="utf-8")
     raise typer.Exit(1 if comparison.verdict == "regression" else 0)

@@ -1,4 +1,10 @@
-"""`bench ab A B`: two variants of one model, or two artifact files, paired in the same processes."""
+"""`bench ab A B`: two variants of one model, or two artifact files, paired in the same processes.
+
+Two artifact files for one runtime are taken for two builds of one variant (an export before and after
+a change) and paired as the `--baseline` gate pairs them: no lead-in, the median of per-round ratios,
+the statistic the validation study checked. Anything else (two catalog variants, a file against a
+variant, two runtimes) is paired as different variants: with a lead-in and the fastest-third statistic
+(`harness.pairing.pairing_settings`)."""
 
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from profiles.paths import cache_root, file_name
 from profiles.schema import ResolvedProfile
 from profiles.zoo import resolve_model
 
-SUFFIX_BACKEND = {".onnx": "onnxruntime", ".mlpackage": "coreml", ".mlmodel": "coreml"}
+SUFFIX_BACKEND = {".onnx": "onnxruntime", ".mlpackage": "coreml", ".mlmodel": "coreml", ".pte": "executorch"}
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,12 @@ def side_of(text: str) -> Side:
     backend = SUFFIX_BACKEND.get(path.suffix)
     if backend is None:
         raise ConfigError(f"{text}: cannot tell its runtime; expected one of {', '.join(SUFFIX_BACKEND)}")
-    return Side(path.name, None, str(path.resolve()), backend)
+    return Side(text, None, str(path.resolve()), backend)
+
+
+def two_builds(sides: list[Side]) -> bool:
+    """Whether A and B are two builds of one variant: two artifact files for the same runtime."""
+    return all(side.variant is None for side in sides) and sides[0].backend == sides[1].backend
 
 
 def run_ab(
@@ -101,7 +112,7 @@ def run_ab(
             arms[0],
             {"b": arms[1]},
             sides[0].label,
-            pairing_settings(profile, across_variants=True),
+            pairing_settings(profile, across_variants=not two_builds(sides)),
             logs / "paired.log",
             lambda series: on_stage(f"paired process {series.processes}"),
         )["b"]

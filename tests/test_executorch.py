@@ -21,13 +21,16 @@ from converters.fingerprint import Fingerprint, fingerprint_model
 from harness.backends.base import DeviceUnavailable, LoadRequest
 from harness.backends.executorch import (
     COMPUTE_UNITS,
+    PORTABLE,
     ExecuTorchBackend,
     delegate_refusal,
     delegation_placement,
+    program_notes,
     unavailable_reason,
 )
 from harness.diagnose import executorch_not_diagnosed
 from harness.prepare import model_inputs
+from harness.sequential import ROUNDS_STATISTIC
 from profiles.catalog import FORMAT_BACKEND, VARIANTS
 from profiles.zoo import load_model, resolve_model
 from tests.conftest import bench
@@ -94,6 +97,8 @@ def test_a_delegate_the_runtime_lacks_or_a_cpu_delegate_off_the_cpu_is_refused()
     assert delegate_refusal("CoreMLBackend", "cpu", linux).startswith("Core ML delegate requires macOS: ")
     assert "runs on the CPU only" in delegate_refusal("XnnpackBackend", "ane", [*linux, "CoreMLBackend"])
     assert delegate_refusal("CoreMLBackend", "ane", [*linux, "CoreMLBackend"]) is None
+    assert delegate_refusal(PORTABLE, "cpu", []) is None
+    assert delegate_refusal(PORTABLE, "gpu", linux) == "a program without a delegate runs on the CPU only, not gpu"
 
 
 def test_placement_counts_portable_kernels_on_the_cpu_and_labels_an_unchecked_core_ml_request() -> None:
@@ -189,6 +194,51 @@ def test_an_xnnpack_program_is_never_run_under_another_device(digits) -> None:
     backend.prepare(request)
     with pytest.raises(DeviceUnavailable, match="XnnpackBackend runs on the CPU only"):
         backend.load(request)
+
+
+def _bare_copy(built: dict, directory: Path) -> Path:
+    """The program alone, as a build from elsewhere arrives: no delegation.json beside it."""
+    directory.mkdir()
+    copy = directory / "model.pte"
+    copy.write_bytes(Path(built["path"]).read_bytes())
+    return copy
+
+
+@requires_executorch
+def test_a_program_built_elsewhere_runs_with_its_delegate_read_from_the_program(digits, tmp_path: Path) -> None:
+    _, inputs, _, built = digits
+    bare = _bare_copy(built["et-xnnpack-fp32"], tmp_path / "elsewhere")
+    assert program_notes(bare) == {"delegate": "XnnpackBackend", "delegation": None}
+    outputs, placement, described = _outputs(str(bare), inputs[:8])
+    expected, _, _ = _outputs(built["et-xnnpack-fp32"]["path"], inputs[:8])
+    assert np.array_equal(outputs, expected) and described["delegate"] == "XnnpackBackend"
+    assert placement == {
+        "source": "the program's delegate (delegation.json absent: node counts unknown)",
+        "by_delegate": {"XnnpackBackend": None},
+    }
+    backend = ExecuTorchBackend()
+    request = LoadRequest(str(bare), "gpu", 1, "digits_cnn")
+    backend.prepare(request)
+    with pytest.raises(DeviceUnavailable, match="XnnpackBackend runs on the CPU only"):
+        backend.load(request)
+
+
+@requires_executorch
+def test_bench_ab_pairs_two_pte_builds_as_two_builds_of_one_variant(digits, tmp_path: Path) -> None:
+    old = _bare_copy(digits[3]["et-xnnpack-fp32"], tmp_path / "old")
+    new = _bare_copy(digits[3]["et-xnnpack-fp32"], tmp_path / "new")
+    out = tmp_path / "ab.json"
+    proc = bench("ab", str(old), str(new), "-m", "digits_cnn", "--pair-budget", "8", "--json", str(out))
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # the verdict of one program against itself
+    assert proc.stdout.startswith(f"{new} vs {old} on cpu: ")
+    assert (
+        f"paired as two builds of one variant, as --baseline pairs them (no lead-in); per process: {ROUNDS_STATISTIC}"
+        in proc.stdout
+    )
+    comparison = json.loads(out.read_text())
+    assert comparison["statistic"] == ROUNDS_STATISTIC and comparison["processes"]
+    assert all(p["lead_in"] == [0, 0] for p in comparison["processes"])  # as the --baseline gate pairs
+    assert 0.8 < comparison["ratio"] < 1.25
 
 
 @requires_executorch

@@ -17,6 +17,7 @@ from converters.base import ConversionContext
 from converters.build import build_artifact
 from converters.cache import ArtifactCache
 from converters.fingerprint import Fingerprint
+from harness.ab import Side, two_builds
 from harness.messages import PairedMeasured
 from harness.paired import (
     CALIBRATION_CALLS,
@@ -281,11 +282,28 @@ def test_precision_is_the_interval_half_width_relative_to_its_centre(
     assert precise(ci95, goal) is met
 
 
+ONNX_FILE = Side("old.onnx", None, "/x/old.onnx", "onnxruntime")
+PTE_FILE = Side("new.pte", None, "/x/new.pte", "executorch")
+ONNX_VARIANT = Side("onnx-fp32", "onnx-fp32", None, "onnxruntime")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "builds"),
+    [(ONNX_FILE, ONNX_FILE, True), (ONNX_FILE, PTE_FILE, False), (ONNX_VARIANT, ONNX_FILE, False)],
+)
+def test_bench_ab_takes_two_files_of_one_runtime_for_two_builds(a: Side, b: Side, builds: bool) -> None:
+    assert two_builds([a, b]) is builds
+
+
 def test_bench_ab_pairs_two_backends_and_gives_the_verdict_and_exit_code(tmp_path: Path) -> None:
     out = tmp_path / "ab.json"
     proc = bench("ab", "torch-fp32", "onnx-fp32", "-m", "digits_cnn", "--pair-budget", "12", "--json", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr  # ONNX Runtime is faster than eager torch here
     assert proc.stdout.startswith("onnx-fp32 vs torch-fp32 on cpu: ")
+    assert (
+        f"paired as two variants (a lead-in before each block of a fast arm); per process: {FAST_THIRD_STATISTIC}"
+        in proc.stdout
+    )
     comparison = json.loads(out.read_text())
     assert comparison["against"] == "torch-fp32" and comparison["ratio"] < 1
     assert len(comparison["processes"]) >= 1 and comparison["statistic"] == FAST_THIRD_STATISTIC

@@ -10,6 +10,10 @@ baked into the `.pte` (the Python runtime takes no load-time backend options), s
 spec for its device before loading, and, as for the `coreml` backend, a `gpu` or `ane` case whose
 compute plan has no op preferring the device is refused. Nodes left outside the delegate run on the
 portable CPU kernels and are counted under `cpu` in the placement.
+
+A program this tool built has its delegation info beside it (`delegation.json`); one built elsewhere
+(`bench ab old.pte new.pte`) is read for its delegate alone, and its placement says that the node
+counts are unknown.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Sessi
 COMPUTE_UNITS = {"cpu": "cpu_only", "gpu": "cpu_and_gpu", "ane": "cpu_and_ne", "all": "all"}
 COREML = "CoreMLBackend"
 CPU_DELEGATES = ("XnnpackBackend",)
+PORTABLE = "portable kernels"  # a program with no delegate: ExecuTorch's own CPU kernels run all of it
 REQUIRES_MACOS = "requires macOS"
 
 
@@ -52,6 +57,8 @@ def unavailable_reason(device: str, system: str, machine: str, has_executorch: b
 
 def delegate_refusal(delegate: str, device: str, registered: list[str]) -> str | None:
     """Why this runtime must not run a program of this delegate on `device`, or None."""
+    if delegate == PORTABLE:
+        return None if device == "cpu" else f"a program without a delegate runs on the CPU only, not {device}"
     if delegate not in registered:
         lacks = (
             f"the program delegates to {delegate}, which this ExecuTorch runtime lacks (it has {', '.join(registered)})"
@@ -68,6 +75,11 @@ def delegation_placement(notes: dict[str, Any], plan: dict[str, Any] | None, dev
     nodes outside the delegate on the portable kernels, always the CPU (less `getitem`, which only unpacks a
     delegate's outputs)."""
     split = notes["delegation"]
+    if split is None:
+        return {
+            "source": f"the program's delegate ({DELEGATION_FILE} absent: node counts unknown)",
+            "by_delegate": {notes["delegate"]: None},
+        }
     unpacking = split["by_operator"].get("getitem", {}).get("non_delegated", 0)
     portable = split["non_delegated_nodes"] - unpacking
     delegated = (plan or {}).get("by_device")
@@ -98,6 +110,26 @@ def with_compute_units(pte: bytes, units: str) -> bytes:
                     if spec.key == "compute_units":
                         spec.value = units.encode()
     return bytes(serialize_pte_binary(pte_file))
+
+
+def program_notes(path: Path) -> dict[str, Any]:
+    """The notes written beside a program at export, or, for a program built elsewhere, its one delegate
+    read from the program itself (`delegation` None: no node counts); raises ValueError for a program
+    calling several delegates."""
+    written = path.parent / DELEGATION_FILE
+    if written.exists():
+        return json.loads(written.read_text())
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    with quiet_stderr():
+        from executorch.exir._serialize._program import deserialize_pte_binary
+
+    program = deserialize_pte_binary(path.read_bytes()).program
+    delegates = sorted({delegate.id for plan in program.execution_plan for delegate in plan.delegates})
+    if len(delegates) > 1:
+        raise ValueError(
+            f"{path} calls {len(delegates)} delegates ({', '.join(delegates)}); bench runs one per program"
+        )
+    return {"delegate": delegates[0] if delegates else PORTABLE, "delegation": None}
 
 
 def coreml_plan(pte: bytes, device: str, workdir: Path) -> dict[str, Any]:
@@ -176,7 +208,7 @@ class ExecuTorchBackend(Backend):
         """The runtime and thread pool; for a Core ML program on macOS, the program rewritten for the
         device's compute units and the compute plan read (all before the timed load)."""
         self.runtime = runtime(request.threads)
-        self.notes = json.loads((Path(request.artifact_path).parent / DELEGATION_FILE).read_text())
+        self.notes = program_notes(Path(request.artifact_path))
         self.program_path = request.artifact_path
         registered = list(self.runtime._get_registered_backend_names())
         runnable = delegate_refusal(self.notes["delegate"], request.device, registered) is None
