@@ -18,7 +18,12 @@
     With `--pool FILE` every paired process is appended to FILE as it is measured and the earlier ones of
     the same model and settings are read back, so a study of thousands of processes can be collected
     over several invocations (`--pool-s` caps one); each invocation is a segment, and trials never span
-    two segments.
+    two segments. A pooled process keeps the gate's statistic (`log_ratio`) and, from segments measured
+    since it was added, the fastest-third statistic that pairs different variants
+    (`fast_third_log_ratio`), so the study can later weigh the second for the gate as well. Its paired
+    processes end as the product's do (`exit_at_once`); those of earlier segments also ran Python's
+    finalisation (0.5 s in a seven-arm resnet18 process, less in two mobilenet arms), which lengthened
+    their trials' wall time and nothing else.
 (c) Today's unpaired comparison for contrast: a pool of single-artifact processes per arm, trials of n
     processes per side compared with `harness.stats.compare_latency` (what `bench compare` does).
 (d) Variance decomposition of log latency: between processes, within a process (the sampling error of
@@ -50,7 +55,7 @@ from harness.isolation import run_isolated
 from harness.messages import PairedMeasured
 from harness.paired import Arm, PairedPlan, measure_paired
 from harness.pairing import creation_order
-from harness.sequential import LOOKS, decide, process_log_ratio, round_log_ratios
+from harness.sequential import LOOKS, decide, fast_third_log_ratio, process_log_ratio, round_log_ratios
 from harness.slowdown import slowed
 from harness.stats import compare_latency
 from harness.worker import WorkerSpec
@@ -235,13 +240,14 @@ def build_paired_pool(
             arms, settings["arm_s"] * 2, settings["min_block_ms"], 10, 1, orders[effect], int(rng.integers(2**32))
         )
         began = time.perf_counter()
-        measured = run_isolated(measure_paired, (plan,), 120).first(PairedMeasured)
+        measured = run_isolated(measure_paired, (plan,), 120, exit_at_once=True).first(PairedMeasured)
         if measured is None:
             raise SystemExit(f"a paired process of {effect} failed")
         a_ms, b_ms = measured.blocks_ms
         record = settings | {
             "effect": effect,
             "log_ratio": process_log_ratio(a_ms, b_ms),
+            "fast_third_log_ratio": fast_third_log_ratio(a_ms, b_ms),
             "a_first": measured.created[0] == 0,
             "log_median_a": float(np.log(np.median(a_ms))),
             "log_ratio_of_medians": float(np.log(np.median(b_ms) / np.median(a_ms))),
