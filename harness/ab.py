@@ -1,5 +1,8 @@
 """`bench ab A B`: two variants of one model, or two artifact files, paired in the same processes.
 
+A `.pte` without the converter's `delegation.json` beside it is staged once, in a temporary directory
+with notes read from the program (`stage_programs`), so that no measuring process pays for reading it.
+
 Two artifact files for one runtime are taken for two builds of one variant (an export before and after
 a change) and paired as the `--baseline` gate pairs them: no lead-in, the median of per-round ratios,
 the statistic the validation study checked. Anything else (two catalog variants, a file against a
@@ -8,13 +11,17 @@ variant, two runtimes) is paired as different variants: with a lead-in and the f
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+from converters.executorch import DELEGATION_FILE
 from harness.backends.registry import BACKENDS
+from harness.isolation import run_isolated
 from harness.paired import Arm
 from harness.pairing import compare_series, pairing_settings
 from harness.prepare import check_user_models, prepare_isolated
@@ -56,6 +63,37 @@ def two_builds(sides: list[Side]) -> bool:
     return all(side.variant is None for side in sides) and sides[0].backend == sides[1].backend
 
 
+def read_program_notes(paths: list[str], send: Callable[[Any], None]) -> None:
+    """Worker: the notes of each program (`harness.backends.executorch.program_notes`), as one list."""
+    from harness.backends.executorch import program_notes
+
+    send([program_notes(Path(path)) for path in paths])
+
+
+def stage_programs(sides: list[Side], work: Path, timeout_s: float, log: Path) -> list[Side]:
+    """The sides, each ExecuTorch program without `delegation.json` beside it linked into its own
+    directory under `work` with notes read from the program (one isolated worker for all)."""
+    bare = [i for i, s in enumerate(sides) if s.backend == "executorch" and s.path and not _has_notes(s.path)]
+    if not bare:
+        return sides
+    outcome = run_isolated(read_program_notes, ([sides[i].path for i in bare],), timeout_s, None, log)
+    notes = outcome.first(list)
+    if notes is None:
+        raise ConfigError(f"{sides[bare[0]].label}: cannot read the program: {outcome.failure} (log: {log})")
+    staged = list(sides)
+    for i, written in zip(bare, notes, strict=True):
+        directory = work / f"program-{i}"
+        directory.mkdir()
+        (directory / "model.pte").symlink_to(str(sides[i].path))
+        (directory / DELEGATION_FILE).write_text(json.dumps(written))
+        staged[i] = replace(sides[i], path=str(directory / "model.pte"))
+    return staged
+
+
+def _has_notes(path: str) -> bool:
+    return (Path(path).parent / DELEGATION_FILE).exists()
+
+
 def run_ab(
     resolved: ResolvedProfile, a_text: str, b_text: str, device: str, on_stage: Callable[[str], None]
 ) -> tuple[PairedComparison, list[str]]:
@@ -81,6 +119,7 @@ def run_ab(
         )
         if prepared.failure:
             raise ModelError(f"{spec.ref}: {prepared.failure}")
+        sides = stage_programs(sides, Path(work), profile.measure.timeout_s, logs / "program-notes.log")
         arms = []
         for side in sides:
             path = side.path

@@ -18,6 +18,7 @@ from converters.build import build_artifact
 from converters.cache import ArtifactCache, key_inputs
 from converters.executorch import ET_MISSING, first_line
 from converters.fingerprint import Fingerprint, fingerprint_model
+from harness.ab import Side, stage_programs
 from harness.backends.base import DeviceUnavailable, LoadRequest
 from harness.backends.executorch import (
     COMPUTE_UNITS,
@@ -32,6 +33,7 @@ from harness.diagnose import executorch_not_diagnosed
 from harness.prepare import model_inputs
 from harness.sequential import ROUNDS_STATISTIC
 from profiles.catalog import FORMAT_BACKEND, VARIANTS
+from profiles.errors import ConfigError
 from profiles.zoo import load_model, resolve_model
 from tests.conftest import bench
 
@@ -205,11 +207,20 @@ def _bare_copy(built: dict, directory: Path) -> Path:
 
 
 @requires_executorch
-def test_a_program_built_elsewhere_runs_with_its_delegate_read_from_the_program(digits, tmp_path: Path) -> None:
+def test_a_program_built_elsewhere_is_staged_with_notes_read_from_the_program(digits, tmp_path: Path) -> None:
     _, inputs, _, built = digits
     bare = _bare_copy(built["et-xnnpack-fp32"], tmp_path / "elsewhere")
     assert program_notes(bare) == {"delegate": "XnnpackBackend", "delegation": None}
-    outputs, placement, described = _outputs(str(bare), inputs[:8])
+    work, log = tmp_path / "work", tmp_path / "notes.log"
+    work.mkdir()
+    sides = [
+        Side("built.pte", None, built["et-xnnpack-fp32"]["path"], "executorch"),
+        Side("x", None, str(bare), "executorch"),
+    ]
+    kept, staged = stage_programs(sides, work, 120, log)
+    assert kept == sides[0]  # the converter's notes lie beside it: used in place
+    assert Path(staged.path).parent.parent == work and Path(staged.path).resolve() == bare.resolve()
+    outputs, placement, described = _outputs(staged.path, inputs[:8])
     expected, _, _ = _outputs(built["et-xnnpack-fp32"]["path"], inputs[:8])
     assert np.array_equal(outputs, expected) and described["delegate"] == "XnnpackBackend"
     assert placement == {
@@ -217,10 +228,14 @@ def test_a_program_built_elsewhere_runs_with_its_delegate_read_from_the_program(
         "by_delegate": {"XnnpackBackend": None},
     }
     backend = ExecuTorchBackend()
-    request = LoadRequest(str(bare), "gpu", 1, "digits_cnn")
+    request = LoadRequest(staged.path, "gpu", 1, "digits_cnn")
     backend.prepare(request)
     with pytest.raises(DeviceUnavailable, match="XnnpackBackend runs on the CPU only"):
         backend.load(request)
+    garbage = _bare_copy({"path": str(bare)}, tmp_path / "garbage")
+    garbage.write_bytes(b"not a program")
+    with pytest.raises(ConfigError, match=r"^garbage/model.pte: cannot read the program: "):
+        stage_programs([Side("garbage/model.pte", None, str(garbage), "executorch")], work, 120, log)
 
 
 @requires_executorch

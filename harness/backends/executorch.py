@@ -11,9 +11,9 @@ spec for its device before loading, and, as for the `coreml` backend, a `gpu` or
 compute plan has no op preferring the device is refused. Nodes left outside the delegate run on the
 portable CPU kernels and are counted under `cpu` in the placement.
 
-A program this tool built has its delegation info beside it (`delegation.json`); one built elsewhere
-(`bench ab old.pte new.pte`) is read for its delegate alone, and its placement says that the node
-counts are unknown.
+A program is loaded with its delegation info beside it (`delegation.json`): the converter writes it, and
+for a program built elsewhere (`bench ab old.pte new.pte`) `harness.ab` writes one from the program
+itself (`program_notes`): its delegate, without node counts, which its placement then says.
 """
 
 from __future__ import annotations
@@ -113,12 +113,10 @@ def with_compute_units(pte: bytes, units: str) -> bytes:
 
 
 def program_notes(path: Path) -> dict[str, Any]:
-    """The notes written beside a program at export, or, for a program built elsewhere, its one delegate
-    read from the program itself (`delegation` None: no node counts); raises ValueError for a program
-    calling several delegates."""
-    written = path.parent / DELEGATION_FILE
-    if written.exists():
-        return json.loads(written.read_text())
+    """Notes for a program built elsewhere, in the form the converter writes: its one delegate, read from
+    the program itself, and `delegation` None (no node counts). Imports ExecuTorch's exporter (seconds):
+    read once per program, not in every measuring process. Raises ValueError for a program calling
+    several delegates."""
     logging.getLogger("torchao").setLevel(logging.ERROR)
     with quiet_stderr():
         from executorch.exir._serialize._program import deserialize_pte_binary
@@ -208,7 +206,7 @@ class ExecuTorchBackend(Backend):
         """The runtime and thread pool; for a Core ML program on macOS, the program rewritten for the
         device's compute units and the compute plan read (all before the timed load)."""
         self.runtime = runtime(request.threads)
-        self.notes = program_notes(Path(request.artifact_path))
+        self.notes = json.loads((Path(request.artifact_path).parent / DELEGATION_FILE).read_text())
         self.program_path = request.artifact_path
         registered = list(self.runtime._get_registered_backend_names())
         runnable = delegate_refusal(self.notes["delegate"], request.device, registered) is None
