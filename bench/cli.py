@@ -393,12 +393,11 @@ def ab(
         soft_wrap=True,
         markup=False,  # a detail may hold brackets (a log path, an error) that are not markup
     )
-    paired_as = (
-        "two builds of one variant, as --baseline pairs them (no lead-in)"
-        if comparison.statistic == ROUNDS_STATISTIC
-        else "two variants (a lead-in before each block of a fast arm)"
-    )
-    out.print(f"paired as {paired_as}; per process: {comparison.statistic}", highlight=False, soft_wrap=True)
+    builds = comparison.statistic == ROUNDS_STATISTIC
+    paired_as = "two builds of one variant, as --baseline" if builds else "two variants"
+    lead_in = "with" if any(max(p.lead_in) for p in comparison.processes) else "no"
+    how = f"paired as {paired_as}, {lead_in} lead-in; per process: {comparison.statistic}"
+    out.print(how, highlight=False, soft_wrap=True)
     if json_path:
         json_path.write_text(json.dumps(json_safe(asdict(comparison)), indent=1), encoding="utf-8")
     raise typer.Exit(1 if comparison.verdict == "regression" else 0)

@@ -232,10 +232,10 @@ def test_a_program_built_elsewhere_is_staged_with_notes_read_from_the_program(di
     backend.prepare(request)
     with pytest.raises(DeviceUnavailable, match="XnnpackBackend runs on the CPU only"):
         backend.load(request)
-    garbage = _bare_copy({"path": str(bare)}, tmp_path / "garbage")
+    garbage = tmp_path / "garbage.pte"
     garbage.write_bytes(b"not a program")
-    with pytest.raises(ConfigError, match=r"^garbage/model.pte: cannot read the program: "):
-        stage_programs([Side("garbage/model.pte", None, str(garbage), "executorch")], work, 120, log)
+    with pytest.raises(ConfigError, match=r"^garbage.pte: cannot read the program: "):
+        stage_programs([Side("garbage.pte", None, str(garbage), "executorch")], work, 120, log)
 
 
 @requires_executorch
@@ -247,7 +247,7 @@ def test_bench_ab_pairs_two_pte_builds_as_two_builds_of_one_variant(digits, tmp_
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # the verdict of one program against itself
     assert proc.stdout.startswith(f"{new} vs {old} on cpu: ")
     assert (
-        f"paired as two builds of one variant, as --baseline pairs them (no lead-in); per process: {ROUNDS_STATISTIC}"
+        f"paired as two builds of one variant, as --baseline, no lead-in; per process: {ROUNDS_STATISTIC}"
         in proc.stdout
     )
     comparison = json.loads(out.read_text())
