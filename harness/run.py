@@ -309,20 +309,19 @@ class Runner:
         series = versus + gates
         if not series:
             return
-        written: set[tuple[bool, tuple[str, str, str, str]]] = set()
 
         def write_finished(one: Series) -> None:
             """Each comparison into its result as soon as it is finished: an interrupted run keeps it."""
             self.observer.step(f"{one.label}: {one.processes} paired processes, {len(one.open_arms)} open", 0)
-            gate = one in gates
             for key, comparison in one.results.items():
-                if (gate, key) not in written:
-                    written.add((gate, key))
-                    if gate:
-                        results[key].against_baseline = comparison
-                    else:
-                        results[key].versus = comparison
-                    self._update(results[key])
+                result = results[key]
+                if comparison is result.versus or comparison is result.against_baseline:
+                    continue  # written after an earlier process of this series
+                if one in gates:
+                    result.against_baseline = comparison
+                else:
+                    result.versus = comparison
+                self._update(result)
 
         run_series(series, self.profile.paired.max_s * len(series), write_finished)
 

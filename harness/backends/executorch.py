@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from converters.executorch import DELEGATION_FILE, ET_MISSING, quiet_stderr
+from converters.executorch import DELEGATION_FILE, ET_MISSING, import_exir, quiet_stderr
 from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Session
 
 COMPUTE_UNITS = {"cpu": "cpu_only", "gpu": "cpu_and_gpu", "ane": "cpu_and_ne", "all": "all"}
@@ -117,9 +117,8 @@ def program_notes(path: Path) -> dict[str, Any]:
     the program itself, and `delegation` None (no node counts). Imports ExecuTorch's exporter (seconds):
     read once per program, not in every measuring process. Raises ValueError for a program calling
     several delegates."""
-    logging.getLogger("torchao").setLevel(logging.ERROR)
-    with quiet_stderr():
-        from executorch.exir._serialize._program import deserialize_pte_binary
+    import_exir()  # quietly: the exporter's import writes to stderr
+    from executorch.exir._serialize._program import deserialize_pte_binary
 
     program = deserialize_pte_binary(path.read_bytes()).program
     delegates = sorted({delegate.id for plan in program.execution_plan for delegate in plan.delegates})
