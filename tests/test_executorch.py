@@ -610,3 +610,42 @@ def test_a_model_torch_export_cannot_take_fails_only_its_executorch_cases(tmp_pa
     for name in ("et-xnnpack-fp32", "et-xnnpack-int8"):
         assert cases[name]["status"] == "failed"
         assert cases[name]["reason"] == f"conversion failed: torch.export failed: {first_line(raised.value)}"
+
+
+@requires_executorch
+def test_a_run_stages_each_core_ml_program_once_per_device_and_fails_only_a_broken_one(
+    core_ml_programs: dict[int, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bench run` on a host with the delegate (the predicate set here; the staging is real): every case of
+    one program and device shares one staged program; a program that cannot be staged fails its case."""
+    import harness.run
+    from harness.run import Runner, _Progress
+    from harness.schema import ArtifactInfo
+    from harness.worker import WorkerSpec
+    from profiles.schema import load_profile
+
+    monkeypatch.setattr(harness.run, "coreml_host", lambda: True)
+    broken = tmp_path / "broken" / "model.pte"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a program")
+    (broken.parent / "delegation.json").write_text(json.dumps({"delegate": "CoreMLBackend", "delegation": None}))
+    profile = load_profile("smoke", {"variants": ["et-coreml-fp16", "et-xnnpack-fp32"]})
+    runner = Runner(profile, tmp_path / "r.json")
+    coreml_case, xnnpack_case = sorted(runner.cases, key=lambda c: c.variant.name)
+
+    def item(case, path: Path, delegate: str) -> _Progress:
+        spec = WorkerSpec("digits_cnn", "executorch", "cpu", str(path), "", None, "generic", {}, "", 0, 0, 1, 1, None)
+        return _Progress(case, spec, ArtifactInfo(path=str(path), notes={"delegate": delegate}))
+
+    good = [item(coreml_case, core_ml_programs[1], "CoreMLBackend") for _ in range(2)]
+    xnnpack = item(xnnpack_case, tmp_path / "x.pte", "XnnpackBackend")
+    bad = item(coreml_case, broken, "CoreMLBackend")
+    kept = runner._stage_programs([*good, xnnpack, bad], tmp_path / "work")
+    assert kept == [*good, xnnpack]
+    assert good[0].spec.artifact_path == good[1].spec.artifact_path != str(core_ml_programs[1])
+    (delegate,) = _delegates(Path(good[0].spec.artifact_path).read_bytes())
+    assert {spec.key: spec.value for spec in delegate.compile_specs}["compute_units"] == b"cpu_only"
+    assert xnnpack.spec.artifact_path == str(tmp_path / "x.pte")
+    (failed,) = runner.record.results
+    assert failed.status == "failed" and failed.reason.startswith("staging the program for cpu failed: ")
+    assert good[0].artifact.path == str(core_ml_programs[1])  # the result reports the program as built
