@@ -432,8 +432,8 @@ def _check_devices() -> int:
 
     current, failed = None, False
     for probe in probe_all():
-        if probe.backend != current:
-            current = probe.backend
+        if probe.heading != current:
+            current = probe.heading
             out.print(f"[bold]{current}[/]")
         if probe.placed is not None:
             line = f"{probe.device}: {escape(probe.placed)}, {ms_text(probe.ms)} ms"

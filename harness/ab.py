@@ -1,7 +1,8 @@
 """`bench ab A B`: two variants of one model, or two artifact files, paired in the same processes.
 
-A `.pte` without the converter's `delegation.json` beside it is staged once, in a temporary directory
-with notes read from the program (`stage_programs`), so that no measuring process pays for reading it.
+A `.pte` without the converter's `delegation.json` beside it, and on macOS a Core ML `.pte`, is staged
+once, in a temporary directory, with notes read from the program and the Core ML compute units set for
+the device (`stage_programs`), so that no measuring process pays for reading or rewriting it.
 
 Two artifact files for one runtime are taken for two builds of one variant (an export before and after
 a change) and paired as the `--baseline` gate pairs them: no lead-in, the median of per-round ratios,
@@ -17,16 +18,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from converters.executorch import DELEGATION_FILE
+from harness.backends.executorch import COREML, coreml_host
 from harness.backends.registry import BACKENDS
-from harness.isolation import run_isolated
 from harness.paired import Arm
 from harness.pairing import compare_series, pairing_settings
 from harness.prepare import check_user_models, prepare_isolated
 from harness.schema import PairedComparison
 from harness.slowdown import requested_slowdown
+from harness.staging import StageJob, stage_isolated
 from harness.worker import WorkerSpec
 from profiles.catalog import FORMAT_BACKEND, VARIANTS
 from profiles.errors import ConfigError, ModelError
@@ -63,35 +64,28 @@ def two_builds(sides: list[Side]) -> bool:
     return all(side.variant is None for side in sides) and sides[0].backend == sides[1].backend
 
 
-def read_program_notes(paths: list[str], send: Callable[[Any], None]) -> None:
-    """Worker: the notes of each program (`harness.backends.executorch.program_notes`), as one list."""
-    from harness.backends.executorch import program_notes
+def needs_staging(side: Side, rewrite: bool) -> bool:
+    """An ExecuTorch program without the converter's notes beside it, or (with `rewrite`) a Core ML one."""
+    if side.backend != "executorch" or not side.path:
+        return False
+    notes = Path(side.path).parent / DELEGATION_FILE
+    return not notes.exists() or (rewrite and json.loads(notes.read_text())["delegate"] == COREML)
 
-    send([program_notes(Path(path)) for path in paths])
 
-
-def stage_programs(sides: list[Side], work: Path, timeout_s: float, log: Path) -> list[Side]:
-    """The sides, each ExecuTorch program without `delegation.json` beside it linked into its own
-    directory under `work` with notes read from the program (one isolated worker for all)."""
-    bare = [i for i, s in enumerate(sides) if s.backend == "executorch" and s.path and not _has_notes(s.path)]
-    if not bare:
-        return sides
-    outcome = run_isolated(read_program_notes, ([sides[i].path for i in bare],), timeout_s, None, log)
-    notes = outcome.first(list)
-    if notes is None:
-        raise ConfigError(f"{sides[bare[0]].label}: cannot read the program: {outcome.failure} (log: {log})")
+def stage_programs(sides: list[Side], device: str, work: Path, timeout_s: float, log: Path) -> list[Side]:
+    """The sides, each ExecuTorch program that needs it staged for `device` into its own directory under
+    `work` (`harness.staging`, one isolated worker for all): a program built elsewhere with notes read
+    from it, and, where this host can run the Core ML delegate, a Core ML program rewritten for the
+    device's compute units."""
+    rewrite = coreml_host()
+    chosen = [i for i, side in enumerate(sides) if needs_staging(side, rewrite)]
+    jobs = [StageJob(str(sides[i].path), device, str(work / f"program-{i}"), rewrite) for i in chosen]
     staged = list(sides)
-    for i, written in zip(bare, notes, strict=True):
-        directory = work / f"program-{i}"
-        directory.mkdir()
-        (directory / "model.pte").symlink_to(str(sides[i].path))
-        (directory / DELEGATION_FILE).write_text(json.dumps(written))
-        staged[i] = replace(sides[i], path=str(directory / "model.pte"))
+    for i, outcome in zip(chosen, stage_isolated(jobs, timeout_s, log), strict=True):
+        if outcome.path is None:
+            raise ConfigError(f"{sides[i].label}: cannot read the program: {outcome.error} (log: {log})")
+        staged[i] = replace(sides[i], path=outcome.path)
     return staged
-
-
-def _has_notes(path: str) -> bool:
-    return (Path(path).parent / DELEGATION_FILE).exists()
 
 
 def run_ab(
@@ -119,21 +113,23 @@ def run_ab(
         )
         if prepared.failure:
             raise ModelError(f"{spec.ref}: {prepared.failure}")
-        sides = stage_programs(sides, Path(work), profile.measure.timeout_s, logs / "program-notes.log")
-        arms = []
+        built_sides = []
         for side in sides:
-            path = side.path
             if side.variant is not None:
                 built = prepared.artifacts.get(side.variant)
                 if built is None or built.status != "ok":
                     why = built.reason if built else "not built"
                     raise ConfigError(f"{side.label} of {spec.name}: {why}")
-                path = built.info["path"]
+                side = replace(side, path=built.info["path"])
+            built_sides.append(side)
+        staged = stage_programs(built_sides, device, Path(work), profile.measure.timeout_s, logs / "staging.log")
+        arms = []
+        for index, side in enumerate(staged):
             worker = WorkerSpec(
                 model_ref=spec.ref,
                 backend=side.backend,
                 device=device,
-                artifact_path=str(path),
+                artifact_path=str(side.path),
                 inputs_path=prepared.inputs_path,
                 parity_path=None,
                 task=prepared.task,
@@ -145,7 +141,7 @@ def run_ab(
                 threads=profile.measure.threads,
                 calls_per_sample=None,
             )
-            arms.append(Arm(worker, requested_slowdown() if side is sides[1] else 0.0))
+            arms.append(Arm(worker, requested_slowdown() if index == 1 else 0.0))
         on_stage(f"pairing {sides[1].label} with {sides[0].label}")
         comparison = compare_series(
             arms[0],

@@ -106,3 +106,12 @@ class Measured:
     thermal_state: dict[str, Any]
     placement: dict[str, Any]
     generation: dict[str, Any] | None = None  # decoders: the keys `harness.generation` summarises
+
+
+@dataclass(frozen=True)
+class ProgramStaged:
+    """One ExecuTorch program staged for a device (`harness.staging`): its path, or why it could not be."""
+
+    index: int
+    path: str | None
+    error: str | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,11 @@ class Probe:
     ms: float | None = None
     reason: str | None = None
     error: bool = False  # an unexpected failure, as opposed to a device this host does not offer
+    section: str | None = None  # the heading its line goes under, where not the backend's name
+
+    @property
+    def heading(self) -> str:
+        return self.section or self.backend
 
 
 def probe_model() -> tuple[Any, Any]:
@@ -107,11 +112,16 @@ def coreml_placed(session: Session, device: str) -> str:
 
 
 def executorch_placed(session: Session, device: str) -> str:
-    """'5 of 5 nodes in XnnpackBackend (cpu)', from the delegation info written at export."""
+    """'5 of 5 nodes in XnnpackBackend (cpu 5)', from the delegation info written at export; for a Core ML
+    program with its compute plan, '9 of 9 nodes in CoreMLBackend (Core ML ops: ane 7, cpu 1)'."""
+    from harness.backends.executorch import COREML_OPS
+
     placement = session.placement()
     (delegate, inside), *_ = placement["by_delegate"].items()
     total = sum(placement["by_delegate"].values())
     where = ", ".join(f"{d} {n}" for d, n in sorted(placement["by_device"].items()))
+    if placement.get("by_device_counts") == COREML_OPS:
+        where = f"Core ML ops: {where}"
     return f"{inside} of {total} nodes in {delegate} ({where})"
 
 
@@ -177,6 +187,18 @@ def _executorch_artifact(workdir: Path) -> str:
     return _converted(workdir, "et-xnnpack-fp32")
 
 
+def _executorch_coreml_artifact(workdir: Path) -> str:
+    """A Core ML program, as et-coreml-fp16: its load path (staging, every partition's compute plan) is
+    not XNNPACK's."""
+    return _converted(workdir, "et-coreml-fp16")
+
+
+def _coreml_delegate_reason() -> str | None:
+    from harness.backends.executorch import REQUIRES_MACOS, coreml_host
+
+    return None if coreml_host() else f"ExecuTorch's Core ML delegate {REQUIRES_MACOS}"
+
+
 def _model_inputs() -> list[np.ndarray]:
     return [probe_model()[1].numpy()]
 
@@ -185,37 +207,52 @@ def _onnx_inputs() -> list[np.ndarray]:
     return [np.ones((1, 64), np.float32)]
 
 
+def _any_host() -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class _ProbeKit:
     artifact: Callable[[Path], str]
     inputs: Callable[[], list[np.ndarray]]
     placed: Callable[[Session, str], str]
+    section: str | None = None  # a heading of its own, for a second probe of one backend
+    host_reason: Callable[[], str | None] = _any_host  # why this host cannot run the kit at all, or None
 
 
+EXECUTORCH_COREML = "executorch (Core ML delegate)"
 KITS = {
-    "torch": _ProbeKit(_torch_artifact, _model_inputs, torch_placed),
-    "onnxruntime": _ProbeKit(_onnx_artifact, _onnx_inputs, onnxruntime_placed),
-    "coreml": _ProbeKit(_coreml_artifact, _model_inputs, coreml_placed),
-    "executorch": _ProbeKit(_executorch_artifact, _model_inputs, executorch_placed),
+    "torch": (_ProbeKit(_torch_artifact, _model_inputs, torch_placed),),
+    "onnxruntime": (_ProbeKit(_onnx_artifact, _onnx_inputs, onnxruntime_placed),),
+    "coreml": (_ProbeKit(_coreml_artifact, _model_inputs, coreml_placed),),
+    "executorch": (
+        _ProbeKit(_executorch_artifact, _model_inputs, executorch_placed),
+        _ProbeKit(
+            _executorch_coreml_artifact, _model_inputs, executorch_placed, EXECUTORCH_COREML, _coreml_delegate_reason
+        ),
+    ),
 }
 
 
 def probe_all() -> Iterator[Probe]:
-    """Each backend on each device, in registry order; a backend's probe artifact is built only where one
+    """Each backend's probes on each device, in registry order; a probe's artifact is built only where one
     of its devices is available."""
     from harness.backends.registry import BACKENDS
 
     with tempfile.TemporaryDirectory(prefix="bench-probe-") as directory:
         for name, backend_class in BACKENDS.items():
-            kit = KITS[name]
-            path: str | None = None
-            for device in DEVICES:
-                backend = backend_class()
-                reason = backend.available(device)
-                if reason is not None:
-                    yield Probe(name, device, reason=reason)
-                    continue
-                if path is None:
-                    path = kit.artifact(Path(directory))
-                request = LoadRequest(path, device, PROBE_THREADS, PROBE_MODEL_REF)
-                yield probe_device(backend, request, kit.inputs(), kit.placed)
+            for index, kit in enumerate(KITS[name]):
+                path: str | None = None
+                for device in DEVICES:
+                    backend = backend_class()
+                    reason = kit.host_reason() or backend.available(device)
+                    if reason is not None:
+                        yield Probe(name, device, reason=reason, section=kit.section)
+                        continue
+                    if path is None:
+                        workdir = Path(directory) / f"{name}-{index}"
+                        workdir.mkdir()
+                        path = kit.artifact(workdir)
+                    request = LoadRequest(path, device, PROBE_THREADS, PROBE_MODEL_REF)
+                    probe = probe_device(backend, request, kit.inputs(), kit.placed)
+                    yield replace(probe, section=kit.section)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.backends.executorch import COREML as COREML_DELEGATE
+from harness.backends.executorch import coreml_host
 from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose, executorch_not_diagnosed
 from harness.environment import capture
 from harness.generation import diagnose_generation, summarise_generation
@@ -37,6 +39,7 @@ from harness.schema import (
     write_results,
 )
 from harness.slowdown import requested_slowdown
+from harness.staging import StageJob, stage_isolated
 from harness.stats import latency_warnings, summarise
 from harness.store import ResultsStore
 from harness.worker import WorkerSpec, measure
@@ -188,6 +191,7 @@ class Runner:
                     self.observer.step(f"{model_ref}: prepared")
                     for case in cases:
                         progress += self._plan_measurement(case, prepared)
+            progress = self._stage_programs(progress, work_dir)
             self._measure_interleaved(progress)
             self._pair(progress)
         except KeyboardInterrupt:
@@ -241,6 +245,41 @@ class Runner:
             calls_per_sample=None,
         )
         return [_Progress(case, spec, artifact, weights_path=prepared.weights_path)]
+
+    def _stage_programs(self, progress: list[_Progress], work_dir: Path) -> list[_Progress]:
+        """The cases still to measure, each Core ML `.pte` (on a host whose ExecuTorch has the delegate)
+        now pointing at its program staged for the case's device: rewritten once per program and device
+        here (`harness.staging`), not in every measuring process. A case whose program cannot be staged
+        fails with the reason; the others go on."""
+        if not coreml_host():
+            return progress
+        chosen = [
+            item
+            for item in progress
+            if item.spec.backend == "executorch" and item.artifact.notes.get("delegate") == COREML_DELEGATE
+        ]
+        keys = list(dict.fromkeys((item.spec.artifact_path, item.spec.device) for item in chosen))
+        if not keys:
+            return progress
+        jobs = [
+            StageJob(path, device, str(work_dir / "staged" / str(i)), True) for i, (path, device) in enumerate(keys)
+        ]
+        self.observer.step(f"staging {len(jobs)} ExecuTorch Core ML program(s)", advance=0)
+        outcomes = dict(
+            zip(keys, stage_isolated(jobs, self.profile.measure.timeout_s, self._log("staging")), strict=True)
+        )
+        kept = []
+        for item in progress:
+            outcome = outcomes.get((item.spec.artifact_path, item.spec.device))
+            if outcome is not None and outcome.path is None:
+                reason = f"staging the program for {item.case.device} failed: {outcome.error}"
+                self._emit(_result(item.case, "failed", reason, item.artifact))
+                self.observer.step(item.case.label, advance=self.profile.measure.processes)
+                continue
+            if outcome is not None:
+                item.spec = replace(item.spec, artifact_path=outcome.path)
+            kept.append(item)
+        return kept
 
     def _measure_interleaved(self, progress: list[_Progress]) -> None:
         """Round r runs process r of every case, in a seeded random order, so drift hits all alike."""

@@ -22,6 +22,8 @@ from harness.ab import Side, stage_programs
 from harness.backends.base import DeviceUnavailable, LoadRequest
 from harness.backends.executorch import (
     COMPUTE_UNITS,
+    COREML_OPS,
+    GRAPH_NODES,
     PORTABLE,
     ExecuTorchBackend,
     delegate_refusal,
@@ -114,8 +116,23 @@ def test_placement_counts_portable_kernels_on_the_cpu_and_labels_an_unchecked_co
     }
     unchecked = delegation_placement(notes, None, "ane")
     assert unchecked["by_device"] == {"coreml (requested ane)": 9, "cpu": 2}  # getitem only unpacks outputs
-    planned = delegation_placement(notes, {"by_device": {"ane": 7, "cpu": 1}}, "ane")
-    assert planned["by_device"] == {"ane": 7, "cpu": 3}
+    assert unchecked["by_device_counts"] == GRAPH_NODES
+
+
+def test_a_compute_plan_counts_core_ml_ops_by_device_and_keeps_graph_nodes_apart() -> None:
+    """MLComputePlan counts MIL ops inside the delegate; the nodes outside it are FX graph nodes: two units,
+    never added together."""
+    notes = {
+        "delegate": "CoreMLBackend",
+        "delegation": {
+            "delegated_nodes": 9,
+            "non_delegated_nodes": 3,
+            "by_operator": {"getitem": {"delegated": 0, "non_delegated": 1}},
+        },
+    }
+    planned = delegation_placement(notes, {"source": "MLComputePlan", "by_device": {"ane": 7, "cpu": 1}}, "ane")
+    assert planned["by_device"] == {"ane": 7, "cpu": 1}
+    assert planned["by_device_counts"] == COREML_OPS
     assert planned["by_delegate"] == {"CoreMLBackend": 9, "portable kernels": 2}
 
 
@@ -217,7 +234,7 @@ def test_a_program_built_elsewhere_is_staged_with_notes_read_from_the_program(di
         Side("built.pte", None, built["et-xnnpack-fp32"]["path"], "executorch"),
         Side("x", None, str(bare), "executorch"),
     ]
-    kept, staged = stage_programs(sides, work, 120, log)
+    kept, staged = stage_programs(sides, "cpu", work, 120, log)
     assert kept == sides[0]  # the converter's notes lie beside it: used in place
     assert Path(staged.path).parent.parent == work and Path(staged.path).resolve() == bare.resolve()
     outputs, placement, described = _outputs(staged.path, inputs[:8])
@@ -235,7 +252,7 @@ def test_a_program_built_elsewhere_is_staged_with_notes_read_from_the_program(di
     garbage = tmp_path / "garbage.pte"
     garbage.write_bytes(b"not a program")
     with pytest.raises(ConfigError, match=r"^garbage.pte: cannot read the program: "):
-        stage_programs([Side("garbage.pte", None, str(garbage), "executorch")], work, 120, log)
+        stage_programs([Side("garbage.pte", None, str(garbage), "executorch")], "cpu", work, 120, log)
 
 
 @requires_executorch
@@ -279,6 +296,241 @@ def test_core_ml_delegate_is_lowered_here_and_its_compute_units_rewritten(tmp_pa
             backend.load(request)
 
 
+class TwoBlocks(torch.nn.Module):
+    """Two linear blocks with a ReLU between: a Core ML partitioner told to skip the ReLU makes two partitions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = torch.nn.Linear(8, 8)
+        self.second = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(torch.relu(self.first(x)))
+
+
+def _lower_to_core_ml(directory: Path, skip: list[str]) -> Path:
+    """A Core ML program and its notes, as the converter writes them (lowered here: coremltools converts
+    on Linux)."""
+    import coremltools as ct
+    from executorch.backends.apple.coreml.compiler import CoreMLBackend
+    from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+
+    from converters.executorch import delegation, import_exir
+
+    exir = import_exir()
+    torch.manual_seed(0)
+    module, example = TwoBlocks().eval(), torch.rand(1, 8)
+    specs = CoreMLBackend.generate_compile_specs(
+        compute_precision=ct.precision.FLOAT16, minimum_deployment_target=ct.target.iOS17
+    )
+    partitioner = CoreMLPartitioner(compile_specs=specs, skip_ops_for_coreml_delegation=skip)
+    edge = exir.to_edge_transform_and_lower(torch.export.export(module, (example,)), partitioner=[partitioner])
+    directory.mkdir()
+    (directory / "model.pte").write_bytes(edge.to_executorch().buffer)
+    notes = {"delegate": "CoreMLBackend", "delegation": delegation(edge)}
+    (directory / "delegation.json").write_text(json.dumps(notes))
+    np.savez(directory / "inputs.npz", example.numpy())
+    return directory / "model.pte"
+
+
+@pytest.fixture(scope="module")
+def core_ml_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Programs of one and of two Core ML partitions, by partition count."""
+    pytest.importorskip("executorch", reason=ET_MISSING)
+    root = tmp_path_factory.mktemp("core-ml-programs")
+    return {1: _lower_to_core_ml(root / "one", []), 2: _lower_to_core_ml(root / "two", ["aten.relu.default"])}
+
+
+@requires_executorch
+@pytest.mark.parametrize("count", [1, 2])
+def test_every_core_ml_partition_is_extracted_down_to_the_package_compile_model_takes(
+    core_ml_programs: dict[int, Path], tmp_path: Path, count: int
+) -> None:
+    """`extract_coreml_models` returns `out/model_N` directories; `compile_model` takes only a path ending in
+    .mlpackage or .mlmodel (coremltools 9.0): the package inside each directory is what it gets."""
+    from harness.backends.executorch import coreml_partitions
+
+    partitions = coreml_partitions(core_ml_programs[count].read_bytes(), tmp_path / "out")
+    assert len(partitions) == count
+    for n, partition in enumerate(partitions, start=1):
+        package = Path(partition.package)
+        assert package == (tmp_path / "out" / f"model_{n}" / "lowered_module" / "model.mlpackage").resolve()
+        assert package.is_dir() and (package / "Manifest.json").is_file()
+        assert partition.package.rstrip("/").endswith(".mlpackage")  # compile_model's own test of the path
+        assert partition.identifier.startswith("executorch_")
+    assert len({p.identifier for p in partitions}) == count
+
+
+@requires_executorch
+def test_a_plan_that_cannot_be_read_runs_cpu_and_all_under_the_request_and_refuses_gpu_and_ane(
+    core_ml_programs: dict[int, Path], tmp_path: Path
+) -> None:
+    from harness.backends.coreml import plan_refusal
+    from harness.backends.executorch import coreml_partitions, readable_plan
+
+    partitions = coreml_partitions(core_ml_programs[2].read_bytes(), tmp_path / "out")
+    plan = readable_plan(partitions, "ane", tmp_path) if sys.platform != "darwin" else {"source": "unavailable: x"}
+    assert plan["source"].startswith("unavailable: ") and "by_device" not in plan  # Linux: compile_model refuses
+    notes = json.loads((core_ml_programs[2].parent / "delegation.json").read_text())
+    for device in ("cpu", "all"):
+        assert plan_refusal(plan, device, None) is None
+        placement = delegation_placement(notes, plan, device)
+        requested = {f"coreml (requested {device})": 2, "cpu": 2}  # the linears in; the ReLU and its alloc out
+        assert placement["by_device"] == requested and placement["by_device_counts"] == GRAPH_NODES
+    for device in ("gpu", "ane"):
+        assert plan_refusal(plan, device, None) == f"{device} placement cannot be checked ({plan['source']})"
+
+
+def _delegates(pte: bytes) -> list:
+    from executorch.exir._serialize._program import _flatbuffer_to_program, _get_extended_header
+
+    header = _get_extended_header(pte)
+    assert header is not None and header.is_valid()  # segments follow the flatbuffer
+    program = _flatbuffer_to_program(pte[: header.program_size])
+    assert not program.backend_delegate_data  # nothing inlined
+    return [delegate for plan in program.execution_plan for delegate in plan.delegates]
+
+
+@requires_executorch
+def test_a_core_ml_program_is_staged_per_device_with_its_segments_kept_apart(
+    core_ml_programs: dict[int, Path], tmp_path: Path
+) -> None:
+    from executorch.exir.schema import DataLocation
+
+    from harness.backends.executorch import coreml_partitions, stage_program
+
+    source = core_ml_programs[2]
+    staged = stage_program(source, "ane", tmp_path / "ane", rewrite=True)
+    delegates = _delegates(staged.read_bytes())
+    assert [d.id for d in delegates] == ["CoreMLBackend", "CoreMLBackend"]
+    assert all(d.processed.location == DataLocation.SEGMENT for d in delegates)
+    for delegate in delegates:
+        assert {spec.key: spec.value for spec in delegate.compile_specs}["compute_units"] == b"cpu_and_ne"
+    assert abs(staged.stat().st_size - source.stat().st_size) < 64  # the shipped layout, not the blobs inlined
+    notes = json.loads((staged.parent / "delegation.json").read_text())
+    expected = [p.identifier for p in coreml_partitions(source.read_bytes(), tmp_path / "out")]
+    assert notes["compute_units"] == "cpu_and_ne" and notes["coreml_partitions"] == expected
+    assert notes["delegation"] == json.loads((source.parent / "delegation.json").read_text())["delegation"]
+    assert "source" in notes["compute_plan"]
+    linked = stage_program(source, "ane", tmp_path / "as-is", rewrite=False)
+    assert linked.is_symlink() and linked.resolve() == source.resolve()
+
+
+@requires_executorch
+def test_staging_fails_one_program_alone(core_ml_programs: dict[int, Path], tmp_path: Path) -> None:
+    from harness.staging import StageJob, stage_isolated
+
+    garbage = tmp_path / "garbage" / "model.pte"
+    garbage.parent.mkdir()
+    garbage.write_bytes(b"not a program")
+    jobs = [
+        StageJob(str(garbage), "cpu", str(tmp_path / "s0"), True),
+        StageJob(str(core_ml_programs[1]), "gpu", str(tmp_path / "s1"), True),
+    ]
+    failed, staged = stage_isolated(jobs, 300, tmp_path / "staging.log")
+    assert failed.path is None and failed.error
+    assert staged.error is None and staged.path == str(tmp_path / "s1" / "model.pte")
+    (delegate,) = _delegates(Path(staged.path).read_bytes())
+    assert {spec.key: spec.value for spec in delegate.compile_specs}["compute_units"] == b"cpu_and_gpu"
+
+
+MEASURE_AND_REPORT_IMPORTS = """
+import json, sys
+from harness.worker import WorkerSpec, measure
+spec = WorkerSpec("m", "executorch", sys.argv[2], sys.argv[1], sys.argv[3], None, "generic", {}, "", 0, 0.05, 1.0, 1, 1)
+sent = []
+measure(spec, False, sent.append)
+print(json.dumps({"sent": [type(m).__name__ + ": " + str(getattr(m, "reason", "")) for m in sent],
+                  "exir": "executorch.exir" in sys.modules}))
+"""
+
+
+@requires_executorch
+def test_a_measuring_process_loads_the_staged_program_without_the_exporter(
+    core_ml_programs: dict[int, Path], tmp_path: Path
+) -> None:
+    import subprocess
+
+    from harness.backends.executorch import stage_program
+
+    staged = stage_program(core_ml_programs[1], "cpu", tmp_path / "cpu", rewrite=True)
+    inputs = core_ml_programs[1].parent / "inputs.npz"
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE_AND_REPORT_IMPORTS, str(staged), "cpu", str(inputs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["exir"] is False
+    if sys.platform != "darwin":  # the Linux runtime lacks the delegate: refused at load, after prepare
+        assert len(report["sent"]) == 1
+        assert report["sent"][0].startswith("Unavailable: Core ML delegate requires macOS: ")
+    else:
+        assert report["sent"][0].startswith("Measured")
+
+
+def test_the_compiled_model_cache_entries_are_removed_before_the_timed_load(tmp_path: Path) -> None:
+    """The runtime's asset manager keeps `<caches>/executorchcoreml/<identifier>_<compute units>.mlmodelc`
+    (ETCoreMLModelManager add_compute_unit, ETCoreMLAssetManager storeAssetAtURL): gone, the load compiles."""
+    from harness.backends.executorch import PREWARM, clear_compiled_cache, compiled_cache_entries, coreml_describe
+
+    entries = compiled_cache_entries(["executorch_a", "executorch_b"], "cpu_and_ne", tmp_path)
+    assert entries == [
+        tmp_path / "executorchcoreml" / "executorch_a_cpu_and_ne.mlmodelc",
+        tmp_path / "executorchcoreml" / "executorch_b_cpu_and_ne.mlmodelc",
+    ]
+    other_units = tmp_path / "executorchcoreml" / "executorch_a_all.mlmodelc"
+    for entry in (entries[0], other_units):
+        (entry / "weights").mkdir(parents=True)
+        (entry / "weights" / "weight.bin").write_bytes(b"0" * 16)
+    state = clear_compiled_cache(entries)
+    assert state.cold_load == "compiled" and "1 cached compiled model(s) removed" in state.detail
+    assert not entries[0].exists() and other_units.exists()  # another device's entry is not this case's
+    described = coreml_describe("cpu_and_ne", state)
+    assert described["cold_load"] == "compiled" and described["prewarm"] == PREWARM
+    assert "first_inference_ms" in PREWARM and "cold_ms" in PREWARM
+
+
+requires_compute_plan = pytest.mark.skipif(
+    sys.platform != "darwin", reason="requires macOS 14.4+ (MLComputePlan, ExecuTorch's Core ML delegate)"
+)
+
+
+@requires_executorch
+@requires_compute_plan
+@pytest.mark.macos
+def test_every_core_ml_partition_is_planned_on_macos(core_ml_programs: dict[int, Path], tmp_path: Path) -> None:
+    from harness.backends.executorch import compute_plan, coreml_partitions
+
+    partitions = coreml_partitions(core_ml_programs[2].read_bytes(), tmp_path / "out")
+    plan = compute_plan(partitions, "cpu", tmp_path)
+    assert plan["source"] == "MLComputePlan" and len(plan["partitions"]) == 2
+    assert plan["by_device"]["cpu"] == sum(p["by_device"].get("cpu", 0) for p in plan["partitions"]) > 0
+
+
+@requires_executorch
+@requires_compute_plan
+@pytest.mark.macos
+def test_each_process_cold_load_compiles_on_macos(core_ml_programs: dict[int, Path], tmp_path: Path) -> None:
+    from harness.backends.executorch import compiled_cache_entries, stage_program, user_caches
+
+    staged = stage_program(core_ml_programs[2], "cpu", tmp_path / "cpu", rewrite=True)
+    notes = json.loads((staged.parent / "delegation.json").read_text())
+    entries = compiled_cache_entries(notes["coreml_partitions"], "cpu_only", user_caches())
+    for _ in range(2):
+        inputs = np.load(core_ml_programs[2].parent / "inputs.npz")["arr_0"]
+        _, placement, described = _outputs(str(staged), inputs, "cpu")
+        assert described["cold_load"] == "compiled" and "2 partition(s)" in described["cold_load_detail"]
+        assert all(entry.is_dir() for entry in entries)  # the runtime's cache layout, as read from its source
+        assert (
+            placement["by_device_counts"]
+            == "Core ML ops inside the delegate (MLComputePlan); graph nodes outside it in by_delegate"
+        )
+
+
 @requires_executorch
 @pytest.mark.skipif(
     importlib.util.find_spec("executorch.backends.apple.mps") is not None, reason="this executorch has MPS"
@@ -307,6 +559,7 @@ def test_core_ml_delegate_runs_on_macos_with_its_placement(tmp_path: Path, devic
         reference = model.module(torch.from_numpy(inputs)).numpy()
     assert np.allclose(outputs, reference, atol=0.05)
     assert described["compute_units"] == COMPUTE_UNITS[device]
+    assert described["cold_load"] == "compiled" and "prewarm" in described["prewarm"]
     assert "MLComputePlan" in placement["source"] and placement["by_device"].get(device, 0) > 0
 
 
@@ -357,3 +610,42 @@ def test_a_model_torch_export_cannot_take_fails_only_its_executorch_cases(tmp_pa
     for name in ("et-xnnpack-fp32", "et-xnnpack-int8"):
         assert cases[name]["status"] == "failed"
         assert cases[name]["reason"] == f"conversion failed: torch.export failed: {first_line(raised.value)}"
+
+
+@requires_executorch
+def test_a_run_stages_each_core_ml_program_once_per_device_and_fails_only_a_broken_one(
+    core_ml_programs: dict[int, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bench run` on a host with the delegate (the predicate set here; the staging is real): every case of
+    one program and device shares one staged program; a program that cannot be staged fails its case."""
+    import harness.run
+    from harness.run import Runner, _Progress
+    from harness.schema import ArtifactInfo
+    from harness.worker import WorkerSpec
+    from profiles.schema import load_profile
+
+    monkeypatch.setattr(harness.run, "coreml_host", lambda: True)
+    broken = tmp_path / "broken" / "model.pte"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a program")
+    (broken.parent / "delegation.json").write_text(json.dumps({"delegate": "CoreMLBackend", "delegation": None}))
+    profile = load_profile("smoke", {"variants": ["et-coreml-fp16", "et-xnnpack-fp32"]})
+    runner = Runner(profile, tmp_path / "r.json")
+    coreml_case, xnnpack_case = sorted(runner.cases, key=lambda c: c.variant.name)
+
+    def item(case, path: Path, delegate: str) -> _Progress:
+        spec = WorkerSpec("digits_cnn", "executorch", "cpu", str(path), "", None, "generic", {}, "", 0, 0, 1, 1, None)
+        return _Progress(case, spec, ArtifactInfo(path=str(path), notes={"delegate": delegate}))
+
+    good = [item(coreml_case, core_ml_programs[1], "CoreMLBackend") for _ in range(2)]
+    xnnpack = item(xnnpack_case, tmp_path / "x.pte", "XnnpackBackend")
+    bad = item(coreml_case, broken, "CoreMLBackend")
+    kept = runner._stage_programs([*good, xnnpack, bad], tmp_path / "work")
+    assert kept == [*good, xnnpack]
+    assert good[0].spec.artifact_path == good[1].spec.artifact_path != str(core_ml_programs[1])
+    (delegate,) = _delegates(Path(good[0].spec.artifact_path).read_bytes())
+    assert {spec.key: spec.value for spec in delegate.compile_specs}["compute_units"] == b"cpu_only"
+    assert xnnpack.spec.artifact_path == str(tmp_path / "x.pte")
+    (failed,) = runner.record.results
+    assert failed.status == "failed" and failed.reason.startswith("staging the program for cpu failed: ")
+    assert good[0].artifact.path == str(core_ml_programs[1])  # the result reports the program as built

@@ -16,7 +16,15 @@ from harness.backends.base import LoadRequest
 from harness.backends.onnxruntime import PROVIDERS, OnnxRuntimeBackend
 from harness.backends.registry import BACKENDS
 from harness.environment import macos_version
-from harness.probe import KITS, PROBE_MODEL_REF, onnx_probe_bytes, onnxruntime_placed, probe_all, probe_device
+from harness.probe import (
+    EXECUTORCH_COREML,
+    KITS,
+    PROBE_MODEL_REF,
+    onnx_probe_bytes,
+    onnxruntime_placed,
+    probe_all,
+    probe_device,
+)
 from tests.conftest import bench
 
 
@@ -49,6 +57,9 @@ def test_devices_check_reports_nodes_and_time_per_device() -> None:
         assert re.fullmatch(r"cpu: (\d+) of \1 nodes in XnnpackBackend \(cpu \1\), \d+(\.\d+)? ms", executorch[0])
         if sys.platform != "darwin":
             assert executorch[1] == "gpu: gpu runs through ExecuTorch's Core ML delegate, which requires macOS"
+            assert _section(done.stdout, EXECUTORCH_COREML) == [
+                f"{device}: ExecuTorch's Core ML delegate requires macOS" for device in ("cpu", "gpu", "ane")
+            ]
 
 
 @pytest.mark.skipif(
@@ -78,3 +89,14 @@ def test_coreml_probe_says_what_each_compute_unit_really_ran() -> None:
         assert ane.reason is not None and "ops prefer the Neural Engine" in ane.reason
     else:
         assert re.fullmatch(r"[1-9]\d* of \d+ ops prefer the Neural Engine", ane.placed) and ane.ms is not None
+
+
+@pytest.mark.skipif(
+    sys.platform != "darwin" or importlib.util.find_spec("executorch") is None,
+    reason="requires macOS (ExecuTorch's Core ML delegate) and executorch",
+)
+def test_executorch_probe_runs_the_core_ml_delegate_on_every_device() -> None:
+    """The load path of a Core ML program (staging, every partition's plan) is probed, not only XNNPACK's."""
+    lines = {probe.device: probe for probe in probe_all() if probe.section == EXECUTORCH_COREML}
+    assert set(lines) == {"cpu", "gpu", "ane"} and not any(probe.error for probe in lines.values()), lines
+    assert lines["cpu"].placed is not None and " nodes in CoreMLBackend (" in lines["cpu"].placed

@@ -6,31 +6,43 @@ public `executorch.runtime` wrapper imports the whole exporter first, 7-12 s per
 where the extension itself loads in milliseconds once torch is imported.
 
 Device truth: an XNNPACK program runs only `cpu`. A Core ML program's compute units are a compile spec
-baked into the `.pte` (the Python runtime takes no load-time backend options), so a case rewrites that
-spec for its device before loading, and, as for the `coreml` backend, a `gpu` or `ane` case whose
-compute plan has no op preferring the device is refused. Nodes left outside the delegate run on the
-portable CPU kernels and are counted under `cpu` in the placement.
+baked into the `.pte` (the Python runtime takes no load-time backend options), so a Core ML program is
+staged once per device before it is measured (`stage_program`, in the parent's staging worker: the
+rewrite imports the exporter): the spec rewritten with the delegate segments kept out of the
+flatbuffer as shipped, every Core ML partition's compute plan read, and the partitions' cache
+identifiers noted. As for the `coreml` backend, a `gpu` or `ane` case whose compute plan has no op
+preferring the device, or whose plan cannot be read, is refused. Nodes left outside the delegate run on
+the portable CPU kernels.
+
+Cold load: the Core ML runtime compiles a partition only on a miss of its persistent on-disk cache
+(keyed by the partition's export-time identifier plus compute units), so each measuring process
+removes those entries before the timed load, and says so; `load_method` also runs one prewarm
+prediction, so the first timed inference is not the first (said in the runtime record).
 
 A program is loaded with its delegation info beside it (`delegation.json`): the converter writes it, and
-for a program built elsewhere (`bench ab old.pte new.pte`) `harness.ab` writes one from the program
-itself (`program_notes`): its delegate, without node counts, which its placement then says.
+for a program built elsewhere (`bench ab old.pte new.pte`) staging writes one from the program itself
+(`program_notes`): its delegate, without node counts, which its placement then says.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import logging
 import platform
+import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from converters.executorch import DELEGATION_FILE, ET_MISSING, import_exir, quiet_stderr
+from converters.executorch import DELEGATION_FILE, ET_MISSING, first_line, import_exir, quiet_stderr
 from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Session
 
 COMPUTE_UNITS = {"cpu": "cpu_only", "gpu": "cpu_and_gpu", "ane": "cpu_and_ne", "all": "all"}
@@ -38,6 +50,16 @@ COREML = "CoreMLBackend"
 CPU_DELEGATES = ("XnnpackBackend",)
 PORTABLE = "portable kernels"  # a program with no delegate: ExecuTorch's own CPU kernels run all of it
 REQUIRES_MACOS = "requires macOS"
+COREML_OPS = "Core ML ops inside the delegate (MLComputePlan); graph nodes outside it in by_delegate"
+GRAPH_NODES = "graph nodes"
+STAGED_UNITS = "compute_units"  # in staged notes: the compute units the program beside them was written for
+CACHE_PRODUCT = "executorchcoreml"  # the runtime's directory under the user's caches (ETCoreMLStrings.productName)
+PREWARM = (
+    "one prediction ran inside load_method (the delegate's prewarm, on by default): it is in cold_ms, and "
+    "first_inference_ms is the first inference after it"
+)
+ColdLoad = Literal["compiled", "cache hit possible"]
+logger = logging.getLogger(__name__)
 
 
 def unavailable_reason(device: str, system: str, machine: str, has_executorch: bool) -> str | None:
@@ -70,10 +92,12 @@ def delegate_refusal(delegate: str, device: str, registered: list[str]) -> str |
 
 
 def delegation_placement(notes: dict[str, Any], plan: dict[str, Any] | None, device: str) -> dict[str, Any]:
-    """Where the work went: XNNPACK's nodes on the CPU; a Core ML partition's ops by preferred device from its
-    compute plan (without a readable plan, under `coreml (requested DEVICE)`: the request, not the device);
-    nodes outside the delegate on the portable kernels, always the CPU (less `getitem`, which only unpacks a
-    delegate's outputs)."""
+    """Where the work went, in two units kept apart. With a readable compute plan, `by_device` counts the
+    Core ML ops inside the delegate by preferred device (every partition summed); without one, the
+    delegate's graph nodes, under `coreml (requested DEVICE)` for Core ML (the request, not the device)
+    or `cpu` for XNNPACK, plus the nodes outside the delegate, which run on the portable CPU kernels.
+    `by_delegate` always counts graph nodes: inside the delegate and on the portable kernels (less
+    `getitem`, which only unpacks a delegate's outputs)."""
     split = notes["delegation"]
     if split is None:
         return {
@@ -82,24 +106,31 @@ def delegation_placement(notes: dict[str, Any], plan: dict[str, Any] | None, dev
         }
     unpacking = split["by_operator"].get("getitem", {}).get("non_delegated", 0)
     portable = split["non_delegated_nodes"] - unpacking
-    delegated = (plan or {}).get("by_device")
-    if delegated is not None:
-        by_device = dict(delegated)
-    elif notes["delegate"] == COREML:
-        by_device = {f"coreml (requested {device})": split["delegated_nodes"]}
-    else:
-        by_device = {"cpu": split["delegated_nodes"]}
+    by_delegate = {notes["delegate"]: split["delegated_nodes"], PORTABLE: portable}
+    planned = (plan or {}).get("by_device")
+    if planned is not None:
+        return {
+            "source": "executorch delegation info + MLComputePlan",
+            "by_device": dict(planned),
+            "by_device_counts": COREML_OPS,
+            "by_delegate": by_delegate,
+        }
+    label = f"coreml (requested {device})" if notes["delegate"] == COREML else "cpu"
+    by_device = {label: split["delegated_nodes"]}
     if portable:
         by_device["cpu"] = by_device.get("cpu", 0) + portable
     return {
-        "source": "executorch delegation info" + (" + MLComputePlan" if delegated is not None else ""),
+        "source": "executorch delegation info",
         "by_device": by_device,
-        "by_delegate": {notes["delegate"]: split["delegated_nodes"], "portable kernels": portable},
+        "by_device_counts": GRAPH_NODES,
+        "by_delegate": by_delegate,
     }
 
 
 def with_compute_units(pte: bytes, units: str) -> bytes:
-    """The program with its Core ML delegates' `compute_units` compile spec set to `units`."""
+    """The program with its Core ML delegates' `compute_units` compile spec set to `units`, serialized with
+    the delegate data in segments after the flatbuffer, as `to_executorch` ships it (the serializer's
+    default inlines it, and the runtime never frees inline delegate data)."""
     from executorch.exir._serialize._program import deserialize_pte_binary, serialize_pte_binary
 
     pte_file = deserialize_pte_binary(pte)
@@ -109,7 +140,7 @@ def with_compute_units(pte: bytes, units: str) -> bytes:
                 for spec in delegate.compile_specs:
                     if spec.key == "compute_units":
                         spec.value = units.encode()
-    return bytes(serialize_pte_binary(pte_file))
+    return bytes(serialize_pte_binary(pte_file, extract_delegate_segments=True))
 
 
 def program_notes(path: Path) -> dict[str, Any]:
@@ -129,18 +160,147 @@ def program_notes(path: Path) -> dict[str, Any]:
     return {"delegate": delegates[0] if delegates else PORTABLE, "delegation": None}
 
 
-def coreml_plan(pte: bytes, device: str, workdir: Path) -> dict[str, Any]:
-    """The compute plan of the (first) Core ML partition for the device's compute units (macOS 14.4+)."""
-    import coremltools as ct
+@dataclass(frozen=True)
+class Partition:
+    """One Core ML partition of a program, extracted: its package and its export-time identifier."""
+
+    identifier: str  # metadata.json's `identifier`: with the compute units, the runtime's cache key
+    package: str  # PARTITION_DIR/lowered_module/model.mlpackage, what `compile_model` takes
+
+
+def coreml_partitions(pte: bytes, out_dir: Path) -> list[Partition]:
+    """Every Core ML partition of the program, in program order. `extract_coreml_models` returns one
+    directory per partition (`out_dir/model_N`), not a package: the package and the metadata lie in
+    its `lowered_module` (`coremltools.models.utils.compile_model` takes only a path ending in
+    `.mlpackage` or `.mlmodel`). Raises ValueError for a partition without them."""
+    import_exir()
     from executorch.examples.apple.coreml.scripts.extract_coreml_models import extract_coreml_models
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the script prints a line per partition
+        directories = extract_coreml_models(pte, out_dir)
+    partitions = []
+    for directory in directories:
+        package = directory / "lowered_module" / "model.mlpackage"
+        metadata = directory / "lowered_module" / "metadata.json"
+        if not package.is_dir() or not metadata.is_file():
+            found = ", ".join(sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))) or "nothing"
+            raise ValueError(
+                f"Core ML partition {directory.name}: no lowered_module/model.mlpackage and "
+                f"metadata.json (found: {found})"
+            )
+        identifier = json.loads(metadata.read_text())["identifier"]
+        partitions.append(Partition(identifier, str(package.resolve())))
+    return partitions
+
+
+def compute_plan(partitions: list[Partition], device: str, workdir: Path) -> dict[str, Any]:
+    """The compute plan of every partition for the device's compute units (macOS 14.4+), its ops summed by
+    preferred device, each partition's own counts beside; or the `coreml` backend's unavailable record of
+    the first partition whose plan cannot be read."""
+    import coremltools as ct
 
     from harness.backends.coreml import COMPUTE_UNITS as CT_UNITS
     from harness.backends.coreml import read_compute_plan
 
-    packages = extract_coreml_models(pte, workdir / "extracted")
+    if not partitions:
+        return {"source": "unavailable: the program has no Core ML partition"}
     units = getattr(ct.ComputeUnit, CT_UNITS[device])
-    compiled = ct.models.utils.compile_model(str(packages[0]), str(workdir / "partition.mlmodelc"))
-    return read_compute_plan(compiled, units)
+    by_device: dict[str, int] = {}
+    each = []
+    for index, partition in enumerate(partitions, start=1):
+        compiled = ct.models.utils.compile_model(partition.package, str(workdir / f"partition_{index}.mlmodelc"))
+        plan = read_compute_plan(compiled, units)
+        if "by_device" not in plan:
+            return plan
+        for where, ops in plan["by_device"].items():
+            by_device[where] = by_device.get(where, 0) + ops
+        each.append(
+            {"identifier": partition.identifier, "by_device": plan["by_device"], "cost_share": plan["cost_share"]}
+        )
+    return {"source": "MLComputePlan", "by_device": by_device, "partitions": each}
+
+
+def readable_plan(partitions: list[Partition], device: str, workdir: Path) -> dict[str, Any]:
+    """`compute_plan`, or the reason it cannot be read in its place: the case then runs on `cpu` and `all`
+    under the requested label, and is refused on `gpu` and `ane` with that reason (`plan_refusal`)."""
+    try:
+        return compute_plan(partitions, device, workdir)
+    except Exception as exc:  # compiling or planning on any macOS: the case must survive it, with the reason
+        logger.warning("compute plan of the Core ML partitions for %s not read: %s", device, exc)
+        return {"source": f"unavailable: {first_line(exc)}"}
+
+
+def stage_program(source: Path, device: str, directory: Path, rewrite: bool) -> Path:
+    """The program as measured on `device`, written to `directory` with its notes beside it (`model.pte`,
+    `delegation.json`): a Core ML program with `rewrite`, rewritten for the device's compute units, its
+    partitions' identifiers and compute plan noted (read here, once, not in each measuring process);
+    any other program linked as it is. Notes are the converter's, or read from the program where none
+    lie beside it. Imports ExecuTorch's exporter (seconds)."""
+    beside = source.parent / DELEGATION_FILE
+    notes = json.loads(beside.read_text()) if beside.exists() else program_notes(source)
+    directory.mkdir(parents=True)
+    target = directory / "model.pte"
+    if rewrite and notes["delegate"] == COREML:
+        import_exir()
+        pte = source.read_bytes()
+        units = COMPUTE_UNITS[device]
+        target.write_bytes(with_compute_units(pte, units))
+        with tempfile.TemporaryDirectory(prefix="bench-executorch-plan-") as scratch:
+            partitions = coreml_partitions(pte, Path(scratch) / "extracted")
+            plan = readable_plan(partitions, device, Path(scratch))
+        notes = {
+            **notes,
+            STAGED_UNITS: units,
+            "coreml_partitions": [partition.identifier for partition in partitions],
+            "compute_plan": plan,
+        }
+    else:
+        target.symlink_to(source.resolve())
+    (directory / DELEGATION_FILE).write_text(json.dumps(notes, indent=1, sort_keys=True))
+    return target
+
+
+def coreml_host() -> bool:
+    """Whether this host's ExecuTorch can have the Core ML delegate: only the macOS wheel builds it in."""
+    return platform.system() == "Darwin"
+
+
+def compiled_cache_entries(identifiers: list[str], units: str, caches: Path) -> list[Path]:
+    """Where the Core ML runtime keeps each partition's compiled model: `<identifier>_<compute units>.mlmodelc`
+    in `executorchcoreml` under the user's caches directory (its asset manager, the default path)."""
+    return [caches / CACHE_PRODUCT / f"{identifier}_{units}.mlmodelc" for identifier in identifiers]
+
+
+def user_caches() -> Path:
+    """NSCachesDirectory in the user domain of a process outside a sandbox."""
+    return Path.home() / "Library" / "Caches"
+
+
+@dataclass(frozen=True)
+class CacheState:
+    """What the timed cold load of a Core ML program will do: compile every partition (its cache entries
+    gone), or possibly hit the cache (an entry could not be removed: why)."""
+
+    cold_load: ColdLoad
+    detail: str
+
+
+def clear_compiled_cache(entries: list[Path]) -> CacheState:
+    """Each cached compiled model removed, so the timed load compiles as the `coreml` backend's does."""
+    removed = 0
+    for entry in entries:
+        if not entry.exists():
+            continue
+        try:
+            shutil.rmtree(entry)
+        except OSError as exc:
+            return CacheState("cache hit possible", f"{entry} could not be removed: {exc.strerror or exc}")
+        removed += 1
+    return CacheState(
+        "compiled",
+        f"{len(entries)} partition(s) compiled in the timed load: {removed} cached compiled model(s) removed "
+        f"from {entries[0].parent if entries else 'the cache'} before it",
+    )
 
 
 def runtime(threads: int) -> Any:
@@ -155,6 +315,17 @@ def runtime(threads: int) -> Any:
             _C._unsafe_reset_threadpool(threads)
         _C._threadpool_get_thread_count()
     return _C
+
+
+def coreml_describe(units: str, cache: CacheState | None) -> dict[str, Any]:
+    """The runtime record of a Core ML program: its compute units, what its cold load was, and the prewarm
+    prediction `load_method` ran (the delegate's default), so `first_inference_ms` is the first after it."""
+    return {
+        "compute_units": units,
+        "cold_load": cache.cold_load if cache else None,
+        "cold_load_detail": cache.detail if cache else None,
+        "prewarm": PREWARM,
+    }
 
 
 class ExecuTorchSession(Session):
@@ -194,6 +365,7 @@ class ExecuTorchBackend(Backend):
         self.notes: dict[str, Any] = {}
         self.program_path = ""
         self.coreml_plan: dict[str, Any] | None = None
+        self.cache: CacheState | None = None
         self.workdir: tempfile.TemporaryDirectory[str] | None = None
 
     def available(self, device: str) -> str | None:
@@ -202,20 +374,27 @@ class ExecuTorchBackend(Backend):
         )
 
     def prepare(self, request: LoadRequest) -> None:
-        """The runtime and thread pool; for a Core ML program on macOS, the program rewritten for the
-        device's compute units and the compute plan read (all before the timed load)."""
+        """The runtime and thread pool; for a Core ML program this host can run, the program staged for the
+        device (by the parent, or here where the caller did not: bench devices --check, a direct load) and
+        its partitions' compiled models removed from the runtime's cache (all before the timed load)."""
         self.runtime = runtime(request.threads)
         self.notes = json.loads((Path(request.artifact_path).parent / DELEGATION_FILE).read_text())
         self.program_path = request.artifact_path
         registered = list(self.runtime._get_registered_backend_names())
         runnable = delegate_refusal(self.notes["delegate"], request.device, registered) is None
         if runnable and self.notes["delegate"] == COREML:
-            self.workdir = tempfile.TemporaryDirectory(prefix="bench-executorch-")
-            workdir = Path(self.workdir.name)
-            pte = Path(request.artifact_path).read_bytes()
-            self.program_path = str(workdir / "model.pte")
-            Path(self.program_path).write_bytes(with_compute_units(pte, COMPUTE_UNITS[request.device]))
-            self.coreml_plan = coreml_plan(pte, request.device, workdir)
+            units = COMPUTE_UNITS[request.device]
+            if self.notes.get(STAGED_UNITS) != units:
+                self.workdir = tempfile.TemporaryDirectory(prefix="bench-executorch-")
+                staged = stage_program(
+                    Path(request.artifact_path), request.device, Path(self.workdir.name) / "staged", rewrite=True
+                )
+                self.program_path = str(staged)
+                self.notes = json.loads((staged.parent / DELEGATION_FILE).read_text())
+            self.coreml_plan = self.notes["compute_plan"]
+            self.cache = clear_compiled_cache(
+                compiled_cache_entries(self.notes["coreml_partitions"], units, user_caches())
+            )
 
     def load(self, request: LoadRequest) -> Session:
         from harness.backends.coreml import plan_refusal, visible_devices
@@ -240,8 +419,9 @@ class ExecuTorchBackend(Backend):
             "delegate": self.notes["delegate"],
             "threads": int(_C._threadpool_get_thread_count()),
             "registered_backends": registered,
-            **({"compute_units": COMPUTE_UNITS[request.device]} if self.notes["delegate"] == COREML else {}),
         }
+        if self.notes["delegate"] == COREML:
+            describe |= coreml_describe(COMPUTE_UNITS[request.device], self.cache)
         placement = delegation_placement(self.notes, self.coreml_plan, request.device)
         return ExecuTorchSession(program, method, describe, placement)
 
@@ -250,3 +430,4 @@ class ExecuTorchBackend(Backend):
             self.workdir.cleanup()
         self.workdir = None
         self.coreml_plan = None
+        self.cache = None
