@@ -156,6 +156,18 @@ def test_every_coreml_variant_declares_the_kv_cache_as_state(
     assert built["coreml-pal4"]["size_bytes"] < 0.4 * built["coreml-fp32"]["size_bytes"]
 
 
+def test_coreml_w8a8_is_refused_for_a_stateful_decoder(decoder: tuple[ModelSpec, LoadedModel], tmp_path: Path) -> None:
+    """The stateful conversion compresses weights only: a W8A8 build would be weight-only int8 under the W8A8
+    label, so the variant is skipped with the reason (on macOS too, where calibration could run)."""
+    from converters.base import VariantSkipped
+    from converters.coreml import CoreMLConverter
+
+    _, loaded = decoder
+    with ConversionContext() as ctx, pytest.raises(VariantSkipped, match="stateful decoder") as skipped:
+        CoreMLConverter().convert(loaded, VARIANTS["coreml-w8a8"], tmp_path, ctx)
+    assert "weight-only" in str(skipped.value) and not list(tmp_path.iterdir())
+
+
 @pytest.mark.macos
 @pytest.mark.skipif(sys.platform != "darwin", reason="requires macOS 15 (Core ML state prediction)")
 def test_coreml_stateful_decoder_reproduces_torch_greedy(decoder: tuple[ModelSpec, LoadedModel], tmp_path: Path):
