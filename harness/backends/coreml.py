@@ -24,7 +24,7 @@ import numpy as np
 
 from converters.coreml_inputs import cast_to_spec, spec_input_dtypes
 from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Session
-from harness.environment import macos_version
+from harness.environment import ROSETTA, mac_host, macos_version, proc_translated
 
 COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "ane": "CPU_AND_NE", "all": "ALL"}
 DEVICE_CLASSES = {"MLCPUComputeDevice": "cpu", "MLGPUComputeDevice": "gpu", "MLNeuralEngineComputeDevice": "ane"}
@@ -48,12 +48,17 @@ def _release(version: tuple[int, ...]) -> str:
     return ".".join(map(str, version)) or "unknown"
 
 
-def unavailable_reason(device: str, system: str, machine: str, has_coremltools: bool) -> str | None:
-    """Why Core ML cannot run `device` on this host, or None. Pure, so every branch is testable anywhere."""
+def unavailable_reason(
+    device: str, system: str, machine: str, has_coremltools: bool, translated: int | None = None
+) -> str | None:
+    """Why Core ML cannot run `device` on this host, or None. Pure, so every branch is testable anywhere;
+    `translated` is the `sysctl.proc_translated` value (`harness.environment.mac_host`)."""
     if device not in COMPUTE_UNITS:
         return f"coreml has no '{device}' device (cpu, gpu, ane, all)"
     if system != "Darwin":
         return "ane needs macOS on Apple silicon" if device == "ane" else "Core ML runs only on macOS"
+    if device == "ane" and mac_host(machine, translated) == "rosetta":
+        return ROSETTA
     if device == "ane" and machine != "arm64":
         return "ane needs macOS on Apple silicon"
     if not has_coremltools:
@@ -102,9 +107,17 @@ def summarise_plan(operations: Iterable[Any], usage_of: Callable[[Any], Any], co
     }
 
 
+def plan_unavailable(macos: tuple[int, ...]) -> str:
+    """The plan's `source` where this macOS has no MLComputePlan."""
+    return f"unavailable: MLComputePlan needs macOS {_release(COMPUTE_PLAN_MACOS)}; this is macOS {_release(macos)}"
+
+
 def preference(plan: dict[str, Any], device: str) -> str:
-    """'14 of 14 ops prefer the Neural Engine', from a summarised plan."""
-    by_device = plan.get("by_device", {})
+    """'14 of 14 ops prefer the Neural Engine', from a summarised plan; where no plan was read, that and why
+    (never '0 of 0 ops')."""
+    if "by_device" not in plan:
+        return f"placement unknown ({plan.get('source', 'no compute plan')})"
+    by_device = plan["by_device"]
     return f"{by_device.get(device, 0)} of {sum(by_device.values())} ops prefer {DEVICE_NAMES[device]}"
 
 
@@ -134,7 +147,7 @@ def plan_refusal(plan: dict[str, Any], device: str, visible: Collection[str] | N
 def read_compute_plan(compiled_path: str, units: Any) -> dict[str, Any]:
     """The summarised MLComputePlan of a compiled model for these compute units (macOS 14.4+)."""
     if macos_version() < COMPUTE_PLAN_MACOS:
-        return {"source": "unavailable: MLComputePlan needs macOS >= 14.4"}
+        return {"source": plan_unavailable(macos_version())}
     from coremltools.models.compute_plan import MLComputePlan
 
     plan = MLComputePlan.load_from_path(compiled_path, compute_units=units)
@@ -244,7 +257,11 @@ class CoreMLBackend(Backend):
 
     def available(self, device: str) -> str | None:
         return unavailable_reason(
-            device, platform.system(), platform.machine(), importlib.util.find_spec("coremltools") is not None
+            device,
+            platform.system(),
+            platform.machine(),
+            importlib.util.find_spec("coremltools") is not None,
+            proc_translated(),
         )
 
     def prepare(self, request: LoadRequest) -> None:
