@@ -327,7 +327,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     length until the budget is spent, memory per context length, then a warm load. Sends one `measured`
     message with the usual keys (`samples_ms`: decode steps at the first prompt length) plus `generation`."""
     from harness.backends.base import DeviceUnavailable, LoadRequest
-    from harness.energy import EnergyMeter, counter_source
+    from harness.energy import EnergyMeter
     from harness.memory import PeakTracker
     from harness.messages import Measured, Unavailable
     from harness.thermal import read_thermal, thermal_warning
@@ -357,7 +357,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
         _generate_timed(step, prompt[:n], min(budget, max(2, spec.warmup)), empty, warm_timing)
 
     timing = _Timing({n: [] for n in lengths}, {n: [] for n in lengths}, {}, {})
-    energy = EnergyMeter(counter_source(spec.device))
+    energy = EnergyMeter.for_device(spec.device)
     energy.measure_idle()
     thermal_start = read_thermal()
     energy.begin()

@@ -159,7 +159,7 @@ def reported(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Callable[[Any], None]) -> None:
     from harness.backends.base import DeviceUnavailable, LoadRequest
-    from harness.energy import EnergyMeter, counter_source
+    from harness.energy import EnergyMeter
     from harness.memory import PeakTracker
     from harness.messages import Measured, Unavailable
     from harness.slowdown import requested_slowdown, slowed
@@ -187,7 +187,7 @@ def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Cal
         call()
     session.sync()
     calls = spec.calls_per_sample or calibrate(call, session.sync, spec.min_sample_ms)
-    energy = EnergyMeter(counter_source(spec.device))
+    energy = EnergyMeter.for_device(spec.device)
     energy.measure_idle()
     thermal_start = read_thermal()
     energy.begin()
