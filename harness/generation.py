@@ -9,10 +9,11 @@ length: time to first token (prefill plus the first argmax), then each decode st
 context length; CPU time per token. Parity: first divergence of the greedy continuation, next-token
 agreement and perplexity ratio on held-out text, gated per variant family.
 
-The seam for paired A/B of decode latency (issue 11): a decoder's `inputs.npz` holds one decode step at
-the first prompt length's context (the next token and the cache of the prompt), so the generic single-call
-paths (`Session.runner(inputs)`, the paired worker, `bench compare`) time exactly one decode step at a fixed
-context; `decode_step_inputs` builds the same for any context.
+A decoder's `inputs.npz` holds one decode step at the first prompt length's context (the next token and
+the torch reference's cache of the prompt): it gives the cache's shape. The arrays are the reference's and
+fit only a graph with the same inputs, so a generative arm of a paired process never takes them: it
+prefills the timing prompt through its own step adapter (`decode_step_call`, state included for Core ML)
+and repeats that decode step, or is left out of pairing with the reason (`NotPairable`).
 """
 
 from __future__ import annotations
@@ -112,6 +113,47 @@ def stateful_step(session: Any) -> Step:
         return np.asarray(out[session.output_names[0]], np.float32), marker, marker
 
     return step
+
+
+class NotPairable(Exception):
+    """A generative arm that cannot run a decode step of its own in a paired process (the reason)."""
+
+
+def step_refusal(session: Any) -> str | None:
+    """Why `session_step` has no adapter for this session, or None: a decoder graph takes (tokens, past keys,
+    past values), a stateful Core ML decoder (tokens, positions) with the cache as state."""
+    names = getattr(session, "input_names", None)
+    if names is None or names == STATEFUL_INPUTS or len(names) == 3:
+        return None
+    return (
+        f"its inputs ({', '.join(names)}) are neither a decoder graph's (tokens, past keys, past values) "
+        f"nor a stateful Core ML decoder's ({', '.join(STATEFUL_INPUTS)})"
+    )
+
+
+def empty_cache(inputs_path: str) -> np.ndarray:
+    """An empty cache (past length 0) of the shape the decoder's `inputs.npz` holds."""
+    with np.load(inputs_path) as decode_step:  # [token, keys, values]
+        shape = decode_step["arr_1"].shape
+    return np.zeros((*shape[:3], 0, shape[4]), np.float32)
+
+
+def decode_step_call(session: Any, parity_path: str | None, inputs_path: str) -> Callable[[], Any]:
+    """One decode step at the first prompt length's context, as a zero-argument call, through the session's
+    own step adapter (the one the unpaired generation path uses): the timing prompt is prefilled by this
+    session, so each backend runs on its own cache (Core ML's in its state). Repeating the call repeats the
+    same step, as the cache does not grow. Raises `NotPairable` where the session has no adapter or the
+    prompt is missing."""
+    if parity_path is None:
+        raise NotPairable("no generation.npz to prefill the decode step from")
+    reason = step_refusal(session)
+    if reason is not None:
+        raise NotPairable(reason)
+    step = session_step(session)
+    data = _npz(parity_path)
+    prompt = data["timing_prompt"][: int(data["lengths"][0])].astype(np.int64)
+    token, keys, values = decode_step_inputs(step, prompt, empty_cache(inputs_path))
+    return lambda: step(token, keys, values)
 
 
 def greedy(step: Step, prompt: np.ndarray, new_tokens: int, empty: np.ndarray) -> np.ndarray:
@@ -346,9 +388,8 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
         send(Unavailable(str(exc)))
         return
     step = session_step(session)
-    with np.load(spec.inputs_path) as decode_step:  # [token, keys, values]: the cache's shape
-        cache_shape = decode_step["arr_1"].shape
-    empty = np.zeros((*cache_shape[:3], 0, cache_shape[4]), np.float32)
+    empty = empty_cache(spec.inputs_path)
+    cache_shape = (*empty.shape[:3], 0, empty.shape[4])
 
     parity = asdict(evaluate_parity(step, data, empty, spec.gate, spec.parity_source)) if do_parity else None
     prompt = data["timing_prompt"].astype(np.int64)
