@@ -138,6 +138,21 @@ def empty_cache(inputs_path: str) -> np.ndarray:
     return np.zeros((*shape[:3], 0, shape[4]), np.float32)
 
 
+def kv_cache_record(session: Any, cache_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The KV cache as this backend holds it: a stateful Core ML decoder allocates its fp16 state at
+    `max_context` up front (`state_bytes`, whatever context is used); a graph with the cache as inputs and
+    outputs holds fp32 keys and values that grow with the context (layers x heads x head_dim each)."""
+    held = getattr(session, "state_bytes", None)
+    if held is not None:
+        return {
+            "kv_cache": "Core ML state, fp16, allocated at max_context",
+            "kv_state_bytes": int(held),
+            "kv_bytes_per_token": None,
+        }
+    per_token = int(2 * cache_shape[1] * cache_shape[2] * cache_shape[4] * 4)
+    return {"kv_cache": "graph inputs and outputs, fp32, grows with the context", "kv_bytes_per_token": per_token}
+
+
 def decode_step_call(session: Any, parity_path: str | None, inputs_path: str) -> Callable[[], Any]:
     """One decode step at the first prompt length's context, as a zero-argument call, through the session's
     own step adapter (the one the unpaired generation path uses): the timing prompt is prefilled by this
@@ -389,7 +404,6 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
         return
     step = session_step(session)
     empty = empty_cache(spec.inputs_path)
-    cache_shape = (*empty.shape[:3], 0, empty.shape[4])
 
     parity = asdict(evaluate_parity(step, data, empty, spec.gate, spec.parity_source)) if do_parity else None
     prompt = data["timing_prompt"].astype(np.int64)
@@ -415,6 +429,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     peak = max(timing.peak_bytes.values())
     describe = reported(session.describe)
     placement = reported(session.placement)
+    kv = kv_cache_record(session, empty.shape)
     del session, step
     gc.collect()
     started = time.perf_counter_ns()
@@ -446,8 +461,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
                 "peak_bytes": {str(n + budget): v for n, v in timing.peak_bytes.items()},
                 "decode_peak_bytes": {str(n + budget): v for n, v in timing.decode_peak_bytes.items()},
                 "decode_cpu_ms_per_token": timing.decode_cpu_ms / max(timing.decode_tokens, 1),
-                # fp32 keys and values: layers x heads x head_dim each
-                "kv_bytes_per_token": int(2 * cache_shape[1] * cache_shape[2] * cache_shape[4] * 4),
+                **kv,
             },
         )
     )
@@ -479,7 +493,7 @@ def summarise_generation(runs: Sequence[dict[str, Any]], seed: int) -> dict[str,
     contexts = runs[0]["peak_bytes"]
     peaks = {c: int(np.median([r["peak_bytes"][c] for r in runs])) for c in contexts}
     decode_peaks = {c: int(np.median([r["decode_peak_bytes"][c] for r in runs])) for c in contexts}
-    kv = runs[0]["kv_bytes_per_token"]
+    kv = runs[0].get("kv_bytes_per_token")
     return {
         "prompt_lengths": lengths,
         "new_tokens": runs[0]["new_tokens"],
@@ -492,7 +506,10 @@ def summarise_generation(runs: Sequence[dict[str, Any]], seed: int) -> dict[str,
         # measured while decoding; includes what allocators keep from the prefill (ORT's arena does not shrink)
         "memory_growth_bytes_per_1k_tokens": growth_per_1k(decode_peaks),
         "peak_growth_bytes_per_1k_tokens": growth_per_1k(peaks),  # measured, prefill included
-        "kv_cache_bytes_per_1k_tokens": kv * 1000,  # computed from the cache's shape, fp32
+        # computed from the cache's shape and dtype as the backend holds it (`kv_cache_record`)
+        "kv_cache": runs[0].get("kv_cache"),
+        "kv_cache_bytes_per_1k_tokens": kv * 1000 if kv is not None else None,
+        "kv_state_bytes": runs[0].get("kv_state_bytes"),
         "cpu_ms_per_token": float(np.median([r["decode_cpu_ms_per_token"] for r in runs])),
         "latency_ms_is": f"decode ms/token at a {lengths[0]}-token prompt",
     }

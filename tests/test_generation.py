@@ -230,3 +230,39 @@ def test_a_user_decoder_from_a_file_runs_end_to_end(tmp_path: Path) -> None:
     ):
         assert text in chart
     assert chart.count("onnx-fp32 (cpu)") >= 2 and chart.count("torch-fp32 (cpu)") >= 2  # legend and labels
+
+
+def _state_spec(shape: list[int]) -> object:
+    """A Core ML spec declaring the two fp16 cache states `converters.coreml_decoder` writes."""
+    pytest.importorskip("coremltools", reason="coremltools is not installed (pip install 'ondevice-bench[coreml]')")
+    from coremltools.proto import FeatureTypes_pb2, Model_pb2
+
+    spec = Model_pb2.Model()
+    for name in ("key_cache", "value_cache"):
+        state = spec.description.state.add()
+        state.name = name
+        state.type.stateType.arrayType.dataType = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Value("FLOAT16")
+        state.type.stateType.arrayType.shape.extend(shape)
+    return spec
+
+
+def test_the_kv_cache_is_reported_as_each_backend_holds_it() -> None:
+    """Core ML: fp16 state at max_context, allocated whole; a graph's cache: fp32 per token of context."""
+    from converters.coreml_decoder import state_bytes
+    from harness.generation import kv_cache_record
+
+    held = state_bytes(_state_spec([1, 4, 4, 1024, 32]))
+    assert held == 2 * 4 * 4 * 1024 * 32 * 2  # K and V x layers x heads x max_context x head_dim x fp16
+
+    class StatefulSession:
+        state_bytes = held
+
+    class GraphSession:
+        pass
+
+    cache_shape = (1, 4, 4, 0, 32)
+    stateful = kv_cache_record(StatefulSession(), cache_shape)
+    assert stateful["kv_state_bytes"] == held and stateful["kv_bytes_per_token"] is None
+    assert "fp16" in stateful["kv_cache"] and "max_context" in stateful["kv_cache"]
+    graph = kv_cache_record(GraphSession(), cache_shape)
+    assert graph["kv_bytes_per_token"] == 2 * 4 * 4 * 32 * 4 and "fp32" in graph["kv_cache"]

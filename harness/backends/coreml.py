@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from converters.coreml_decoder import state_bytes
 from converters.coreml_inputs import cast_to_spec, spec_input_dtypes
 from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Session
 from harness.environment import ROSETTA, mac_host, macos_version, proc_translated
@@ -206,6 +207,7 @@ class CoreMLSession(Session):
         self.input_names = [i.name for i in spec.description.input]
         self.input_dtypes = spec_input_dtypes(spec)
         self.output_names = [o.name for o in spec.description.output]
+        self.state_bytes = state_bytes(spec)  # a stateful decoder's KV cache, allocated at make_state()
         self.package_path = request.artifact_path
         self.compiled = compiled
         self.units = getattr(ct.ComputeUnit, COMPUTE_UNITS[request.device])
