@@ -24,6 +24,11 @@ from profiles.zoo import LoadedModel, decoder_info
 log = logging.getLogger(__name__)
 
 W8A8_NEEDS_MACOS = "activation calibration runs Core ML predict, which needs macOS"
+W8A8_STATEFUL = (
+    "W8A8 is not built for a stateful decoder: its conversion pipeline compresses weights only, and "
+    "activation quantization reconverts with the default pipeline, which fails on the in-place cache "
+    "(a weight-only build would carry the W8A8 label); use coreml-w8 for int8 weights"
+)
 CALIBRATION_ROWS = 32
 
 
@@ -149,12 +154,14 @@ class CoreMLConverter(Converter):
 
     def convert(self, model: LoadedModel, variant: Variant, out_dir: Path, ctx: ConversionContext) -> Converted:
         recipe = variant.recipe
+        info = decoder_info(model)
+        if recipe.get("activations") and info is not None:
+            raise VariantSkipped(W8A8_STATEFUL)
         if recipe.get("activations") and sys.platform != "darwin":
             raise VariantSkipped(W8A8_NEEDS_MACOS)
         ct = import_coremltools()
         precision = ct.precision.FLOAT32 if recipe["precision"] == "fp32" else ct.precision.FLOAT16
         target = recipe["target"]
-        info = decoder_info(model)
         if info is not None:  # the KV cache as model state (iOS18), compressed inside the conversion
             from converters.coreml_decoder import convert_stateful
 

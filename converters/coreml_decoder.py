@@ -77,3 +77,23 @@ def convert_stateful(
         compute_precision=precision,
         pass_pipeline=pipeline,
     )
+
+
+STATE_DTYPE_BYTES = {"FLOAT16": 2, "FLOAT32": 4, "INT32": 4, "DOUBLE": 8, "INT8": 1}
+
+
+def state_bytes(spec: Any) -> int | None:
+    """The bytes of a Core ML model's declared state (`spec.description.state`), None where it has none:
+    Core ML allocates each state at its declared shape (here the full `max_context`) when `make_state()`
+    runs, whatever context is used."""
+    from coremltools.proto import FeatureTypes_pb2
+
+    names = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType
+    total = 0
+    for feature in spec.description.state:
+        array = feature.type.stateType.arrayType
+        count = 1
+        for dim in array.shape:
+            count *= dim
+        total += count * STATE_DTYPE_BYTES[names.Name(array.dataType)]
+    return total if spec.description.state else None

@@ -1,8 +1,8 @@
 """Core ML inputs in the dtypes a model's spec declares.
 
-Core ML's Python `predict` accepts float32, float64 and int32 arrays (int8 with the macOS 26 SDK); an
-int64 array, as a tokenizer hands out token ids, raises `value type not convertible`. So every array
-fed to a Core ML model (a timed predict or a calibration sample) is cast to its input's declared type.
+Core ML's Python `predict` accepts float32, float64 and int32 arrays; an int64 array, as a tokenizer
+hands out token ids, raises `value type not convertible`. So every array fed to a Core ML model (a timed
+predict or a calibration sample) is cast to the type predict takes for its input's declared type.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ import numpy as np
 
 # multiArrayType.dataType name -> the numpy dtype predict accepts for it. A FLOAT16 input is fed as
 # float32: predict would convert a float16 array to float32 on every call, and Core ML rounds it anyway.
+# An INT8 input is fed as int32: coremltools' predict converts int8 arrays only when built with the
+# macOS 26 SDK (coremlpython/CoreMLPythonArray.mm), and the installed package exposes no flag saying
+# which SDK built it, so int32 is the type every build takes.
 PREDICT_DTYPES: dict[str, type[np.generic]] = {
     "FLOAT32": np.float32,
     "FLOAT16": np.float32,
     "DOUBLE": np.float64,
     "INT32": np.int32,
-    "INT8": np.int8,
+    "INT8": np.int32,
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,64 +102,118 @@ class NvmlSource(CounterSource):
         return float(self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle))
 
 
+class CounterUnreadable(Exception):
+    """An energy counter that reads nothing (or stopped reading): the CPU-time proxy stands in, and says why."""
+
+
+APPLE_CHANNELS = ("cpu_total_mj", "gpu_mj", "gpu_sram_mj", "ane_mj", "dram_mj")
+
+
 class AppleEnergySource(CounterSource):
-    """IOReport 'Energy Model' counters via zeus-apple-silicon: no root needed."""
+    """IOReport 'Energy Model' counters via zeus-apple-silicon: no root needed.
+
+    zeus reports a channel it cannot read as None (a virtualised Mac exposes none). A None is missing, not
+    zero: the channels are those the first reading had, named in `missing` otherwise, and a source whose
+    first reading had none is refused (`CounterUnreadable`), so the proxy is used instead of 0 mJ."""
 
     name = "ioreport (zeus-apple-silicon)"
 
-    def __init__(self) -> None:
-        from zeus_apple_silicon import AppleEnergyMonitor
+    def __init__(self, monitor: Any = None) -> None:
+        if monitor is None:
+            from zeus_apple_silicon import AppleEnergyMonitor
 
-        self.monitor = AppleEnergyMonitor()
+            monitor = AppleEnergyMonitor()
+        self.monitor = monitor
+        first = monitor.get_cumulative_energy()
+        self.channels = tuple(c for c in APPLE_CHANNELS if getattr(first, c, None) is not None)
+        self.missing = tuple(c for c in APPLE_CHANNELS if c not in self.channels)
+        if not self.channels:
+            raise CounterUnreadable(
+                "zeus-apple-silicon read no IOReport energy channel (every one None, as on a virtualised Mac)"
+            )
 
     def read_mj(self) -> float:
         energy = self.monitor.get_cumulative_energy()
-        parts = ("cpu_total_mj", "gpu_mj", "gpu_sram_mj", "ane_mj", "dram_mj")
-        return float(sum(getattr(energy, part, None) or 0 for part in parts))
+        values = [getattr(energy, c, None) for c in self.channels]
+        lost = [c for c, v in zip(self.channels, values, strict=True) if v is None]
+        if lost:
+            raise CounterUnreadable(f"IOReport channel {', '.join(lost)} stopped reading during the measurement")
+        return float(sum(values))
 
 
-def counter_source(device: str, root: Path = POWERCAP) -> CounterSource | None:
-    """The best counter this host offers for `device`, or None (then the CPU-time proxy is used)."""
+def counter_source(
+    device: str, root: Path = POWERCAP, apple: Callable[[], CounterSource] | None = None
+) -> tuple[CounterSource | None, str | None]:
+    """The best counter this host offers for `device` (None: the CPU-time proxy is used), and why a source
+    this host should have was not taken (None where nothing was refused). `apple` builds the macOS source
+    (default: `AppleEnergySource` on macOS)."""
     candidates: list[Any] = []
-    if sys.platform == "darwin":
+    if apple is not None:
+        candidates.append(apple)
+    elif sys.platform == "darwin":
         candidates.append(AppleEnergySource)
     if device == "gpu":
         candidates.append(NvmlSource)
+    refused = None
     for candidate in candidates:
         try:
-            return candidate()
+            return candidate(), None
+        except CounterUnreadable as exc:
+            refused = str(exc)
         except Exception:  # not installed, no permission, no device: try the next source
             continue
-    return RaplSource.find(root)
+    return RaplSource.find(root), refused
 
 
 @dataclass
 class EnergyMeter:
-    """Measures the idle baseline, then the sampling window, with one source plus the CPU-time proxy."""
+    """Measures the idle baseline, then the sampling window, with one source plus the CPU-time proxy.
+    `note` says why a counter this host should have is not used; a counter that stops reading mid-way
+    leaves the proxy, with the note."""
 
     source: CounterSource | None
+    note: str | None = None
     cpu: CpuTimeWindow = field(default_factory=CpuTimeWindow)
     idle_mw: float | None = None
     start_mj: float = 0.0
     start_s: float = 0.0
 
-    def measure_idle(self, seconds: float = IDLE_WINDOW_S) -> None:
+    @classmethod
+    def for_device(cls, device: str) -> EnergyMeter:
+        return cls(*counter_source(device))
+
+    def _read(self) -> float | None:
         if self.source is None:
+            return None
+        try:
+            return self.source.read_mj()
+        except CounterUnreadable as exc:
+            self.source, self.note = None, str(exc)
+            return None
+
+    def measure_idle(self, seconds: float = IDLE_WINDOW_S) -> None:
+        before, started = self._read(), time.perf_counter()
+        if before is None:
             return
-        before, started = self.source.read_mj(), time.perf_counter()
         time.sleep(seconds)  # the idle window itself: nothing runs in it on purpose
-        self.idle_mw = (self.source.read_mj() - before) / (time.perf_counter() - started) * 1000
+        after = self._read()
+        if after is not None:
+            self.idle_mw = (after - before) / (time.perf_counter() - started) * 1000
 
     def begin(self) -> None:
         self.cpu.begin()
-        if self.source is not None:
-            self.start_mj, self.start_s = self.source.read_mj(), time.perf_counter()
+        start = self._read()
+        if start is not None:
+            self.start_mj, self.start_s = start, time.perf_counter()
 
     def end(self, inferences: int) -> EnergyStats:
         stats = self.cpu.end(inferences)
-        if self.source is None:
+        now = self._read()
+        stats.note = self.note
+        if now is None or self.source is None:
             return stats
-        window_mj = self.source.read_mj() - self.start_mj
+        stats.missing_channels = list(getattr(self.source, "missing", ()))
+        window_mj = now - self.start_mj
         elapsed = time.perf_counter() - self.start_s
         idle_mj = (self.idle_mw or 0.0) * elapsed / 1000
         stats.source = self.source.name

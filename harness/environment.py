@@ -7,6 +7,7 @@ import platform
 import socket
 from importlib import metadata
 from pathlib import Path
+from typing import Literal
 
 from harness.schema import Environment
 
@@ -22,6 +23,37 @@ PACKAGES = (
     "scipy",
 )
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+MacHost = Literal["apple-silicon", "rosetta", "intel"]
+ROSETTA = (
+    "Python runs under Rosetta (an x86_64 Python on Apple silicon): install an arm64 Python "
+    "to reach the Neural Engine and to measure native code"
+)
+
+
+def mac_host(machine: str, proc_translated: int | None) -> MacHost:
+    """What kind of Mac this process sees, from `platform.machine()` and the `sysctl.proc_translated`
+    value: an x86_64 machine is Apple silicon under Rosetta when that value is 1, and an Intel Mac when it
+    is 0 or absent (the name exists only on Apple silicon's macOS), so Rosetta is never read as a Mac
+    without a Neural Engine."""
+    if machine == "arm64":
+        return "apple-silicon"
+    return "rosetta" if proc_translated == 1 else "intel"
+
+
+def proc_translated() -> int | None:
+    """This process's `sysctl.proc_translated` (macOS): 1 under Rosetta, 0 native, None where the name is
+    unknown (Intel Macs) or not macOS."""
+    import ctypes
+    import ctypes.util
+
+    if platform.system() != "Darwin":
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    value = ctypes.c_int(0)
+    size = ctypes.c_size_t(ctypes.sizeof(value))
+    if libc.sysctlbyname(b"sysctl.proc_translated", ctypes.byref(value), ctypes.byref(size), None, 0) != 0:
+        return None
+    return value.value
 
 
 def macos_version() -> tuple[int, ...]:

@@ -9,10 +9,11 @@ length: time to first token (prefill plus the first argmax), then each decode st
 context length; CPU time per token. Parity: first divergence of the greedy continuation, next-token
 agreement and perplexity ratio on held-out text, gated per variant family.
 
-The seam for paired A/B of decode latency (issue 11): a decoder's `inputs.npz` holds one decode step at
-the first prompt length's context (the next token and the cache of the prompt), so the generic single-call
-paths (`Session.runner(inputs)`, the paired worker, `bench compare`) time exactly one decode step at a fixed
-context; `decode_step_inputs` builds the same for any context.
+A decoder's `inputs.npz` holds one decode step at the first prompt length's context (the next token and
+the torch reference's cache of the prompt): it gives the cache's shape. The arrays are the reference's and
+fit only a graph with the same inputs, so a generative arm of a paired process never takes them: it
+prefills the timing prompt through its own step adapter (`decode_step_call`, state included for Core ML)
+and repeats that decode step, or is left out of pairing with the reason (`NotPairable`).
 """
 
 from __future__ import annotations
@@ -112,6 +113,62 @@ def stateful_step(session: Any) -> Step:
         return np.asarray(out[session.output_names[0]], np.float32), marker, marker
 
     return step
+
+
+class NotPairable(Exception):
+    """A generative arm that cannot run a decode step of its own in a paired process (the reason)."""
+
+
+def step_refusal(session: Any) -> str | None:
+    """Why `session_step` has no adapter for this session, or None: a decoder graph takes (tokens, past keys,
+    past values), a stateful Core ML decoder (tokens, positions) with the cache as state."""
+    names = getattr(session, "input_names", None)
+    if names is None or names == STATEFUL_INPUTS or len(names) == 3:
+        return None
+    return (
+        f"its inputs ({', '.join(names)}) are neither a decoder graph's (tokens, past keys, past values) "
+        f"nor a stateful Core ML decoder's ({', '.join(STATEFUL_INPUTS)})"
+    )
+
+
+def empty_cache(inputs_path: str) -> np.ndarray:
+    """An empty cache (past length 0) of the shape the decoder's `inputs.npz` holds."""
+    with np.load(inputs_path) as decode_step:  # [token, keys, values]
+        shape = decode_step["arr_1"].shape
+    return np.zeros((*shape[:3], 0, shape[4]), np.float32)
+
+
+def kv_cache_record(session: Any, cache_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The KV cache as this backend holds it: a stateful Core ML decoder allocates its fp16 state at
+    `max_context` up front (`state_bytes`, whatever context is used); a graph with the cache as inputs and
+    outputs holds fp32 keys and values that grow with the context (layers x heads x head_dim each)."""
+    held = getattr(session, "state_bytes", None)
+    if held is not None:
+        return {
+            "kv_cache": "Core ML state, fp16, allocated at max_context",
+            "kv_state_bytes": int(held),
+            "kv_bytes_per_token": None,
+        }
+    per_token = int(2 * cache_shape[1] * cache_shape[2] * cache_shape[4] * 4)
+    return {"kv_cache": "graph inputs and outputs, fp32, grows with the context", "kv_bytes_per_token": per_token}
+
+
+def decode_step_call(session: Any, parity_path: str | None, inputs_path: str) -> Callable[[], Any]:
+    """One decode step at the first prompt length's context, as a zero-argument call, through the session's
+    own step adapter (the one the unpaired generation path uses): the timing prompt is prefilled by this
+    session, so each backend runs on its own cache (Core ML's in its state). Repeating the call repeats the
+    same step, as the cache does not grow. Raises `NotPairable` where the session has no adapter or the
+    prompt is missing."""
+    if parity_path is None:
+        raise NotPairable("no generation.npz to prefill the decode step from")
+    reason = step_refusal(session)
+    if reason is not None:
+        raise NotPairable(reason)
+    step = session_step(session)
+    data = _npz(parity_path)
+    prompt = data["timing_prompt"][: int(data["lengths"][0])].astype(np.int64)
+    token, keys, values = decode_step_inputs(step, prompt, empty_cache(inputs_path))
+    return lambda: step(token, keys, values)
 
 
 def greedy(step: Step, prompt: np.ndarray, new_tokens: int, empty: np.ndarray) -> np.ndarray:
@@ -327,7 +384,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     length until the budget is spent, memory per context length, then a warm load. Sends one `measured`
     message with the usual keys (`samples_ms`: decode steps at the first prompt length) plus `generation`."""
     from harness.backends.base import DeviceUnavailable, LoadRequest
-    from harness.energy import EnergyMeter, counter_source
+    from harness.energy import EnergyMeter
     from harness.memory import PeakTracker
     from harness.messages import Measured, Unavailable
     from harness.thermal import read_thermal, thermal_warning
@@ -346,9 +403,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
         send(Unavailable(str(exc)))
         return
     step = session_step(session)
-    with np.load(spec.inputs_path) as decode_step:  # [token, keys, values]: the cache's shape
-        cache_shape = decode_step["arr_1"].shape
-    empty = np.zeros((*cache_shape[:3], 0, cache_shape[4]), np.float32)
+    empty = empty_cache(spec.inputs_path)
 
     parity = asdict(evaluate_parity(step, data, empty, spec.gate, spec.parity_source)) if do_parity else None
     prompt = data["timing_prompt"].astype(np.int64)
@@ -357,7 +412,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
         _generate_timed(step, prompt[:n], min(budget, max(2, spec.warmup)), empty, warm_timing)
 
     timing = _Timing({n: [] for n in lengths}, {n: [] for n in lengths}, {}, {})
-    energy = EnergyMeter(counter_source(spec.device))
+    energy = EnergyMeter.for_device(spec.device)
     energy.measure_idle()
     thermal_start = read_thermal()
     energy.begin()
@@ -374,6 +429,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     peak = max(timing.peak_bytes.values())
     describe = reported(session.describe)
     placement = reported(session.placement)
+    kv = kv_cache_record(session, empty.shape)
     del session, step
     gc.collect()
     started = time.perf_counter_ns()
@@ -405,8 +461,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
                 "peak_bytes": {str(n + budget): v for n, v in timing.peak_bytes.items()},
                 "decode_peak_bytes": {str(n + budget): v for n, v in timing.decode_peak_bytes.items()},
                 "decode_cpu_ms_per_token": timing.decode_cpu_ms / max(timing.decode_tokens, 1),
-                # fp32 keys and values: layers x heads x head_dim each
-                "kv_bytes_per_token": int(2 * cache_shape[1] * cache_shape[2] * cache_shape[4] * 4),
+                **kv,
             },
         )
     )
@@ -438,7 +493,7 @@ def summarise_generation(runs: Sequence[dict[str, Any]], seed: int) -> dict[str,
     contexts = runs[0]["peak_bytes"]
     peaks = {c: int(np.median([r["peak_bytes"][c] for r in runs])) for c in contexts}
     decode_peaks = {c: int(np.median([r["decode_peak_bytes"][c] for r in runs])) for c in contexts}
-    kv = runs[0]["kv_bytes_per_token"]
+    kv = runs[0].get("kv_bytes_per_token")
     return {
         "prompt_lengths": lengths,
         "new_tokens": runs[0]["new_tokens"],
@@ -451,7 +506,10 @@ def summarise_generation(runs: Sequence[dict[str, Any]], seed: int) -> dict[str,
         # measured while decoding; includes what allocators keep from the prefill (ORT's arena does not shrink)
         "memory_growth_bytes_per_1k_tokens": growth_per_1k(decode_peaks),
         "peak_growth_bytes_per_1k_tokens": growth_per_1k(peaks),  # measured, prefill included
-        "kv_cache_bytes_per_1k_tokens": kv * 1000,  # computed from the cache's shape, fp32
+        # computed from the cache's shape and dtype as the backend holds it (`kv_cache_record`)
+        "kv_cache": runs[0].get("kv_cache"),
+        "kv_cache_bytes_per_1k_tokens": kv * 1000 if kv is not None else None,
+        "kv_state_bytes": runs[0].get("kv_state_bytes"),
         "cpu_ms_per_token": float(np.median([r["decode_cpu_ms_per_token"] for r in runs])),
         "latency_ms_is": f"decode ms/token at a {lengths[0]}-token prompt",
     }

@@ -13,50 +13,67 @@ _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 RUSAGE_INFO_V4 = 4
 RUSAGE_INFO_V6 = 6
-NEURAL_FOOTPRINT_MACOS = (15,)  # rusage_info_v6
+# rusage_info_v6 exists from macOS 13 (xnu-8792), but xnu fills its neural fields only from xnu-11215
+# (macOS 15): before that they read 0, which is missing, not zero. So the gate is the macOS version.
+NEURAL_FOOTPRINT_MACOS = (15,)
 # Byte offsets in struct rusage_info_v4/v6 (xnu bsd/sys/resource.h): a 16-byte uuid, then uint64 fields.
 PHYS_FOOTPRINT_OFFSET = 72  # ri_phys_footprint
 LIFETIME_MAX_FOOTPRINT_OFFSET = 240  # ri_lifetime_max_phys_footprint
 INTERVAL_MAX_FOOTPRINT_OFFSET = 280  # ri_interval_max_phys_footprint, reset by proc_reset_footprint_interval
 NEURAL_FOOTPRINT_OFFSET = 368  # ri_neural_footprint (v6): Neural Engine memory, charged outside phys_footprint
+# ri_interval_max_neural_footprint (v6): its peak since proc_reset_footprint_interval, reset with byte 280
+INTERVAL_MAX_NEURAL_OFFSET = 384
 
 
 @dataclass(frozen=True)
 class Footprint:
-    """One rusage reading in bytes; `neural` is None where the flavor (v4, before macOS 15) lacks it."""
+    """One rusage reading in bytes; the neural fields are None where macOS does not fill them (before 15)."""
 
     current: int
     lifetime_peak: int
     interval_peak: int
     neural: int | None
+    neural_interval_peak: int | None = None
 
     def now(self) -> int:
         return self.current + (self.neural or 0)
 
     def peak(self, per_phase: bool) -> int:
-        """The phase peak (interval maximum since the last reset) or the lifetime peak, plus the Neural
-        Engine's memory now (macOS keeps no peak of it that this reading resets)."""
-        return (self.interval_peak if per_phase else self.lifetime_peak) + (self.neural or 0)
+        """The phase peak: the footprint's and the Neural Engine's interval maxima since the last reset
+        (the current neural footprint would miss what was freed before the read); without a reset, the
+        lifetime footprint peak plus the neural footprint now, as no lifetime neural peak is read."""
+        if per_phase:
+            return self.interval_peak + (self.neural_interval_peak or 0)
+        return self.lifetime_peak + (self.neural or 0)
 
 
 def _field(raw: bytes, offset: int) -> int:
     return int.from_bytes(raw[offset : offset + 8], "little")
 
 
-def parse_rusage(raw: bytes, flavor: int) -> Footprint:
-    """The footprint fields of a rusage_info_v4 or rusage_info_v6 buffer."""
+def parse_rusage(raw: bytes, neural: bool) -> Footprint:
+    """The footprint fields of a rusage_info_v4 buffer, and with `neural` (a rusage_info_v6 buffer on
+    macOS 15 or later) the Neural Engine's current footprint and interval peak."""
     return Footprint(
         current=_field(raw, PHYS_FOOTPRINT_OFFSET),
         lifetime_peak=_field(raw, LIFETIME_MAX_FOOTPRINT_OFFSET),
         interval_peak=_field(raw, INTERVAL_MAX_FOOTPRINT_OFFSET),
-        neural=_field(raw, NEURAL_FOOTPRINT_OFFSET) if flavor >= RUSAGE_INFO_V6 else None,
+        neural=_field(raw, NEURAL_FOOTPRINT_OFFSET) if neural else None,
+        neural_interval_peak=_field(raw, INTERVAL_MAX_NEURAL_OFFSET) if neural else None,
     )
+
+
+def neural_fields_filled(macos: tuple[int, ...]) -> bool:
+    """Whether xnu fills rusage_info_v6's neural fields on this macOS (15 and later)."""
+    return macos >= NEURAL_FOOTPRINT_MACOS
 
 
 def darwin_source(per_phase: bool, neural: bool) -> str:
     peak = "interval max, reset per phase" if per_phase else "lifetime max"
+    if neural and per_phase:
+        return f"macOS phys_footprint ({peak}) + ri_interval_max_neural_footprint (rusage v6)"
     if neural:
-        return f"macOS phys_footprint ({peak}) + ri_neural_footprint (rusage v6)"
+        return f"macOS phys_footprint ({peak}) + ri_neural_footprint now (rusage v6)"
     return f"macOS phys_footprint ({peak}); Neural Engine memory not included (needs macOS 15)"
 
 
@@ -69,7 +86,7 @@ def _libproc() -> Any:
 
 
 def darwin_footprint(flavor: int) -> Footprint | None:
-    """This process's footprint on macOS, or None where the call fails."""
+    """This process's footprint on macOS, or None where the call fails (flavor 6 only on macOS 15+)."""
     import ctypes
     import os
 
@@ -79,7 +96,7 @@ def darwin_footprint(flavor: int) -> Footprint | None:
     buffer = ctypes.create_string_buffer(512)  # rusage_info_v6 is 464 bytes
     if library.proc_pid_rusage(os.getpid(), flavor, buffer) != 0:
         return None
-    return parse_rusage(buffer.raw, flavor)
+    return parse_rusage(buffer.raw, flavor == RUSAGE_INFO_V6)
 
 
 def reset_footprint_interval() -> bool:
@@ -125,7 +142,7 @@ class PeakTracker:
     def _darwin_flavor() -> int | None:
         from harness.environment import macos_version
 
-        flavors = [RUSAGE_INFO_V6, RUSAGE_INFO_V4] if macos_version() >= NEURAL_FOOTPRINT_MACOS else [RUSAGE_INFO_V4]
+        flavors = [RUSAGE_INFO_V6, RUSAGE_INFO_V4] if neural_fields_filled(macos_version()) else [RUSAGE_INFO_V4]
         return next((f for f in flavors if darwin_footprint(f) is not None), None)
 
     def _try_reset(self) -> bool:

@@ -82,6 +82,14 @@ class PairedMeasured:
 
 
 @dataclass(frozen=True)
+class PairedRefused:
+    """An arm of a paired process that cannot be paired (its index in the plan's arms, and why)."""
+
+    arm: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Unavailable:
     """The runtime declined the requested device when loading: the case is skipped with this reason."""
 

@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.messages import PairedMeasured
+from harness.generation import NotPairable, decode_step_call
+from harness.messages import PairedMeasured, PairedRefused
 from harness.slowdown import slowed
 from harness.worker import MAX_CALLS_PER_SAMPLE, THREAD_VARIABLES, WorkerSpec, npz_arrays
 
@@ -148,6 +149,15 @@ def lead_in_calls(timed_ms: list[float], lead_in_ms: float) -> int:
     return block_calls(timed_ms, lead_in_ms)
 
 
+def arm_call(session: Any, spec: WorkerSpec) -> Callable[[], Any]:
+    """The call an arm's blocks time: one inference on the case's inputs, or for a generative arm one decode
+    step through its own step adapter (`harness.generation.decode_step_call`: the inputs file holds the
+    torch reference's cache, which another backend's graph or state does not take)."""
+    if spec.task == "generation":
+        return decode_step_call(session, spec.parity_path, spec.inputs_path)
+    return session.runner(npz_arrays(spec.inputs_path, "arr_"))
+
+
 def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
     if plan.threads > 0:
         for name in THREAD_VARIABLES:
@@ -169,8 +179,12 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
             backend.prepare(request)
             session = backend.load(request)
             sessions.append(session)
-            call = slowed(session.runner(npz_arrays(spec.inputs_path, "arr_")), plan.arms[index].slowdown)
-            runners[index] = (call, session.sync)
+            try:
+                call = arm_call(session, spec)
+            except NotPairable as exc:
+                send(PairedRefused(index, str(exc)))
+                return
+            runners[index] = (slowed(call, plan.arms[index].slowdown), session.sync)
         warm_ms = warm_up(runners, order, plan.warmup, plan.budget_s / 2, plan.min_block_ms)
         calls = [block_calls(warm_ms[i], plan.min_block_ms) for i in range(len(plan.arms))]
         lead_in = [lead_in_calls(warm_ms[i], plan.lead_in_ms) for i in range(len(plan.arms))]

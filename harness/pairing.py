@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.isolation import run_isolated
-from harness.messages import PairedMeasured
+from harness.messages import PairedMeasured, PairedRefused
 from harness.paired import Arm, PairedPlan, measure_paired, reference_share
 from harness.schema import PairedComparison, PairedProcess
 from harness.sequential import FAST_THIRD_STATISTIC, LOOKS, PROCESS_STATISTICS, ROUNDS_STATISTIC, decide
@@ -128,6 +128,10 @@ class Series:
         outcome = run_isolated(measure_paired, (plan,), settings.timeout_s, None, self.log_path, exit_at_once=True)
         self.last_s = time.monotonic() - began
         self.elapsed_s += self.last_s
+        refused = outcome.first(PairedRefused)
+        if refused is not None:
+            self.leave_out(keys, refused)
+            return
         measured = outcome.first(PairedMeasured)
         if measured is None:
             reason = f"paired process {outcome.failure or 'sent no result'}"
@@ -159,6 +163,16 @@ class Series:
             )
             if (decision.decided and precise(decision.ci95, settings.precision)) or final:
                 self.results[key] = _finished(self.open_arms.pop(key), self.against, settings)
+
+    def leave_out(self, keys: list[Hashable], refused: PairedRefused) -> None:
+        """An arm the paired worker could not pair leaves the series with the reason, and the others go on;
+        without its reference, the whole series closes with that reason."""
+        if refused.arm == 0:
+            self.close(f"the reference left out of pairing: {refused.reason}")
+            return
+        key = keys[refused.arm - 1]
+        failure = f"left out of pairing: {refused.reason}"
+        self.results[key] = _finished(self.open_arms.pop(key), self.against, self.settings, failure)
 
     def close(self, failure: str | None = None) -> None:
         """Every open contender's verdict now, on the processes it has: a stop between two looks is read

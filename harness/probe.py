@@ -137,6 +137,7 @@ def probe_device(
     try:
         backend.prepare(request)
         session = backend.load(request)
+        backend.admit(session, request)
         ms = median_ms(session.runner(inputs), session.sync)
         return Probe(backend.name, request.device, placed=placed(session, request.device), ms=ms)
     except DeviceUnavailable as exc:

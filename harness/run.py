@@ -436,6 +436,8 @@ class Runner:
             mj_per_inference=float(np.median(millijoules)) if millijoules else None,
             idle_subtracted=energies[0]["idle_subtracted"],
             idle_mw=energies[0]["idle_mw"],
+            note=energies[0].get("note"),
+            missing_channels=energies[0].get("missing_channels", []),
         )
         result.parity = item.parity
         result.runtime = runs[0].runtime

@@ -93,6 +93,8 @@ class EnergyStats:
     mj_per_inference: float | None = None
     idle_subtracted: bool = False  # counter sources: an idle baseline measured just before was subtracted
     idle_mw: float | None = None
+    note: str | None = None  # why the CPU-time proxy stands in for a counter this host should have
+    missing_channels: list[str] = field(default_factory=list)  # counter channels that read nothing (not zero)
 
 
 @dataclass

@@ -125,14 +125,17 @@ class ColdLoad:
 
 def load_cold(backend: Backend, request: Any, memory: Any) -> tuple[Any, ColdLoad]:
     """The session of the process's first load, and that load's readings (timed, the memory peak reset
-    just before it); raises `DeviceUnavailable` when the runtime declines the device."""
+    just before it), then the backend's checks of the loaded model (`Backend.admit`, outside the timed
+    load); raises `DeviceUnavailable` when the runtime declines the device."""
     gc.collect()
     before_load = memory.rss()
     memory.reset()
     started = time.perf_counter_ns()
     session = backend.load(request)
     cold_ms = (time.perf_counter_ns() - started) / 1e6
-    return session, ColdLoad(cold_ms, before_load, memory.rss(), memory.peak())
+    cold = ColdLoad(cold_ms, before_load, memory.rss(), memory.peak())
+    backend.admit(session, request)
+    return session, cold
 
 
 def memory_figures(source: str, cold: ColdLoad, peak: int | None, gpu: Any) -> dict[str, Any]:
@@ -159,7 +162,7 @@ def reported(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Callable[[Any], None]) -> None:
     from harness.backends.base import DeviceUnavailable, LoadRequest
-    from harness.energy import EnergyMeter, counter_source
+    from harness.energy import EnergyMeter
     from harness.memory import PeakTracker
     from harness.messages import Measured, Unavailable
     from harness.slowdown import requested_slowdown, slowed
@@ -187,7 +190,7 @@ def _measure_with(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Cal
         call()
     session.sync()
     calls = spec.calls_per_sample or calibrate(call, session.sync, spec.min_sample_ms)
-    energy = EnergyMeter(counter_source(spec.device))
+    energy = EnergyMeter.for_device(spec.device)
     energy.measure_idle()
     thermal_start = read_thermal()
     energy.begin()

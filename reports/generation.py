@@ -71,12 +71,20 @@ def generation_table(model: str, results: list[Result], enforced: bool = True) -
         agreement = metrics.get("next_token_agreement")
         ratio = metrics.get("perplexity_ratio")
         kv = gen.get("kv_cache_bytes_per_1k_tokens")
+        state = gen.get("kv_state_bytes")
+        growth = _mb(gen.get("memory_growth_bytes_per_1k_tokens"))
+        if kv:
+            kv_text = f"{growth} ({kv / 1e6:.1f} MB)"
+        elif state:  # a Core ML state: allocated whole at load, so it does not grow
+            kv_text = f"{growth} (state {state / 1e6:.1f} MB)"
+        else:
+            kv_text = "-"
         table.add_row(
             result.variant,
             "/".join(_ms(gen["ttft_ms"][n]["median"]) for n in lengths),
             *[f"{_ms(d['median'])} [{_ms(d['ci95'][0])}, {_ms(d['ci95'][1])}]" for d in decode],
             "/".join(f"{gen['tokens_per_s'][n]:.0f}" if gen["tokens_per_s"][n] else "-" for n in lengths),
-            f"{_mb(gen.get('memory_growth_bytes_per_1k_tokens'))} ({kv / 1e6:.1f} MB)" if kv else "-",
+            kv_text,
             _ms(gen.get("cpu_ms_per_token")),
             f"{agreement:.1%}" if agreement is not None else "-",
             f"{_divergence(metrics, 'first_divergence_median')}/{_divergence(metrics, 'first_divergence_worst')}",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import platform
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -37,6 +39,8 @@ from harness.backends.onnxruntime import (
 from harness.backends.registry import BACKENDS
 from harness.backends.torch_eager import TorchBackend
 from harness.environment import macos_version
+from harness.memory import PeakTracker
+from harness.worker import load_cold
 from profiles.catalog import FORMAT_BACKEND, VARIANTS
 from profiles.zoo import LoadedModel
 
@@ -250,7 +254,46 @@ def test_coreml_fp32_on_ane_is_refused_not_run_on_the_cpu(tmp_path: Path) -> Non
     request = LoadRequest(info["path"], "ane", 1, "unused")
     backend.prepare(request)
     with pytest.raises(DeviceUnavailable, match=r"^0 of \d+ ops prefer the Neural Engine"):
-        backend.load(request)
+        backend.admit(backend.load(request), request)
+    backend.close()
+
+
+class _SlowAdmit(OnnxRuntimeBackend):
+    """The real ONNX Runtime backend with a check after loading that takes a known 300 ms."""
+
+    admitted = False
+
+    def admit(self, session: Any, request: LoadRequest) -> None:
+        started = time.perf_counter()
+        while time.perf_counter() - started < 0.3:
+            pass
+        self.admitted = True
+
+
+def test_the_cold_load_excludes_the_backends_checks_after_loading(tiny_onnx: str) -> None:
+    """`load_cold` times `load` alone: Core ML's compute plan (a second load no app pays) runs in `admit`."""
+    backend = _SlowAdmit()
+    request = LoadRequest(tiny_onnx, "cpu", 1, "unused")
+    backend.prepare(request)
+    _, cold = load_cold(backend, request, PeakTracker())
+    assert backend.admitted and cold.cold_ms < 300
+
+
+@requires_compute_plan
+def test_coreml_cold_load_excludes_the_compute_plan(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = LoadedModel(torch.nn.Linear(64, 64).eval(), (torch.ones(1, 64),))
+    info = build_artifact(
+        model, Fingerprint("tiny"), VARIANTS["coreml-fp16"], ConversionContext(), ArtifactCache(tmp_path)
+    )
+    backend = CoreMLBackend()
+    request = LoadRequest(info["path"], "cpu", 1, "unused")
+    backend.prepare(request)
+    loaded = backend.load(request)
+    assert loaded.placement() == {}  # nothing read inside the timed load
+    backend.admit(loaded, request)
+    assert loaded.plan is not None and loaded.plan.plan_ms > 0
+    assert loaded.placement()["source"] == "MLComputePlan"
     backend.close()
 
 

@@ -98,3 +98,16 @@ def test_coreml_predicts_on_int64_token_ids(tmp_path: Path) -> None:
         backend.close()
     expected = model.module(model.example_inputs[0]).detach().numpy()
     assert np.allclose(out[0], expected, atol=1e-4)
+
+
+def test_int8_inputs_are_fed_as_int32(ct: Any) -> None:
+    """predict converts int8 arrays only in a macOS 26 SDK build of coremltools: an INT8 input gets int32."""
+    spec = ct.proto.Model_pb2.Model()
+    feature = spec.description.input.add()
+    feature.name = "codes"
+    feature.type.multiArrayType.dataType = ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Value("INT8")
+    feature.type.multiArrayType.shape.extend([1, 3])
+    dtypes = spec_input_dtypes(spec)
+    assert dtypes == {"codes": np.dtype(np.int32)}
+    fed = cast_to_spec({"codes": np.array([[-128, 0, 127]], np.int8)}, dtypes)
+    assert fed["codes"].dtype == np.int32 and fed["codes"].tolist() == [[-128, 0, 127]]

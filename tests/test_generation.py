@@ -156,6 +156,18 @@ def test_every_coreml_variant_declares_the_kv_cache_as_state(
     assert built["coreml-pal4"]["size_bytes"] < 0.4 * built["coreml-fp32"]["size_bytes"]
 
 
+def test_coreml_w8a8_is_refused_for_a_stateful_decoder(decoder: tuple[ModelSpec, LoadedModel], tmp_path: Path) -> None:
+    """The stateful conversion compresses weights only: a W8A8 build would be weight-only int8 under the W8A8
+    label, so the variant is skipped with the reason (on macOS too, where calibration could run)."""
+    from converters.base import VariantSkipped
+    from converters.coreml import CoreMLConverter
+
+    _, loaded = decoder
+    with ConversionContext() as ctx, pytest.raises(VariantSkipped, match="stateful decoder") as skipped:
+        CoreMLConverter().convert(loaded, VARIANTS["coreml-w8a8"], tmp_path, ctx)
+    assert "weight-only" in str(skipped.value) and not list(tmp_path.iterdir())
+
+
 @pytest.mark.macos
 @pytest.mark.skipif(sys.platform != "darwin", reason="requires macOS 15 (Core ML state prediction)")
 def test_coreml_stateful_decoder_reproduces_torch_greedy(decoder: tuple[ModelSpec, LoadedModel], tmp_path: Path):
@@ -218,3 +230,39 @@ def test_a_user_decoder_from_a_file_runs_end_to_end(tmp_path: Path) -> None:
     ):
         assert text in chart
     assert chart.count("onnx-fp32 (cpu)") >= 2 and chart.count("torch-fp32 (cpu)") >= 2  # legend and labels
+
+
+def _state_spec(shape: list[int]) -> object:
+    """A Core ML spec declaring the two fp16 cache states `converters.coreml_decoder` writes."""
+    pytest.importorskip("coremltools", reason="coremltools is not installed (pip install 'ondevice-bench[coreml]')")
+    from coremltools.proto import FeatureTypes_pb2, Model_pb2
+
+    spec = Model_pb2.Model()
+    for name in ("key_cache", "value_cache"):
+        state = spec.description.state.add()
+        state.name = name
+        state.type.stateType.arrayType.dataType = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Value("FLOAT16")
+        state.type.stateType.arrayType.shape.extend(shape)
+    return spec
+
+
+def test_the_kv_cache_is_reported_as_each_backend_holds_it() -> None:
+    """Core ML: fp16 state at max_context, allocated whole; a graph's cache: fp32 per token of context."""
+    from converters.coreml_decoder import state_bytes
+    from harness.generation import kv_cache_record
+
+    held = state_bytes(_state_spec([1, 4, 4, 1024, 32]))
+    assert held == 2 * 4 * 4 * 1024 * 32 * 2  # K and V x layers x heads x max_context x head_dim x fp16
+
+    class StatefulSession:
+        state_bytes = held
+
+    class GraphSession:
+        pass
+
+    cache_shape = (1, 4, 4, 0, 32)
+    stateful = kv_cache_record(StatefulSession(), cache_shape)
+    assert stateful["kv_state_bytes"] == held and stateful["kv_bytes_per_token"] is None
+    assert "fp16" in stateful["kv_cache"] and "max_context" in stateful["kv_cache"]
+    graph = kv_cache_record(GraphSession(), cache_shape)
+    assert graph["kv_bytes_per_token"] == 2 * 4 * 4 * 32 * 4 and "fp32" in graph["kv_cache"]

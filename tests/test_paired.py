@@ -3,6 +3,7 @@ artifact with a known, injected slowdown."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -311,3 +312,71 @@ def test_bench_ab_pairs_two_backends_and_gives_the_verdict_and_exit_code(tmp_pat
     assert "paired process" not in same.stdout  # two torch sessions share one process
     wrong = bench("ab", "onnx-fp32", "no-such-variant", "-m", "digits_cnn")
     assert wrong.returncode == 2 and wrong.stderr.startswith("error: 'no-such-variant': neither a variant")
+
+
+class _CoreMLStateful:
+    """Core ML's MLModel for a stateful decoder (coremltools 9: `make_state()`, `predict(feed, state)`),
+    which cannot predict on Linux: it records every call and answers with logits of the fed length."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[str, tuple[tuple[int, ...], str]], int]] = []
+        self.states: list[object] = []
+
+    def make_state(self) -> object:
+        self.states.append(object())
+        return self.states[-1]
+
+    def predict(self, feed: dict[str, np.ndarray], state: object) -> dict[str, np.ndarray]:
+        self.calls.append(({k: (v.shape, v.dtype.name) for k, v in feed.items()}, self.states.index(state)))
+        return {"logits": np.zeros((1, feed["tokens"].shape[1], 8), np.float16)}
+
+
+class _StatefulSession:
+    """The attributes `harness.backends.coreml.CoreMLSession` gives a stateful decoder's spec
+    (`converters.coreml_decoder`: inputs tokens and positions, int32 and float32)."""
+
+    def __init__(self) -> None:
+        self.model = _CoreMLStateful()
+        self.input_names = ["tokens", "positions"]
+        self.input_dtypes = {"tokens": np.dtype(np.int32), "positions": np.dtype(np.float32)}
+        self.output_names = ["logits"]
+
+
+def _decoder_files(root: Path, prompt_tokens: int) -> tuple[str, str]:
+    """A decoder case's generation.npz (timing prompt, lengths) and inputs.npz (the torch reference's
+    decode step: token, keys, values of shape 1 x layers x heads x past x head_dim)."""
+    parity, inputs = root / "generation.npz", root / "inputs.npz"
+    np.savez(parity, timing_prompt=np.arange(40, dtype=np.int64), lengths=np.array([prompt_tokens, 32]))
+    cache = np.ones((1, 2, 2, prompt_tokens, 8), np.float32)
+    np.savez(inputs, np.array([[5]], np.int64), cache, cache)
+    return str(parity), str(inputs)
+
+
+def test_a_stateful_core_ml_arm_runs_a_decode_step_through_its_own_adapter(tmp_path: Path) -> None:
+    """Never the reference's (tokens, past keys, past values): the prompt is prefilled into a new state,
+    then each call is one token at positions P+1 on that same state."""
+    from harness.generation import decode_step_call
+
+    session = _StatefulSession()
+    call = decode_step_call(session, *_decoder_files(tmp_path, 16))
+    call()
+    call()
+    model = session.model
+    prefill = ({"tokens": ((1, 16), "int32"), "positions": ((1, 16), "float32")}, 0)
+    step = ({"tokens": ((1, 1), "int32"), "positions": ((1, 17), "float32")}, 0)
+    assert model.calls == [prefill, step, step] and len(model.states) == 1
+
+
+def test_a_generative_arm_without_a_step_adapter_is_left_out_of_pairing_with_the_reason(
+    arm: Arm, tmp_path: Path
+) -> None:
+    """A one-input graph marked as a decoder: that arm leaves the series with the reason, the others are
+    still measured and decided; a reference that cannot be paired closes its series with the reason."""
+    parity, _ = _decoder_files(tmp_path, 16)
+    odd = Arm(dataclasses.replace(arm.spec, task="generation", parity_path=parity))
+    settings = PairingSettings(0.01, 0.05, 60.0, 0.2, 3, 1, 60.0, 0)
+    results = compare_series(arm, {"odd": odd, "same": Arm(arm.spec)}, "reference", settings)
+    assert results["odd"].detail.startswith("left out of pairing: its inputs (input) are neither")
+    assert not results["odd"].processes and results["same"].processes
+    closed = compare_series(odd, {"same": Arm(arm.spec)}, "reference", settings)
+    assert closed["same"].detail.startswith("the reference left out of pairing: its inputs (input)")

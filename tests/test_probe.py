@@ -100,3 +100,35 @@ def test_executorch_probe_runs_the_core_ml_delegate_on_every_device() -> None:
     lines = {probe.device: probe for probe in probe_all() if probe.section == EXECUTORCH_COREML}
     assert set(lines) == {"cpu", "gpu", "ane"} and not any(probe.error for probe in lines.values()), lines
     assert lines["cpu"].placed is not None and " nodes in CoreMLBackend (" in lines["cpu"].placed
+
+
+def test_a_coreml_plan_below_macos_14_4_says_it_needs_14_4_not_zero_ops() -> None:
+    from harness.backends.coreml import plan_unavailable, preference
+
+    plan = {"source": plan_unavailable((14, 2))}
+    line = preference(plan, "cpu")
+    assert line == "placement unknown (unavailable: MLComputePlan needs macOS 14.4; this is macOS 14.2)"
+    assert "0 of 0" not in line
+
+
+@pytest.mark.parametrize(
+    ("machine", "translated", "host"),
+    [("x86_64", 1, "rosetta"), ("x86_64", 0, "intel"), ("x86_64", None, "intel"), ("arm64", 0, "apple-silicon")],
+)
+def test_rosetta_is_told_from_an_intel_mac_by_proc_translated(machine: str, translated: int | None, host: str) -> None:
+    from harness.backends.coreml import unavailable_reason
+    from harness.environment import ROSETTA, mac_host
+
+    assert mac_host(machine, translated) == host
+    reason = unavailable_reason("ane", "Darwin", machine, True, translated)
+    expected = {"rosetta": ROSETTA, "intel": "ane needs macOS on Apple silicon", "apple-silicon": None}[host]
+    assert reason == expected
+
+
+@pytest.mark.skipif(sys.platform != "darwin", reason="requires macOS (sysctl.proc_translated)")
+def test_proc_translated_reads_this_process() -> None:
+    from harness.environment import mac_host, proc_translated
+
+    value = proc_translated()
+    assert value in (0, 1, None)
+    assert (mac_host(platform.machine(), value) == "rosetta") == (value == 1)

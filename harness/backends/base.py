@@ -67,5 +67,10 @@ class Backend(ABC):
     def load(self, request: LoadRequest) -> Session:
         """Load the artifact for the request's device; raise `DeviceUnavailable` if the runtime declines it."""
 
+    def admit(self, session: Session, request: LoadRequest) -> None:  # noqa: B027  (a default: nothing to check)
+        """Checks that need the loaded model but are no part of loading it (Core ML reads its compute plan
+        here), run after the timed cold load so no app's load time carries them; raise `DeviceUnavailable`
+        to refuse the device."""
+
     def close(self) -> None:  # noqa: B027  (a default: nothing left behind)
         """Remove what loading left on disk (compiled models in temp directories); the worker calls it last."""

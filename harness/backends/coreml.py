@@ -22,9 +22,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from converters.coreml_decoder import state_bytes
 from converters.coreml_inputs import cast_to_spec, spec_input_dtypes
 from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Session
-from harness.environment import macos_version
+from harness.environment import ROSETTA, mac_host, macos_version, proc_translated
 
 COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "ane": "CPU_AND_NE", "all": "ALL"}
 DEVICE_CLASSES = {"MLCPUComputeDevice": "cpu", "MLGPUComputeDevice": "gpu", "MLNeuralEngineComputeDevice": "ane"}
@@ -48,12 +49,17 @@ def _release(version: tuple[int, ...]) -> str:
     return ".".join(map(str, version)) or "unknown"
 
 
-def unavailable_reason(device: str, system: str, machine: str, has_coremltools: bool) -> str | None:
-    """Why Core ML cannot run `device` on this host, or None. Pure, so every branch is testable anywhere."""
+def unavailable_reason(
+    device: str, system: str, machine: str, has_coremltools: bool, translated: int | None = None
+) -> str | None:
+    """Why Core ML cannot run `device` on this host, or None. Pure, so every branch is testable anywhere;
+    `translated` is the `sysctl.proc_translated` value (`harness.environment.mac_host`)."""
     if device not in COMPUTE_UNITS:
         return f"coreml has no '{device}' device (cpu, gpu, ane, all)"
     if system != "Darwin":
         return "ane needs macOS on Apple silicon" if device == "ane" else "Core ML runs only on macOS"
+    if device == "ane" and mac_host(machine, translated) == "rosetta":
+        return ROSETTA
     if device == "ane" and machine != "arm64":
         return "ane needs macOS on Apple silicon"
     if not has_coremltools:
@@ -102,9 +108,17 @@ def summarise_plan(operations: Iterable[Any], usage_of: Callable[[Any], Any], co
     }
 
 
+def plan_unavailable(macos: tuple[int, ...]) -> str:
+    """The plan's `source` where this macOS has no MLComputePlan."""
+    return f"unavailable: MLComputePlan needs macOS {_release(COMPUTE_PLAN_MACOS)}; this is macOS {_release(macos)}"
+
+
 def preference(plan: dict[str, Any], device: str) -> str:
-    """'14 of 14 ops prefer the Neural Engine', from a summarised plan."""
-    by_device = plan.get("by_device", {})
+    """'14 of 14 ops prefer the Neural Engine', from a summarised plan; where no plan was read, that and why
+    (never '0 of 0 ops')."""
+    if "by_device" not in plan:
+        return f"placement unknown ({plan.get('source', 'no compute plan')})"
+    by_device = plan["by_device"]
     return f"{by_device.get(device, 0)} of {sum(by_device.values())} ops prefer {DEVICE_NAMES[device]}"
 
 
@@ -134,7 +148,7 @@ def plan_refusal(plan: dict[str, Any], device: str, visible: Collection[str] | N
 def read_compute_plan(compiled_path: str, units: Any) -> dict[str, Any]:
     """The summarised MLComputePlan of a compiled model for these compute units (macOS 14.4+)."""
     if macos_version() < COMPUTE_PLAN_MACOS:
-        return {"source": "unavailable: MLComputePlan needs macOS >= 14.4"}
+        return {"source": plan_unavailable(macos_version())}
     from coremltools.models.compute_plan import MLComputePlan
 
     plan = MLComputePlan.load_from_path(compiled_path, compute_units=units)
@@ -170,10 +184,16 @@ def visible_devices() -> set[str] | None:
 
 @dataclass(frozen=True)
 class Compiled:
-    """A compiled model in this backend's temp directory and what was read from it once."""
+    """A compiled model in this backend's temp directory."""
 
     path: str
     compile_ms: float
+
+
+@dataclass(frozen=True)
+class PlanRead:
+    """The compute plan summarised once per process, and how long reading it took (kept out of the load)."""
+
     plan: dict[str, Any]
     plan_ms: float
 
@@ -183,9 +203,11 @@ class CoreMLSession(Session):
         import coremltools as ct
 
         self.model = model
+        self.plan: PlanRead | None = None  # set by `CoreMLBackend.admit`
         self.input_names = [i.name for i in spec.description.input]
         self.input_dtypes = spec_input_dtypes(spec)
         self.output_names = [o.name for o in spec.description.output]
+        self.state_bytes = state_bytes(spec)  # a stateful decoder's KV cache, allocated at make_state()
         self.package_path = request.artifact_path
         self.compiled = compiled
         self.units = getattr(ct.ComputeUnit, COMPUTE_UNITS[request.device])
@@ -211,7 +233,7 @@ class CoreMLSession(Session):
             "compute_units": self.units.name,
             "macos": platform.mac_ver()[0],
             "compile_ms": self.compiled.compile_ms,
-            "compute_plan_ms": self.compiled.plan_ms,
+            "compute_plan_ms": self.plan.plan_ms if self.plan is not None else None,
             "core_ml_predict_ms_separate_instance": self._core_ml_predict_ms() if self.feed is not None else None,
         }
 
@@ -230,7 +252,7 @@ class CoreMLSession(Session):
         return float(np.median(values))
 
     def placement(self) -> dict[str, Any]:
-        return self.compiled.plan
+        return self.plan.plan if self.plan is not None else {}
 
 
 class CoreMLBackend(Backend):
@@ -240,11 +262,16 @@ class CoreMLBackend(Backend):
     def __init__(self) -> None:
         self.spec: Any = None
         self.compiled: Compiled | None = None
+        self.plan: PlanRead | None = None
         self.workdir: tempfile.TemporaryDirectory[str] | None = None
 
     def available(self, device: str) -> str | None:
         return unavailable_reason(
-            device, platform.system(), platform.machine(), importlib.util.find_spec("coremltools") is not None
+            device,
+            platform.system(),
+            platform.machine(),
+            importlib.util.find_spec("coremltools") is not None,
+            proc_translated(),
         )
 
     def prepare(self, request: LoadRequest) -> None:
@@ -253,9 +280,9 @@ class CoreMLBackend(Backend):
         self.spec = ct.models.MLModel(request.artifact_path, skip_model_load=True).get_spec()
 
     def load(self, request: LoadRequest) -> Session:
-        """The first call compiles the .mlpackage (also kept apart as `compile_ms`), reads its compute plan
-        (refusing a device no op prefers) and loads the compiled model: the cold load. A later call loads
-        the same compiled model again: the warm load."""
+        """The first call compiles the .mlpackage (also kept apart as `compile_ms`) and loads the compiled
+        model: the cold load, what an app pays. A later call loads the same compiled model again: the warm
+        load. The compute plan is a second load no app pays: `admit` reads it, untimed."""
         import coremltools as ct
 
         reason = macos_reason(macos_version(), request.device, self.spec.specificationVersion)
@@ -263,25 +290,33 @@ class CoreMLBackend(Backend):
             raise DeviceUnavailable(reason)
         units = getattr(ct.ComputeUnit, COMPUTE_UNITS[request.device])
         if self.compiled is None:
-            self.compiled = self._compile(request.artifact_path, units)
-            refusal = plan_refusal(self.compiled.plan, request.device, visible_devices())
-            if refusal is not None:
-                raise DeviceUnavailable(refusal)
+            self.compiled = self._compile(request.artifact_path)
         model = ct.models.CompiledMLModel(self.compiled.path, compute_units=units)
         return CoreMLSession(model, self.spec, request, self.compiled)
 
-    def _compile(self, package_path: str, units: Any) -> Compiled:
+    def admit(self, session: Session, request: LoadRequest) -> None:
+        """Reads the compute plan once (timed apart as `compute_plan_ms`) and refuses a device no op prefers."""
+        assert isinstance(session, CoreMLSession) and self.compiled is not None
+        if self.plan is None:
+            started = time.perf_counter_ns()
+            plan = read_compute_plan(self.compiled.path, session.units)
+            self.plan = PlanRead(plan, (time.perf_counter_ns() - started) / 1e6)
+        session.plan = self.plan
+        refusal = plan_refusal(self.plan.plan, request.device, visible_devices())
+        if refusal is not None:
+            raise DeviceUnavailable(refusal)
+
+    def _compile(self, package_path: str) -> Compiled:
         import coremltools as ct
 
         self.workdir = tempfile.TemporaryDirectory(prefix="bench-coreml-")
         started = time.perf_counter_ns()
         path = ct.models.utils.compile_model(package_path, os.path.join(self.workdir.name, "model.mlmodelc"))
-        compiled = time.perf_counter_ns()
-        plan = read_compute_plan(path, units)
-        return Compiled(path, (compiled - started) / 1e6, plan, (time.perf_counter_ns() - compiled) / 1e6)
+        return Compiled(path, (time.perf_counter_ns() - started) / 1e6)
 
     def close(self) -> None:
         if self.workdir is not None:
             self.workdir.cleanup()
         self.workdir = None
         self.compiled = None
+        self.plan = None
