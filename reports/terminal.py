@@ -10,6 +10,7 @@ from rich.text import Text
 
 from harness.schema import Result, RunRecord
 from reports.generation import generation_table
+from reports.plain import printable
 from reports.summary import ordered_results, size_vs_fp32, versus_text
 
 if TYPE_CHECKING:
@@ -76,8 +77,22 @@ def _versus(result: Result, record: RunRecord) -> Text:
     return Text(text, style={"regression": "red", "improvement": "green"}.get(verdict, ""))
 
 
+IDENTIFYING = ("variant", "device", "backend", "status")
+
+
+def _identifying_widths(results: list[Result]) -> dict[str, int]:
+    """The width each identifying column needs in full: a narrow terminal shrinks the figures, never
+    the names that say which row is which."""
+    return {
+        column: max([len(column)] + [len(printable(getattr(result, column))) for result in results])
+        for column in IDENTIFYING
+    }
+
+
 def model_table(model: str, results: list[Result], record: RunRecord, enforced: bool = True) -> Table:
-    table = Table(title=f"{model}", title_justify="left", show_lines=False, header_style="bold")
+    title = Text(printable(model))
+    table = Table(title=title, title_justify="left", show_lines=False, header_style="bold")
+    min_widths = _identifying_widths(results)
     for column, justify in [
         ("variant", "left"),
         ("device", "left"),
@@ -92,14 +107,19 @@ def model_table(model: str, results: list[Result], record: RunRecord, enforced: 
         ("size", "right"),
         ("parity", "left"),
     ]:
-        table.add_column(column, justify=justify, no_wrap=column != "parity")  # type: ignore[arg-type]
+        table.add_column(
+            column,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=column != "parity",
+            min_width=min_widths.get(column),
+        )
     for result in results:
         status = Text(result.status, style=STATUS_STYLE[result.status])
         load = result.load_ms
         table.add_row(
-            result.variant,
-            result.device,
-            result.backend,
+            Text(printable(result.variant)),
+            Text(printable(result.device)),
+            Text(printable(result.backend)),
             status,
             latency_text(result),
             _versus(result, record),
@@ -134,7 +154,8 @@ def render(record: RunRecord, console: Console) -> None:
                 notes.setdefault(("diagnosis", result.parity.diagnosis["summary"]), []).append(where)
         for (kind, text), cases in notes.items():
             style = STATUS_STYLE.get(kind, "yellow")
-            console.print(Text(f"  {kind} ({', '.join(cases)}): {text}", style=style), soft_wrap=True)
+            line = f"  {kind} ({', '.join(cases)}): {printable(text)}"
+            console.print(Text(line, style=style), soft_wrap=True)
 
 
 def render_conversions(rows: list[ConvertRow], console: Console, explain: bool = False) -> None:
@@ -144,7 +165,7 @@ def render_conversions(rows: list[ConvertRow], console: Console, explain: bool =
     for row in rows:
         by_model.setdefault(row.model, []).append(row)
     for model, model_rows in by_model.items():
-        table = Table(title=model, title_justify="left", header_style="bold")
+        table = Table(title=Text(printable(model)), title_justify="left", header_style="bold")
         columns = ["variant", "status", "size", "vs fp32", "convert s", "cache", "path / target", "reason"]
         for column in columns + (["cache: why"] if explain else []):
             justify = "right" if column in ("size", "vs fp32", "convert s") else "left"
@@ -154,14 +175,14 @@ def render_conversions(rows: list[ConvertRow], console: Console, explain: bool =
             art = row.artifact
             base = fp32.get(row.format)
             table.add_row(
-                row.variant,
+                Text(printable(row.variant)),
                 Text(row.status, style=STATUS_STYLE[row.status]),
                 bytes_text(art.size_bytes),
                 f"{art.size_bytes / base:.3f}" if base and art.size_bytes else "-",
                 f"{art.conversion_s:.1f}" if art.conversion_s is not None else "-",
                 ("hit" if art.cache_hit else "built") if art.path else "-",
-                " ".join(x for x in (art.converter_path, art.deployment_target) if x) or "-",
-                row.reason or "",
-                *([art.cache_explanation or ""] if explain else []),
+                Text(printable(" ".join(x for x in (art.converter_path, art.deployment_target) if x) or "-")),
+                Text(printable(row.reason or "")),
+                *([Text(printable(art.cache_explanation or ""))] if explain else []),
             )
         console.print(table)
