@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -68,13 +69,14 @@ def _mount_tmpfs(target: Path, options: str) -> None:
 
 def _fill(directory: Path) -> None:
     """Write a filler file until the file system says it is full (ENOSPC), as a real full disk is."""
-    with open(directory / "filler", "wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-                handle.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC, exc
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture
@@ -101,7 +103,7 @@ def _cases(url_path: Path) -> tuple[int, int]:
     ("flags", "expected"),
     [
         (("--json", "X", "--html", "X"), "--json X and --html X are the same file"),
-        (("--json", "X", "--markdown", "./sub/../X"), "--json X and --markdown ./sub/../X are the same file"),
+        (("--json", "X", "--markdown", "sub/../X"), "--json X and --markdown sub/../X are the same file"),
         (("--json", "s.sqlite", "--db", "sqlite:///s.sqlite"), "--json s.sqlite and --db s.sqlite are the same file"),
         (("--baseline", "b.json", "--json", "b.json"), "--json b.json is the --baseline b.json"),
         (("--html", "tiny.toml"), "--html tiny.toml is the profile tiny.toml"),
@@ -229,8 +231,8 @@ def test_a_narrow_terminal_keeps_the_identifying_columns_readable() -> None:
     env = Environment("Linux", "x86_64", "cpu", 2, "3.11", {}, {}, "h")
     buffer = StringIO()
     render(RunRecord("n", "2026-11-23T00:00:00+00:00", env, {}, [result]), Console(file=buffer, width=40))
-    row = next(line for line in buffer.getvalue().splitlines() if "onnx-int8-dynamic" in line)
-    assert [cell.strip() for cell in row.split("│")[1:5]] == ["onnx-int8-dynamic", "cpu", "onnxruntime", "ok"]
+    row = next(line for line in buffer.getvalue().splitlines() if "onnx-int8" in line)
+    assert row.replace("│", " ").split()[:4] == ["onnx-int8-dynamic", "cpu", "onnxruntime", "ok"]
 
 
 def test_an_unusable_cache_is_one_line_before_any_work(tmp_path: Path) -> None:
