@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,8 +24,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from bench.outputs import check_writable
+from bench.outputs import check_cache, check_directory, check_distinct, check_writable
 from profiles.errors import BenchError, ConfigError, SchemaError
+from reports.plain import printable
 
 app = typer.Typer(
     add_completion=False,
@@ -34,10 +37,12 @@ list_app = typer.Typer(help="List models, variants or profiles.", no_args_is_hel
 app.add_typer(list_app, name="list")
 
 PIPE_WIDTH = 250  # a CI log or a file has no terminal width: keep tables on one line per row
-out = Console()
+# No console here reads markup: names and paths come from the user, and `[/]` or `[bold]` in one must
+# print as typed. Styles are given as `Text` spans.
+out = Console(markup=False, highlight=False)
 if not out.is_terminal:
-    out = Console(width=PIPE_WIDTH)
-err = Console(stderr=True)
+    out = Console(width=PIPE_WIDTH, markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False)
 
 
 class _RichObserver:
@@ -51,13 +56,24 @@ class _RichObserver:
         self.progress.update(self.task, total=total_steps)
 
     def step(self, label: str, advance: int = 1) -> None:
-        self.progress.update(self.task, description=label, advance=advance)
+        self.progress.update(self.task, description=printable(label), advance=advance)
 
     def result(self, result: Any) -> None:
-        mark = {"ok": "[green]ok[/]", "failed": "[red]failed[/]", "skipped": "[yellow]skipped[/]"}[result.status]
-        self.progress.console.print(f"{mark} {result.model} {result.variant} {result.device}", highlight=False)
+        style = {"ok": "green", "failed": "red", "skipped": "yellow"}[result.status]
+        case = printable(f"{result.model} {result.variant} {result.device}")
+        self.progress.console.print(Text.assemble((result.status, style), " ", case), highlight=False)
 
 
+OVERRIDE_FLAGS = {
+    "models": "-m",
+    "variants": "-v",
+    "devices": "-d",
+    "measure.budget_s": "--budget",
+    "measure.processes": "--processes",
+    "paired.threshold_pct": "--threshold",
+    "paired.max_s": "--pair-budget",
+    "paired.precision_pct": "--precision",
+}
 OVERRIDE_KEYS = {
     "model": "models",
     "variant": "variants",
@@ -73,15 +89,6 @@ OVERRIDE_KEYS = {
 def _overrides(**flags: Any) -> dict[str, Any]:
     """Profile keys set by the flags the user gave (a flag left out keeps the profile's value)."""
     return {OVERRIDE_KEYS[flag]: value for flag, value in flags.items() if value not in (None, [])}
-
-
-_CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F] if code not in (0x09,)}
-
-
-def printable(text: object) -> str:
-    """The text with control characters (ESC sequences, newlines) shown escaped, never acted on by a
-    terminal: error lines echo names the user typed."""
-    return str(text).translate(_CONTROL)
 
 
 def _fail(exc: BenchError) -> None:
@@ -100,10 +107,10 @@ def _on_sigterm(_signum: int, _frame: Any) -> None:
     raise Terminated
 
 
-def _interrupted_note(path: Path) -> str:
+def _interrupted_note(path: Path) -> Text:
     if path.exists():
-        return f"interrupted: the results measured so far are in {path}"
-    return "interrupted before any case finished: no results file was written"
+        return Text(f"interrupted: the results measured so far are in {printable(path)}")
+    return Text("interrupted before any case finished: no results file was written")
 
 
 @app.command()
@@ -152,14 +159,23 @@ def run(
         pair_budget=pair_budget,
         precision=precision,
     )
-    runner_json = json_path or Path("bench-results") / f"run-{datetime.now():%Y%m%d-%H%M%S}.json"
+    run_id = uuid.uuid4().hex[:12]  # in the default results name: two runs started in one second differ
+    runner_json = json_path or Path("bench-results") / f"run-{datetime.now():%Y%m%d-%H%M%S}-{run_id}.json"
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        resolved = load_profile(profile, overrides)
+        check_cache()
+        resolved = load_profile(profile, overrides, OVERRIDE_FLAGS)
+        from harness.store import DEFAULT_URL, ResultsStore, sqlite_file
+
+        store_url = db or DEFAULT_URL
+        check_distinct(
+            {"--json": runner_json, "--html": html_path, "--markdown": markdown_path, "--db": sqlite_file(store_url)},
+            {"--baseline": baseline, "profile": Path(resolved.source) if resolved.source == profile else None},
+        )
         for path, flag in ((runner_json, "--json"), (html_path, "--html"), (markdown_path, "--markdown")):
             check_writable(path, flag)
         columns = (
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -168,11 +184,10 @@ def run(
         )
         from harness.plan import parse_shard
         from harness.schema import load_results
-        from harness.store import DEFAULT_URL, ResultsStore
 
         baseline_run = load_results(baseline) if baseline else None
-        store = ResultsStore(db or DEFAULT_URL)
-        runner = Runner(resolved, runner_json, store, parse_shard(shard) if shard else None, baseline_run)
+        store = ResultsStore(store_url)
+        runner = Runner(resolved, runner_json, store, parse_shard(shard) if shard else None, baseline_run, run_id)
         with Progress(*columns, console=err, transient=True) as progress:
             record = runner.run(_RichObserver(progress))
     except BenchError as exc:
@@ -183,40 +198,86 @@ def run(
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
     render(record, out)
-    out.print(f"results: {runner_json}; run {record.run_id} in {store.url}", highlight=False, soft_wrap=True)
-    for problem in (runner.store_error, runner.json_error):
-        if problem:
-            err.print(f"warning: {printable(problem)}", highlight=False, soft_wrap=True)
     code = exit_code(record)
-    if runner.json_error or not _write_reports([record], html_path, markdown_path, None):
-        code = max(code, 1)
     if baseline_run is not None:
         from reports.compare import compare_runs, render_comparison
 
         for note in runner.baseline_notes:
-            out.print(f"note: {note}", highlight=False, soft_wrap=True)
+            out.print(Text(f"note: {printable(note)}"), soft_wrap=True)
         changes = [c for c in compare_runs(baseline_run, record, paired=True) if c.presence == "both"]
         render_comparison(changes, out, "baseline -> current, paired in one process")
         if _print_regressions(changes):
             code = 1
+    outcomes = [_results_outcome(runner, runner_json), *_write_reports([record], html_path, markdown_path, None)]
+    outputs_written = _print_outcomes(outcomes)
+    store_complete = _print_store(runner, store.url)
+    if not (outputs_written and store_complete):
+        code = max(code, 1)
     raise typer.Exit(code)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One output of a command: written (`problem` None), or why it is missing or incomplete."""
+
+    label: str  # what the closing line calls it: results, html, markdown, pytest-benchmark
+    flag: str
+    path: Path
+    problem: str | None = None
+
+
+def _results_outcome(runner: Any, path: Path) -> _Outcome:
+    """The results file as the run left it: every case, or how many it holds and why not the rest."""
+    if runner.json_error is None:
+        return _Outcome("results", "--json", path)
+    total = len(runner.record.results)
+    if runner.json_cases == 0:
+        return _Outcome("results", "--json", path, f"not written: {runner.json_error}")
+    return _Outcome("results", "--json", path, f"holds {runner.json_cases} of {total} cases: {runner.json_error}")
+
+
+def _print_outcomes(outcomes: list[_Outcome]) -> bool:
+    """The closing lines: each output written (stdout), then each that failed (stderr); True if none failed."""
+    for outcome in outcomes:
+        if outcome.problem is None:
+            out.print(Text(f"{outcome.label}: {printable(outcome.path)}"), soft_wrap=True)
+    failed = [outcome for outcome in outcomes if outcome.problem is not None]
+    for outcome in failed:
+        line = f"{outcome.flag} {printable(outcome.path)}: {printable(outcome.problem)}"
+        err.print(Text.assemble(("error:", "bold red"), " ", line), soft_wrap=True)
+    return not failed
+
+
+def _print_store(runner: Any, url: str) -> bool:
+    """What the store holds of this run; with the store's error when it did not get every case (False)."""
+    total = len(runner.record.results)
+    held = f"store {printable(url)} holds {runner.stored_cases} of {total} cases of run {runner.run_id}"
+    if runner.store_error is None:
+        out.print(Text(held), soft_wrap=True)
+        return True
+    err.print(Text.assemble(("error:", "bold red"), " ", printable(runner.store_error)), soft_wrap=True)
+    err.print(Text(held), soft_wrap=True)
+    return False
 
 
 def _print_regressions(changes: list[Any]) -> bool:
     """One line per regressed case, naming what regressed and by how much; True if there was any."""
     regressions = [c for c in changes if c.regressions]
     for change in regressions:
-        out.print(f"regression: {change.label}: {'; '.join(change.regressions)}", highlight=False, soft_wrap=True)
+        out.print(Text(printable(f"regression: {change.label}: {'; '.join(change.regressions)}")), soft_wrap=True)
     return bool(regressions)
 
 
-def _write_reports(runs: list[Any], html: Path | None, markdown: Path | None, pytest_benchmark: Path | None) -> bool:
-    """Write the requested reports (their paths were checked before any work); False if one failed."""
+def _write_reports(
+    runs: list[Any], html: Path | None, markdown: Path | None, pytest_benchmark: Path | None
+) -> list[_Outcome]:
+    """Write each requested report on its own (their paths were checked before any work): one that
+    fails does not keep the others from being written."""
     from reports.html import write_html
     from reports.markdown import write_markdown
     from reports.pytest_benchmark import write_pytest_benchmark
 
-    written = True
+    outcomes = []
     for path, flag, write in (
         (html, "--html", write_html),
         (markdown, "--markdown", write_markdown),
@@ -224,14 +285,14 @@ def _write_reports(runs: list[Any], html: Path | None, markdown: Path | None, py
     ):
         if path is None:
             continue
+        label = flag.removeprefix("--")
         try:
             write(runs, path)
         except OSError as exc:
-            err.print(Text(f"error: {flag} {printable(path)}: cannot write it: {exc.strerror or exc}"), soft_wrap=True)
-            written = False
+            outcomes.append(_Outcome(label, flag, path, f"cannot write it: {exc.strerror or exc}"))
             continue
-        out.print(f"{flag.removeprefix('--')}: {path}", highlight=False, soft_wrap=True)
-    return written
+        outcomes.append(_Outcome(label, flag, path))
+    return outcomes
 
 
 @app.command()
@@ -247,16 +308,17 @@ def report(
     from harness.schema import load_results
     from reports.terminal import render
 
+    outputs = {"--html": html_path, "--markdown": markdown_path, "--pytest-benchmark": pytest_benchmark_path}
     try:
-        check_writable(html_path, "--html")
-        check_writable(markdown_path, "--markdown")
-        check_writable(pytest_benchmark_path, "--pytest-benchmark")
+        check_distinct(outputs, {f"results file {index + 1}": path for index, path in enumerate(results)})
+        for flag, path in outputs.items():
+            check_writable(path, flag)
         runs = [load_results(path) for path in results]
     except BenchError as exc:
         _fail(exc)
     for run in runs:
         render(run, out)
-    if not _write_reports(runs, html_path, markdown_path, pytest_benchmark_path):
+    if not _print_outcomes(_write_reports(runs, html_path, markdown_path, pytest_benchmark_path)):
         raise typer.Exit(1)
 
 
@@ -275,9 +337,11 @@ def convert(
 
     overrides = _overrides(model=model, variant=variant)
     try:
-        resolved = load_profile(profile, overrides)
+        check_cache()
+        check_directory(out_dir, "--out")
+        resolved = load_profile(profile, overrides, OVERRIDE_FLAGS)
         with err.status("converting") as status:
-            rows, elapsed = convert_profile(resolved, out_dir, lambda stage: status.update(stage))
+            rows, elapsed = convert_profile(resolved, out_dir, lambda stage: status.update(printable(stage)))
     except BenchError as exc:
         _fail(exc)
     render_conversions(rows, out, explain)
@@ -378,6 +442,7 @@ def ab(
 
     overrides = _overrides(model=[model], threshold=threshold, pair_budget=pair_budget, precision=precision)
     try:
+        check_cache()
         check_writable(json_path, "--json")
         resolved = load_profile(profile, overrides)
         with err.status("preparing") as status:
@@ -419,14 +484,13 @@ def devices(
         backend = cls()
         for device in ("cpu", "gpu", "ane"):
             reason = backend.available(device)
-            table.add_row(name, device, "[green]available[/]" if reason is None else f"[yellow]{reason}[/]")
+            status = Text("available", style="green") if reason is None else Text(reason, style="yellow")
+            table.add_row(name, device, status)
     out.print(table)
 
 
 def _check_devices() -> int:
     """One line per backend and device; 1 if a probe failed unexpectedly (a refusal is not a failure)."""
-    from rich.markup import escape
-
     from harness.probe import probe_all
     from reports.terminal import ms_text
 
@@ -434,12 +498,13 @@ def _check_devices() -> int:
     for probe in probe_all():
         if probe.heading != current:
             current = probe.heading
-            out.print(f"[bold]{current}[/]")
+            out.print(Text(current, style="bold"))
         if probe.placed is not None:
-            line = f"{probe.device}: {escape(probe.placed)}, {ms_text(probe.ms)} ms"
+            line = Text(f"  {probe.device}: {printable(probe.placed)}, {ms_text(probe.ms)} ms")
         else:
-            line = f"{probe.device}: {'[red]error:[/] ' if probe.error else ''}{escape(probe.reason or '')}"
-        out.print(f"  {line}", highlight=False, soft_wrap=True)
+            error = ("error: ", "red") if probe.error else ""
+            line = Text.assemble(f"  {probe.device}: ", error, printable(probe.reason or ""))
+        out.print(line, soft_wrap=True)
         failed = failed or probe.error
     return 1 if failed else 0
 

@@ -97,19 +97,23 @@ class Runner:
         store: ResultsStore | None = None,
         shard: tuple[int, int] | None = None,
         baseline: RunRecord | None = None,
+        run_id: str | None = None,
     ) -> None:
         """Plans the run (raising `ModelError` or `NothingToRun`); nothing is measured yet. With
         `shard=(i, n)` only the i-th of n deterministic slices of the cases is run. With `baseline`, each
-        case whose baseline artifact is still on disk is then paired with it (`Result.against_baseline`)."""
+        case whose baseline artifact is still on disk is then paired with it (`Result.against_baseline`).
+        `run_id` is the caller's when it named an output after the run."""
         self.resolved = resolved
         self.profile = resolved.profile
         self.json_path = json_path
         self.store = store
         self.store_error: str | None = None
+        self.stored_cases = 0  # results the store holds
         self.json_error: str | None = None  # the results file stopped being written: why
+        self.json_cases = 0  # results the results file holds
         self.observer = Observer()
         self.cases = plan(self.profile, shard)
-        self.run_id = uuid.uuid4().hex[:12]
+        self.run_id = run_id or uuid.uuid4().hex[:12]
         self.logs = cache_root() / "logs" / self.run_id
         self.record = RunRecord(
             run_id=self.run_id,
@@ -123,16 +127,30 @@ class Runner:
     def _emit(self, result: Result) -> None:
         """Append a result and write it to the results file and to the store; each write fails alone."""
         self.record.results.append(result)
-        self._to_store(lambda store: store.add_result(self.run_id, result))
+        self._to_store(self._store_result(result))
         self._write_json()
         self.observer.result(result)
+
+    def _store_result(self, result: Result) -> Callable[[ResultsStore], None]:
+        """The store's write of a new result. The run's row goes in with its first result, so a run
+        that ends before any case (a user model that does not import, a Ctrl-C while preparing) leaves
+        no empty run in the store."""
+
+        def write(store: ResultsStore) -> None:
+            if self.stored_cases == 0:
+                store.add_run(self.record)
+            store.add_result(self.run_id, result)
+            self.stored_cases += 1
+
+        return write
 
     def _write_json(self) -> None:
         if self.json_path and self.json_error is None:
             try:
                 write_results(self.record, self.json_path)
+                self.json_cases = len(self.record.results)
             except OSError as exc:
-                self.json_error = f"results file {self.json_path}: {exc.strerror or exc}"
+                self.json_error = exc.strerror or str(exc)
 
     def _update(self, result: Result) -> None:
         """A result already written gained its paired comparisons: write it again."""
@@ -163,7 +181,6 @@ class Runner:
         for case in self.cases:
             per_model.setdefault(case.model.ref, []).append(case)
         runnable = [c for c in self.cases if not c.skip_reason]
-        self._to_store(lambda store: store.add_run(self.record))
         self.observer.start(len(per_model) + len(runnable) * self.profile.measure.processes)
 
         work_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))

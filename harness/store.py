@@ -69,6 +69,20 @@ CASE_COLUMNS = (
 )  # fmt: skip
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite store URL names (None for another database, an in-memory store or a URL that
+    does not parse: opening the store reports that)."""
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
 class ResultsStore:
     def __init__(self, url: str = DEFAULT_URL) -> None:
         import sqlalchemy as sa
@@ -127,6 +141,12 @@ class ResultsStore:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7470520)"))
             conn.execute(sa.text(_MIGRATIONS_TABLE))
             done = {row[0] for row in conn.execute(sa.text("SELECT version FROM schema_migrations"))}
+            newer = sorted(version for version in done if version > LATEST_VERSION)
+            if newer:
+                raise ConfigError(
+                    f"--db {self.url}: the store has migration {newer[-1]}, newer than this bench knows"
+                    f" (up to {LATEST_VERSION}); upgrade ondevice-bench or give another --db"
+                )
             for version, statements in MIGRATIONS:
                 if version in done:
                     continue

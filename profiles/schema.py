@@ -213,6 +213,8 @@ def _read(name_or_path: str) -> tuple[str, str, dict[str, Any]]:
         text, source, name = builtin.read_text(), f"profiles/{BUILTIN_DIR}/{name_or_path}.toml", name_or_path
     else:
         path = Path(name_or_path)
+        if path.is_dir():
+            raise ConfigError(f"profile {name_or_path}: is a directory; give a TOML file, e.g. {path / 'profile.toml'}")
         if not path.is_file():
             raise ConfigError(
                 f"profile '{name_or_path}': no such built-in profile ({', '.join(builtin_profiles())}) and no such file"
@@ -257,8 +259,13 @@ def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
     return f"{key} = {error.get('input')!r}: {message}"
 
 
-def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> ResolvedProfile:
-    """Read a built-in profile or a TOML file, apply CLI overrides, validate; `ConfigError` in one line."""
+def load_profile(
+    name_or_path: str, overrides: dict[str, Any] | None = None, flags: dict[str, str] | None = None
+) -> ResolvedProfile:
+    """Read a built-in profile or a TOML file, apply CLI overrides, validate; `ConfigError` in one line.
+
+    `flags` names the command-line flag that set each override key (`measure.budget_s` -> `--budget`):
+    a bad value that came from a flag is blamed on the flag, not on the profile file that never held it."""
     name, source, data = _read(name_or_path)
     for dotted, value in (overrides or {}).items():
         section = data
@@ -273,7 +280,17 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
         profile = Profile.model_validate(data)
     except ValidationError as exc:
         first = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
-        raise ConfigError(f"{source}: {_describe(dict(first), data)}") from exc
+        dotted = ".".join(str(part) for part in first["loc"])
+        flag = next(
+            (
+                flags[key]
+                for key in (overrides or {})
+                if key in (flags or {}) and (dotted == key or dotted.startswith(f"{key}."))
+            ),
+            None,
+        )
+        where = f"{flag} (overriding {source})" if flag else source
+        raise ConfigError(f"{where}: {_describe(dict(first), data)}") from exc
     except RecursionError as exc:
         raise ConfigError(f"{source}: not a profile (nested too deeply)") from exc
     return ResolvedProfile(name=name, source=source, profile=profile)

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.schema import Result
+from reports.plain import printable
 
 
 def _ms(value: float | None) -> str:
@@ -40,7 +41,10 @@ def generation_table(model: str, results: list[Result], enforced: bool = True) -
     lengths = [str(n) for n in measured[0].generation["prompt_lengths"]]  # type: ignore[index]
     budget = measured[0].generation["new_tokens"]  # type: ignore[index]
     table = Table(
-        title=f"{model}: generation (greedy, {budget} new tokens; decode ms/token at prompt length + generated)",
+        title=Text(
+            f"{printable(model)}: generation (greedy, {budget} new tokens;"
+            " decode ms/token at prompt length + generated)"
+        ),
         title_justify="left",
         header_style="bold",
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from io import StringIO
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -10,6 +11,7 @@ from rich.text import Text
 
 from harness.schema import Result, RunRecord
 from reports.generation import generation_table
+from reports.plain import printable
 from reports.summary import ordered_results, size_vs_fp32, versus_text
 
 if TYPE_CHECKING:
@@ -76,9 +78,19 @@ def _versus(result: Result, record: RunRecord) -> Text:
     return Text(text, style={"regression": "red", "improvement": "green"}.get(verdict, ""))
 
 
-def model_table(model: str, results: list[Result], record: RunRecord, enforced: bool = True) -> Table:
-    table = Table(title=f"{model}", title_justify="left", show_lines=False, header_style="bold")
-    for column, justify in [
+IDENTIFYING = ("variant", "device", "backend", "status")
+# Dropped first, when the terminal is too narrow for every column: the figures a glance needs least.
+DROP_ORDER = ("energy", "load ms cold/warm", "p99 ms", "peak mem", "size", "vs reference", "median ms [95% CI]")
+
+
+def model_table(
+    model: str, results: list[Result], record: RunRecord, enforced: bool = True, width: int | None = None
+) -> Table:
+    """One row per case. Within `width` (a narrow terminal) the table drops figure columns, in
+    `DROP_ORDER`, rather than squeeze every column: squeezed, the four columns that say which row is
+    which shrink to nothing first."""
+    sources = ", ".join(sorted({r.energy.source for r in results if r.latency_ms}) or ["-"])
+    columns: list[tuple[str, str]] = [
         ("variant", "left"),
         ("device", "left"),
         ("backend", "left"),
@@ -88,29 +100,77 @@ def model_table(model: str, results: list[Result], record: RunRecord, enforced: 
         ("p99 ms", "right"),
         ("load ms cold/warm", "right"),
         ("peak mem", "right"),
-        (f"energy/inf ({', '.join(sorted({r.energy.source for r in results if r.latency_ms}) or ['-'])})", "right"),
+        (f"energy/inf ({sources})", "right"),
         ("size", "right"),
         ("parity", "left"),
-    ]:
-        table.add_column(column, justify=justify, no_wrap=column != "parity")  # type: ignore[arg-type]
+    ]
+    rows = []
     for result in results:
-        status = Text(result.status, style=STATUS_STYLE[result.status])
         load = result.load_ms
-        table.add_row(
-            result.variant,
-            result.device,
-            result.backend,
-            status,
-            latency_text(result),
-            _versus(result, record),
-            ms_text(result.latency_ms.p99) if result.latency_ms else "-",
-            f"{ms_text(load.cold)}/{ms_text(load.warm)}" if load.cold is not None else "-",
-            bytes_text(result.memory.peak_rss_bytes),
-            energy_text(result),
-            size_text(result, results),
-            _parity(result, enforced),
+        rows.append(
+            [
+                Text(printable(result.variant)),
+                Text(printable(result.device)),
+                Text(printable(result.backend)),
+                Text(result.status, style=STATUS_STYLE[result.status]),
+                latency_text(result),
+                _versus(result, record),
+                ms_text(result.latency_ms.p99) if result.latency_ms else "-",
+                f"{ms_text(load.cold)}/{ms_text(load.warm)}" if load.cold is not None else "-",
+                bytes_text(result.memory.peak_rss_bytes),
+                energy_text(result),
+                size_text(result, results),
+                _parity(result, enforced),
+            ]
         )
+    kept = list(range(len(columns)))
+    table = _table(model, columns, rows, kept)
+    if width is None:
+        return table
+    for dropped in DROP_ORDER:
+        if _names_whole(table, rows, width):
+            return table
+        kept = [i for i in kept if not columns[i][0].startswith(dropped)]
+        table = _table(model, columns, rows, kept)
+    if not _names_whole(table, rows, width):
+        table = _table(model, columns, rows, kept[: len(IDENTIFYING)], compact=True)
     return table
+
+
+def _table(
+    model: str, columns: list[tuple[str, str]], rows: list[list[Any]], kept: list[int], compact: bool = False
+) -> Table:
+    """The table of the `kept` columns; `compact`: no borders, one space between columns, headers no
+    wider than their cells."""
+    table = Table(
+        title=Text(printable(model)),
+        title_justify="left",
+        show_lines=False,
+        header_style="bold",
+        **({"box": None, "padding": (0, 1), "pad_edge": False, "collapse_padding": True} if compact else {}),  # type: ignore[arg-type]
+    )
+    for index in kept:
+        name, justify = columns[index]
+        longest = max(len(str(row[index])) for row in rows) if rows else len(name)
+        table.add_column(
+            name,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=name != "parity",
+            max_width=longest if compact else None,  # compact: a header may shorten, a name may not
+        )
+    for row in rows:
+        table.add_row(*[row[index] for index in kept])
+    return table
+
+
+def _names_whole(table: Table, rows: list[list[Any]], width: int) -> bool:
+    """Whether, drawn `width` wide, the table shows every row's identifying cells in full."""
+    probe = Console(width=width, file=StringIO(), color_system=None)
+    probe.print(table)
+    lines = [line.replace("│", " ").split() for line in probe.file.getvalue().splitlines()]  # type: ignore[attr-defined]
+    return all(
+        any(words[: len(IDENTIFYING)] == [str(c) for c in row[: len(IDENTIFYING)]] for words in lines) for row in rows
+    )
 
 
 def render(record: RunRecord, console: Console) -> None:
@@ -119,7 +179,7 @@ def render(record: RunRecord, console: Console) -> None:
         by_model.setdefault(result.model, []).append(result)
     enforced = bool(record.profile.get("parity", {}).get("enforce", True))
     for model, results in by_model.items():
-        console.print(model_table(model, results, record, enforced))
+        console.print(model_table(model, results, record, enforced, console.width))
         generation = generation_table(model, results, enforced)
         if generation is not None:
             console.print(generation)
@@ -134,7 +194,8 @@ def render(record: RunRecord, console: Console) -> None:
                 notes.setdefault(("diagnosis", result.parity.diagnosis["summary"]), []).append(where)
         for (kind, text), cases in notes.items():
             style = STATUS_STYLE.get(kind, "yellow")
-            console.print(Text(f"  {kind} ({', '.join(cases)}): {text}", style=style), soft_wrap=True)
+            line = f"  {kind} ({', '.join(cases)}): {printable(text)}"
+            console.print(Text(line, style=style), soft_wrap=True)
 
 
 def render_conversions(rows: list[ConvertRow], console: Console, explain: bool = False) -> None:
@@ -144,7 +205,7 @@ def render_conversions(rows: list[ConvertRow], console: Console, explain: bool =
     for row in rows:
         by_model.setdefault(row.model, []).append(row)
     for model, model_rows in by_model.items():
-        table = Table(title=model, title_justify="left", header_style="bold")
+        table = Table(title=Text(printable(model)), title_justify="left", header_style="bold")
         columns = ["variant", "status", "size", "vs fp32", "convert s", "cache", "path / target", "reason"]
         for column in columns + (["cache: why"] if explain else []):
             justify = "right" if column in ("size", "vs fp32", "convert s") else "left"
@@ -154,14 +215,14 @@ def render_conversions(rows: list[ConvertRow], console: Console, explain: bool =
             art = row.artifact
             base = fp32.get(row.format)
             table.add_row(
-                row.variant,
+                Text(printable(row.variant)),
                 Text(row.status, style=STATUS_STYLE[row.status]),
                 bytes_text(art.size_bytes),
                 f"{art.size_bytes / base:.3f}" if base and art.size_bytes else "-",
                 f"{art.conversion_s:.1f}" if art.conversion_s is not None else "-",
                 ("hit" if art.cache_hit else "built") if art.path else "-",
-                " ".join(x for x in (art.converter_path, art.deployment_target) if x) or "-",
-                row.reason or "",
-                *([art.cache_explanation or ""] if explain else []),
+                Text(printable(" ".join(x for x in (art.converter_path, art.deployment_target) if x) or "-")),
+                Text(printable(row.reason or "")),
+                *([Text(printable(art.cache_explanation or ""))] if explain else []),
             )
         console.print(table)
