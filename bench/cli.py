@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 from datetime import datetime
@@ -197,9 +198,15 @@ def run(
             out.print(f"note: {note}", highlight=False, soft_wrap=True)
         changes = [c for c in compare_runs(baseline_run, record, paired=True) if c.presence == "both"]
         render_comparison(changes, out, "baseline -> current, paired in one process")
+        if not changes:
+            err.print(NO_MATCH, highlight=False, soft_wrap=True)
+            code = 1
         if _print_regressions(changes):
             code = 1
     raise typer.Exit(code)
+
+
+NO_MATCH = "error: no case of the current run matches one of the baseline (model, variant, device, backend)"
 
 
 def _print_regressions(changes: list[Any]) -> bool:
@@ -317,6 +324,7 @@ def compare(
     """Compare two runs case by case; exit 1 on any regression or newly failed gate."""
     from reports.compare import (
         UNPAIRED_NOTE,
+        check_latencies,
         compare_runs,
         comparison_markdown,
         environment_differences,
@@ -325,9 +333,13 @@ def compare(
 
     if not 0 < threshold < 100:
         _fail(ConfigError(f"--threshold {threshold}: expected a percentage between 0 and 100, e.g. 5"))
+    if not (memory_tolerance >= 0 and math.isfinite(memory_tolerance)):
+        _fail(ConfigError(f"--memory-tolerance {memory_tolerance}: expected a percentage of 0 or more, e.g. 10"))
     try:
         check_writable(markdown_path, "--markdown")
         before, after = _load_run(baseline, db), _load_run(current, db)
+        check_latencies(before, baseline)
+        check_latencies(after, current)
     except BenchError as exc:
         _fail(exc)
     for run, role, source in ((before, "baseline", baseline), (after, "current", current)):
@@ -342,7 +354,7 @@ def compare(
     if markdown_path:
         markdown_path.write_text(comparison_markdown(changes), encoding="utf-8")
     if not any(change.presence == "both" for change in changes):
-        err.print("error: no case of the current run matches one of the baseline (model, variant, device, backend)")
+        err.print(NO_MATCH, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     raise typer.Exit(1 if _print_regressions(changes) else 0)
 

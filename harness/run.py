@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from converters.cache import combined_sha256, file_sha256
 from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose, executorch_not_diagnosed
 from harness.environment import capture
 from harness.generation import diagnose_generation, summarise_generation
@@ -337,6 +338,8 @@ class Runner:
             reason = "a torch state dict runs with the current code; pairing needs a self-contained artifact"
         elif not match.artifact.path or not Path(match.artifact.path).exists():
             reason = f"the baseline artifact {match.artifact.path} no longer exists"
+        else:
+            reason = artifact_changed(match.artifact)
         if reason:
             self.baseline_notes.append(f"{case.label}: not paired with the baseline: {reason}")
             return None
@@ -410,6 +413,21 @@ class Runner:
         if interrupted:
             result.warnings.append(f"interrupted: {len(runs)} of {measure.processes} processes measured")
         return result
+
+
+def artifact_changed(artifact: ArtifactInfo) -> str | None:
+    """Why an artifact's files on disk are not the ones its record hashed, or None when they are: the
+    baseline gate pairs the build the baseline measured, never whatever now sits at that path."""
+    if not artifact.sha256 or not artifact.files:
+        return f"the baseline records no sha256 of {artifact.path} to check it by"
+    entry = Path(artifact.path or "").parent
+    try:
+        found = combined_sha256({name: file_sha256(entry / name) for name in artifact.files})
+    except OSError as exc:
+        return f"the baseline artifact {artifact.path} cannot be read: {exc.strerror or exc}"
+    if found != artifact.sha256:
+        return f"the baseline artifact {artifact.path} no longer matches its sha256 (it changed after the baseline run)"
+    return None
 
 
 def current_key(case: Case) -> tuple[str, str, str, str]:

@@ -257,14 +257,16 @@ def test_a_series_of_three_contenders_gives_the_reference_two_blocks_per_half_ro
 
 def test_series_take_turns_and_one_with_a_precision_goal_takes_what_the_other_left(arm: Arm) -> None:
     """Two series share one budget. Without a goal a 25 % slower arm leaves at its first decided look (6
-    processes); the other, with a goal no interval can meet, keeps going after it, to the end of the
-    budget, and its detail says why. While both are open they take turns."""
+    processes); the other, with a goal no interval can meet, keeps going after it, until its last look or
+    the end of the budget, and its detail says why. While both are open they take turns."""
     plain = PairingSettings(0.01, 0.1, 60.0, 0.2, 3, 1, 60.0, 0)
     goal = PairingSettings(0.01, 0.1, 60.0, 0.2, 3, 1, 60.0, 0, precision=1e-4)
     quick = Series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", plain)
     choosy = Series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", goal)
     turns: list[str] = []
-    run_series([quick, choosy], 18.0, lambda s: turns.append("q" if s is quick else "c"))
+    # the budget only has to let the quick series reach its first look on a slow VM: the choosy one stops
+    # at the last look (LOOKS[-1] processes) if the budget lasts that long
+    run_series([quick, choosy], 90.0, lambda s: turns.append("q" if s is quick else "c"))
     decided, narrowing = quick.results["slow"], choosy.results["slow"]
     assert decided.verdict == "regression" and len(decided.processes) == LOOKS[0]
     assert narrowing.verdict == "regression" and len(narrowing.processes) > LOOKS[0], "".join(turns)
