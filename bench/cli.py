@@ -396,6 +396,12 @@ def ab(
             comparison, labels = run_ab(resolved, a, b, device, lambda stage: status.update(stage))
     except BenchError as exc:
         _fail(exc)
+    if comparison.failure:
+        err.print(
+            Text(f"error: {printable(labels[1])} vs {printable(labels[0])}: {printable(comparison.failure)}"),
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
     figure = f"{comparison.ratio:.3f}x" if comparison.processes else "no ratio"
     if comparison.ci95:
         figure += f" [{comparison.ci95[0]:.3f}, {comparison.ci95[1]:.3f}]"

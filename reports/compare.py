@@ -93,6 +93,8 @@ def compare_case(
         change.regressions.append(f"now fails: {cur.reason}")
     if paired:
         change.latency = paired_latency(cur.against_baseline) if cur.against_baseline else None
+        if cur.against_baseline is not None and cur.against_baseline.failure:
+            change.regressions.append(f"pairing with the baseline failed: {cur.against_baseline.failure}")
     elif base.samples_ms and cur.samples_ms:
         change.latency = compare_latency(base.samples_ms, cur.samples_ms, threshold=threshold, seed=seed)
     if change.latency is not None and change.latency.verdict == "regression":
