@@ -6,6 +6,8 @@ import json
 import math
 import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -101,6 +103,21 @@ def _on_sigterm(_signum: int, _frame: Any) -> None:
     raise Terminated
 
 
+@contextmanager
+def _interruptible(note: Callable[[], str]) -> Iterator[None]:
+    """The signal policy of every command that does work: SIGTERM (what a CI cancel sends) is handled as
+    Ctrl-C, so every `finally` and temporary directory on the way out is cleaned up; the command prints
+    `note()` (what was kept) and exits 130 for SIGINT, 143 for SIGTERM, as a shell reports them."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        err.print(Text(note()), soft_wrap=True)
+        raise typer.Exit(143 if isinstance(interrupt, Terminated) else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _interrupted_note(path: Path) -> str:
     if path.exists():
         return f"interrupted: the results measured so far are in {path}"
@@ -154,35 +171,30 @@ def run(
         precision=precision,
     )
     runner_json = json_path or Path("bench-results") / f"run-{datetime.now():%Y%m%d-%H%M%S}.json"
-    previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        resolved = load_profile(profile, overrides)
-        for path, flag in ((runner_json, "--json"), (html_path, "--html"), (markdown_path, "--markdown")):
-            check_writable(path, flag)
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-        )
-        from harness.plan import parse_shard
-        from harness.schema import load_results
-        from harness.store import DEFAULT_URL, ResultsStore
+    with _interruptible(lambda: _interrupted_note(runner_json)):
+        try:
+            resolved = load_profile(profile, overrides)
+            for path, flag in ((runner_json, "--json"), (html_path, "--html"), (markdown_path, "--markdown")):
+                check_writable(path, flag)
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+            )
+            from harness.plan import parse_shard
+            from harness.schema import load_results
+            from harness.store import DEFAULT_URL, ResultsStore
 
-        baseline_run = load_results(baseline) if baseline else None
-        store = ResultsStore(db or DEFAULT_URL)
-        runner = Runner(resolved, runner_json, store, parse_shard(shard) if shard else None, baseline_run)
-        with Progress(*columns, console=err, transient=True) as progress:
-            record = runner.run(_RichObserver(progress))
-    except BenchError as exc:
-        _fail(exc)
-    except KeyboardInterrupt as interrupt:
-        err.print(_interrupted_note(runner_json), highlight=False, soft_wrap=True)
-        raise typer.Exit(143 if isinstance(interrupt, Terminated) else 130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
+            baseline_run = load_results(baseline) if baseline else None
+            store = ResultsStore(db or DEFAULT_URL)
+            runner = Runner(resolved, runner_json, store, parse_shard(shard) if shard else None, baseline_run)
+            with Progress(*columns, console=err, transient=True) as progress:
+                record = runner.run(_RichObserver(progress))
+        except BenchError as exc:
+            _fail(exc)
     render(record, out)
     out.print(f"results: {runner_json}; run {record.run_id} in {store.url}", highlight=False, soft_wrap=True)
     for problem in (runner.store_error, runner.json_error):
@@ -281,12 +293,13 @@ def convert(
     from reports.terminal import render_conversions
 
     overrides = _overrides(model=model, variant=variant)
-    try:
-        resolved = load_profile(profile, overrides)
-        with err.status("converting") as status:
-            rows, elapsed = convert_profile(resolved, out_dir, lambda stage: status.update(stage))
-    except BenchError as exc:
-        _fail(exc)
+    with _interruptible(lambda: "interrupted: the artifacts built so far are in the cache"):
+        try:
+            resolved = load_profile(profile, overrides)
+            with err.status("converting") as status:
+                rows, elapsed = convert_profile(resolved, out_dir, lambda stage: status.update(stage))
+        except BenchError as exc:
+            _fail(exc)
     render_conversions(rows, out, explain)
     jobs = min(resolved.profile.convert.jobs, len(resolved.profile.models))
     at_once = (
@@ -389,13 +402,14 @@ def ab(
     from profiles.schema import load_profile
 
     overrides = _overrides(model=[model], threshold=threshold, pair_budget=pair_budget, precision=precision)
-    try:
-        check_writable(json_path, "--json")
-        resolved = load_profile(profile, overrides)
-        with err.status("preparing") as status:
-            comparison, labels = run_ab(resolved, a, b, device, lambda stage: status.update(stage))
-    except BenchError as exc:
-        _fail(exc)
+    with _interruptible(lambda: "interrupted before the comparison finished: nothing was written"):
+        try:
+            check_writable(json_path, "--json")
+            resolved = load_profile(profile, overrides)
+            with err.status("preparing") as status:
+                comparison, labels = run_ab(resolved, a, b, device, lambda stage: status.update(stage))
+        except BenchError as exc:
+            _fail(exc)
     if comparison.failure:
         err.print(
             Text(f"error: {printable(labels[1])} vs {printable(labels[0])}: {printable(comparison.failure)}"),

@@ -26,6 +26,7 @@ from harness.paired import Arm
 from harness.pairing import compare_series, pairing_settings
 from harness.prepare import check_user_models, prepare_isolated
 from harness.schema import PairedComparison
+from harness.scratch import run_environment
 from harness.slowdown import requested_slowdown
 from harness.worker import WorkerSpec
 from profiles.catalog import FORMAT_BACKEND, VARIANTS
@@ -171,7 +172,7 @@ def run_ab(
     if spec.ref in failures:
         raise ModelError(f"{spec.ref}: {failures[spec.ref]}")
     variants = [side.variant for side in sides if side.variant is not None]
-    with tempfile.TemporaryDirectory(prefix="bench-ab-") as work:
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as work, run_environment(Path(work)):
         prepared = prepare_isolated(
             spec.ref, variants, Path(work), profile, logs / f"{file_name(spec.name)}.log", on_stage
         )

@@ -37,6 +37,7 @@ from harness.schema import (
     RunRecord,
     write_results,
 )
+from harness.scratch import run_environment
 from harness.slowdown import requested_slowdown
 from harness.stats import latency_warnings, summarise
 from harness.store import ResultsStore
@@ -166,38 +167,39 @@ class Runner:
 
         work_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))
         progress: list[_Progress] = []
-        try:
-            unimportable = check_user_models(list(per_model), self.profile.measure.timeout_s, self._log_dir())
-            requests = [
-                PrepareRequest(
-                    model_ref,
-                    list(dict.fromkeys(c.variant.name for c in cases)),
-                    self._log(f"prepare-{model_ref}"),
-                    lambda stage, ref=model_ref: self.observer.step(f"{ref}: {stage}", advance=0),
-                )
-                for model_ref, cases in per_model.items()
-                if model_ref not in unimportable
-            ]
-            with closing(prepare_many(requests, work_dir, self.profile)) as ready:  # in the profile's order
-                for model_ref, cases in per_model.items():
-                    if model_ref in unimportable:
+        with run_environment(work_dir):
+            try:
+                unimportable = check_user_models(list(per_model), self.profile.measure.timeout_s, self._log_dir())
+                requests = [
+                    PrepareRequest(
+                        model_ref,
+                        list(dict.fromkeys(c.variant.name for c in cases)),
+                        self._log(f"prepare-{model_ref}"),
+                        lambda stage, ref=model_ref: self.observer.step(f"{ref}: {stage}", advance=0),
+                    )
+                    for model_ref, cases in per_model.items()
+                    if model_ref not in unimportable
+                ]
+                with closing(prepare_many(requests, work_dir, self.profile)) as ready:  # in the profile's order
+                    for model_ref, cases in per_model.items():
+                        if model_ref in unimportable:
+                            for case in cases:
+                                self._emit(_result(case, "failed", unimportable[model_ref]))
+                            self.observer.step(f"{model_ref}: cannot import")
+                            continue
+                        _, prepared = next(ready)
+                        self.observer.step(f"{model_ref}: prepared")
                         for case in cases:
-                            self._emit(_result(case, "failed", unimportable[model_ref]))
-                        self.observer.step(f"{model_ref}: cannot import")
-                        continue
-                    _, prepared = next(ready)
-                    self.observer.step(f"{model_ref}: prepared")
-                    for case in cases:
-                        progress += self._plan_measurement(case, prepared)
-            self._measure_interleaved(progress)
-            self._pair(progress)
-        except KeyboardInterrupt:
-            for item in progress:
-                if not item.done and item.measured and not self._is_emitted(item):
-                    self._emit(self._finish(item, interrupted=True))
-            raise
-        finally:
-            shutil.rmtree(work_dir, ignore_errors=True)
+                            progress += self._plan_measurement(case, prepared)
+                self._measure_interleaved(progress)
+                self._pair(progress)
+            except KeyboardInterrupt:
+                for item in progress:
+                    if not item.done and item.measured and not self._is_emitted(item):
+                        self._emit(self._finish(item, interrupted=True))
+                raise
+            finally:
+                shutil.rmtree(work_dir, ignore_errors=True)
         return self.record
 
     def _is_emitted(self, item: _Progress) -> bool:
