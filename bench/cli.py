@@ -26,7 +26,10 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.outputs import check_writable
+from harness.scratch import quiet_telemetry
 from profiles.errors import BenchError, ConfigError, SchemaError
+
+quiet_telemetry()  # before anything starts ONNX Runtime (harness.scratch says why)
 
 app = typer.Typer(
     add_completion=False,

@@ -8,7 +8,8 @@ inherits (workers are spawned, so they read it at start).
   device id and an event database under `$XDG_CACHE_HOME` or `$HOME/.cache`, in
   `Microsoft/DeveloperTools/.onnxruntime`, and with a read-only HOME prints a coloured warning into the
   worker's output. `ORT_DISABLE_TELEMETRY=1` switches it off (nothing is written); a user who set it
-  keeps their value.
+  keeps their value. It is read when ONNX Runtime starts its environment, which the parent does too (a
+  backend's `available()`), so the command line sets it as it starts (`quiet_telemetry`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from pathlib import Path
 
 INDUCTOR_CACHE = "TORCHINDUCTOR_CACHE_DIR"
 ORT_TELEMETRY = "ORT_DISABLE_TELEMETRY"
+
+
+def quiet_telemetry() -> None:
+    """ONNX Runtime's telemetry off for this process and every worker it starts, unless the user chose."""
+    os.environ.setdefault(ORT_TELEMETRY, "1")
 
 
 @contextmanager
