@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,8 +28,11 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.outputs import check_cache, check_directory, check_distinct, check_writable
+from harness.scratch import quiet_telemetry
 from profiles.errors import BenchError, ConfigError, SchemaError
 from reports.plain import printable
+
+quiet_telemetry()  # before anything starts ONNX Runtime (harness.scratch says why)
 
 app = typer.Typer(
     add_completion=False,
@@ -107,6 +113,21 @@ def _on_sigterm(_signum: int, _frame: Any) -> None:
     raise Terminated
 
 
+@contextmanager
+def _interruptible(note: Callable[[], Text]) -> Iterator[None]:
+    """The signal policy of every command that does work: SIGTERM (what a CI cancel sends) is handled as
+    Ctrl-C, so every `finally` and temporary directory on the way out is cleaned up; the command prints
+    `note()` (what was kept) and exits 130 for SIGINT, 143 for SIGTERM, as a shell reports them."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        err.print(note(), soft_wrap=True)
+        raise typer.Exit(143 if isinstance(interrupt, Terminated) else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _interrupted_note(path: Path) -> Text:
     if path.exists():
         return Text(f"interrupted: the results measured so far are in {printable(path)}")
@@ -161,42 +182,42 @@ def run(
     )
     run_id = uuid.uuid4().hex[:12]  # in the default results name: two runs started in one second differ
     runner_json = json_path or Path("bench-results") / f"run-{datetime.now():%Y%m%d-%H%M%S}-{run_id}.json"
-    previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        check_cache()
-        resolved = load_profile(profile, overrides, OVERRIDE_FLAGS)
-        from harness.store import DEFAULT_URL, ResultsStore, sqlite_file
+    with _interruptible(lambda: _interrupted_note(runner_json)):
+        try:
+            check_cache()
+            resolved = load_profile(profile, overrides, OVERRIDE_FLAGS)
+            from harness.store import DEFAULT_URL, ResultsStore, sqlite_file
 
-        store_url = db or DEFAULT_URL
-        check_distinct(
-            {"--json": runner_json, "--html": html_path, "--markdown": markdown_path, "--db": sqlite_file(store_url)},
-            {"--baseline": baseline, "profile": Path(resolved.source) if resolved.source == profile else None},
-        )
-        for path, flag in ((runner_json, "--json"), (html_path, "--html"), (markdown_path, "--markdown")):
-            check_writable(path, flag)
-        columns = (
-            TextColumn("{task.description}", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-        )
-        from harness.plan import parse_shard
-        from harness.schema import load_results
+            store_url = db or DEFAULT_URL
+            check_distinct(
+                {
+                    "--json": runner_json,
+                    "--html": html_path,
+                    "--markdown": markdown_path,
+                    "--db": sqlite_file(store_url),
+                },
+                {"--baseline": baseline, "profile": Path(resolved.source) if resolved.source == profile else None},
+            )
+            for path, flag in ((runner_json, "--json"), (html_path, "--html"), (markdown_path, "--markdown")):
+                check_writable(path, flag)
+            columns = (
+                TextColumn("{task.description}", markup=False),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+            )
+            from harness.plan import parse_shard
+            from harness.schema import load_results
 
-        baseline_run = load_results(baseline) if baseline else None
-        store = ResultsStore(store_url)
-        runner = Runner(resolved, runner_json, store, parse_shard(shard) if shard else None, baseline_run, run_id)
-        with Progress(*columns, console=err, transient=True) as progress:
-            record = runner.run(_RichObserver(progress))
-    except BenchError as exc:
-        _fail(exc)
-    except KeyboardInterrupt as interrupt:
-        err.print(_interrupted_note(runner_json), highlight=False, soft_wrap=True)
-        raise typer.Exit(143 if isinstance(interrupt, Terminated) else 130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
+            baseline_run = load_results(baseline) if baseline else None
+            store = ResultsStore(store_url)
+            runner = Runner(resolved, runner_json, store, parse_shard(shard) if shard else None, baseline_run, run_id)
+            with Progress(*columns, console=err, transient=True) as progress:
+                record = runner.run(_RichObserver(progress))
+        except BenchError as exc:
+            _fail(exc)
     render(record, out)
     code = exit_code(record)
     if baseline_run is not None:
@@ -206,6 +227,9 @@ def run(
             out.print(Text(f"note: {printable(note)}"), soft_wrap=True)
         changes = [c for c in compare_runs(baseline_run, record, paired=True) if c.presence == "both"]
         render_comparison(changes, out, "baseline -> current, paired in one process")
+        if not changes:
+            err.print(NO_MATCH, highlight=False, soft_wrap=True)
+            code = 1
         if _print_regressions(changes):
             code = 1
     outcomes = [_results_outcome(runner, runner_json), *_write_reports([record], html_path, markdown_path, None)]
@@ -258,6 +282,9 @@ def _print_store(runner: Any, url: str) -> bool:
     err.print(Text.assemble(("error:", "bold red"), " ", printable(runner.store_error)), soft_wrap=True)
     err.print(Text(held), soft_wrap=True)
     return False
+
+
+NO_MATCH = "error: no case of the current run matches one of the baseline (model, variant, device, backend)"
 
 
 def _print_regressions(changes: list[Any]) -> bool:
@@ -336,14 +363,15 @@ def convert(
     from reports.terminal import render_conversions
 
     overrides = _overrides(model=model, variant=variant)
-    try:
-        check_cache()
-        check_directory(out_dir, "--out")
-        resolved = load_profile(profile, overrides, OVERRIDE_FLAGS)
-        with err.status("converting") as status:
-            rows, elapsed = convert_profile(resolved, out_dir, lambda stage: status.update(printable(stage)))
-    except BenchError as exc:
-        _fail(exc)
+    with _interruptible(lambda: Text("interrupted: the artifacts built so far are in the cache")):
+        try:
+            check_cache()
+            check_directory(out_dir, "--out")
+            resolved = load_profile(profile, overrides, OVERRIDE_FLAGS)
+            with err.status("converting") as status:
+                rows, elapsed = convert_profile(resolved, out_dir, lambda stage: status.update(printable(stage)))
+        except BenchError as exc:
+            _fail(exc)
     render_conversions(rows, out, explain)
     jobs = min(resolved.profile.convert.jobs, len(resolved.profile.models))
     at_once = (
@@ -381,6 +409,7 @@ def compare(
     """Compare two runs case by case; exit 1 on any regression or newly failed gate."""
     from reports.compare import (
         UNPAIRED_NOTE,
+        check_latencies,
         compare_runs,
         comparison_markdown,
         environment_differences,
@@ -389,9 +418,13 @@ def compare(
 
     if not 0 < threshold < 100:
         _fail(ConfigError(f"--threshold {threshold}: expected a percentage between 0 and 100, e.g. 5"))
+    if not (memory_tolerance >= 0 and math.isfinite(memory_tolerance)):
+        _fail(ConfigError(f"--memory-tolerance {memory_tolerance}: expected a percentage of 0 or more, e.g. 10"))
     try:
         check_writable(markdown_path, "--markdown")
         before, after = _load_run(baseline, db), _load_run(current, db)
+        check_latencies(before, baseline)
+        check_latencies(after, current)
     except BenchError as exc:
         _fail(exc)
     for run, role, source in ((before, "baseline", baseline), (after, "current", current)):
@@ -406,7 +439,7 @@ def compare(
     if markdown_path:
         markdown_path.write_text(comparison_markdown(changes), encoding="utf-8")
     if not any(change.presence == "both" for change in changes):
-        err.print("error: no case of the current run matches one of the baseline (model, variant, device, backend)")
+        err.print(NO_MATCH, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     raise typer.Exit(1 if _print_regressions(changes) else 0)
 
@@ -441,14 +474,19 @@ def ab(
     from profiles.schema import load_profile
 
     overrides = _overrides(model=[model], threshold=threshold, pair_budget=pair_budget, precision=precision)
-    try:
-        check_cache()
-        check_writable(json_path, "--json")
-        resolved = load_profile(profile, overrides)
-        with err.status("preparing") as status:
-            comparison, labels = run_ab(resolved, a, b, device, lambda stage: status.update(stage))
-    except BenchError as exc:
-        _fail(exc)
+    with _interruptible(lambda: Text("interrupted before the comparison finished: nothing was written")):
+        try:
+            check_cache()
+            check_writable(json_path, "--json")
+            resolved = load_profile(profile, overrides)
+            with err.status("preparing") as status:
+                comparison, labels = run_ab(resolved, a, b, device, lambda stage: status.update(stage))
+        except BenchError as exc:
+            _fail(exc)
+    if comparison.failure:
+        line = f"{printable(labels[1])} vs {printable(labels[0])}: {printable(comparison.failure)}"
+        err.print(Text.assemble(("error:", "bold red"), " ", line), soft_wrap=True)
+        raise typer.Exit(1)
     figure = f"{comparison.ratio:.3f}x" if comparison.processes else "no ratio"
     if comparison.ci95:
         figure += f" [{comparison.ci95[0]:.3f}, {comparison.ci95[1]:.3f}]"

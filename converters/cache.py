@@ -136,9 +136,35 @@ def _well_formed(stored: Any) -> bool:
     return bool(files) and isinstance(path, str) and Path(path).name in {Path(name).parts[0] for name in files}
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def clean_stale_staging(staging_root: Path) -> None:
+    """Remove staging directories (`<key>-<pid>`) whose process is gone: a conversion interrupted by
+    Ctrl-C or a kill leaves its half-written files there, and nothing else would ever remove them. An
+    entry of a live process (another bench converting now) is left alone."""
+    try:
+        entries = list(staging_root.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        _, _, pid = entry.name.rpartition("-")
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 class ArtifactCache:
     def __init__(self, root: Path | None = None) -> None:
+        """Opening the cache cleans what dead conversions left in its staging area."""
         self.root = root or cache_root() / "artifacts"
+        clean_stale_staging(self.root / "staging")
 
     def entry(self, key: str) -> Path:
         return self.root / key[:2] / key

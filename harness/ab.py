@@ -26,6 +26,7 @@ from harness.paired import Arm
 from harness.pairing import compare_series, pairing_settings
 from harness.prepare import check_user_models, prepare_isolated
 from harness.schema import PairedComparison
+from harness.scratch import run_environment
 from harness.slowdown import requested_slowdown
 from harness.staging import StageJob, stage_isolated
 from harness.worker import WorkerSpec
@@ -46,8 +47,13 @@ class Side:
     backend: str
 
 
+DIRECTORY_SUFFIXES = (".mlpackage",)  # artifacts that are directories; every other one is a file
+
+
 def side_of(text: str) -> Side:
-    """A catalog variant name, or the path of an artifact file whose suffix names its runtime."""
+    """A catalog variant name, or the path of an artifact file whose suffix names its runtime; a path
+    that cannot hold an artifact (a directory where a file belongs, an empty or unreadable file) is a
+    `ConfigError` here, before anything is built or measured."""
     if text in VARIANTS:
         return Side(text, text, None, FORMAT_BACKEND[VARIANTS[text].format])
     path = Path(text)
@@ -56,7 +62,60 @@ def side_of(text: str) -> Side:
     backend = SUFFIX_BACKEND.get(path.suffix)
     if backend is None:
         raise ConfigError(f"{text}: cannot tell its runtime; expected one of {', '.join(SUFFIX_BACKEND)}")
+    if path.suffix not in DIRECTORY_SUFFIXES:
+        if path.is_dir():
+            raise ConfigError(f"{text}: is a directory; a {path.suffix} artifact is a file")
+        try:
+            with open(path, "rb") as handle:
+                empty = not handle.read(1)
+        except OSError as exc:
+            raise ConfigError(f"{text}: cannot read it: {exc.strerror or exc}") from exc
+        if empty:
+            raise ConfigError(f"{text}: is empty, not a {path.suffix} artifact")
     return Side(text, None, str(path.resolve()), backend)
+
+
+@dataclass(frozen=True)
+class ArmChecked:
+    """One arm of `try_arms`: loaded and called once on the model's inputs, or the first line of why not."""
+
+    index: int
+    error: str | None
+
+
+def try_arms(specs: list[WorkerSpec], send: Callable[[Any], None]) -> None:
+    """Worker: load each artifact and call it once on the model's inputs, one `ArmChecked` per arm, so an
+    artifact that is not a model, or not one of these inputs, is refused before measuring. Any exception
+    of a runtime is that arm's answer: the parent turns it into one line."""
+    from harness.backends.base import LoadRequest
+    from harness.worker import npz_arrays
+
+    for index, spec in enumerate(specs):
+        backend = BACKENDS[spec.backend]()
+        try:
+            request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
+            backend.prepare(request)
+            session = backend.load(request)
+            session.runner(npz_arrays(spec.inputs_path, "arr_"))()
+            session.sync()
+            send(ArmChecked(index, None))
+        except Exception as exc:
+            send(ArmChecked(index, f"{type(exc).__name__}: {exc}".strip().splitlines()[0]))
+        finally:
+            backend.close()
+
+
+def check_arms(sides: list[Side], specs: list[WorkerSpec], model: str, timeout_s: float, log: Path) -> None:
+    """`ConfigError` naming the first side whose artifact does not load or run on `model`'s inputs, with
+    the runtime's first line (one isolated worker for all: a crash there names the side it was on)."""
+    outcome = run_isolated(try_arms, (specs,), timeout_s, None, log)
+    answers = {m.index: m.error for m in outcome.messages if isinstance(m, ArmChecked)}
+    for index, side in enumerate(sides):
+        if index not in answers:
+            why = outcome.failure or "the worker sent no answer"
+            raise ConfigError(f"{side.label}: cannot load it on {side.backend}: {why} (log: {log})")
+        if answers[index] is not None:
+            raise ConfigError(f"{side.label}: does not load or run on {model}'s inputs: {answers[index]}")
 
 
 def two_builds(sides: list[Side]) -> bool:
@@ -107,7 +166,7 @@ def run_ab(
     if spec.ref in failures:
         raise ModelError(f"{spec.ref}: {failures[spec.ref]}")
     variants = [side.variant for side in sides if side.variant is not None]
-    with tempfile.TemporaryDirectory(prefix="bench-ab-") as work:
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as work, run_environment(Path(work)):
         prepared = prepare_isolated(
             spec.ref, variants, Path(work), profile, logs / f"{file_name(spec.name)}.log", on_stage
         )
@@ -142,6 +201,8 @@ def run_ab(
                 calls_per_sample=None,
             )
             arms.append(Arm(worker, requested_slowdown() if index == 1 else 0.0))
+        on_stage(f"loading {sides[0].label} and {sides[1].label}")
+        check_arms(staged, [arm.spec for arm in arms], spec.name, profile.measure.timeout_s, logs / "check.log")
         on_stage(f"pairing {sides[1].label} with {sides[0].label}")
         comparison = compare_series(
             arms[0],

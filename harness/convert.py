@@ -13,6 +13,7 @@ from pathlib import Path
 from harness.messages import ArtifactBuilt
 from harness.prepare import PrepareRequest, check_user_models, prepare_many
 from harness.schema import ArtifactInfo
+from harness.scratch import run_environment
 from profiles.catalog import VARIANTS
 from profiles.paths import cache_root, file_name
 from profiles.schema import ResolvedProfile
@@ -40,7 +41,7 @@ def convert_profile(
     logs.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[ConvertRow]] = {spec.ref: [] for spec in models}  # in the profile's order
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench-convert-") as work:
+    with tempfile.TemporaryDirectory(prefix="bench-convert-") as work, run_environment(Path(work)):
         unimportable = check_user_models([spec.ref for spec in models], profile.measure.timeout_s, logs)
         for spec in models:
             if spec.ref in unimportable:

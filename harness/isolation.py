@@ -7,10 +7,15 @@ A child never outlives its parent: on Linux the kernel kills it when the parent 
 (`PR_SET_PDEATHSIG`), elsewhere a watchdog thread ends it once its parent is gone. A child starts with
 SIGINT ignored (the disposition survives exec), so a Ctrl-C to the process group reaches only the
 parent, which then kills its child; no half-started worker prints a traceback on the user's terminal.
+
+A child leads a process group of its own, and when it ends the parent kills that whole group: whatever
+the child started (a user's factory that runs `sleep 150`, a runtime's helper) ends with it, instead of
+being orphaned and outliving the case.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -67,6 +72,7 @@ def _child(
     parent_pid: int,
     exit_at_once: bool,
 ) -> None:
+    os.setpgid(0, 0)
     _die_with_parent(parent_pid)
     if log_path:
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -111,6 +117,15 @@ def _last_log_line(log_path: str | None) -> str:
         return ""
     lines = [ln.strip() for ln in Path(log_path).read_text(errors="replace").splitlines() if ln.strip()]
     return lines[-1][:200] if lines else ""
+
+
+def _kill_group(pid: int | None) -> None:
+    """SIGKILL to the child's process group (its id is the child's pid: `_child` leads one), so nothing it
+    started outlives it; nothing to do when the group is gone already."""
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def describe_exit(code: int | None) -> str:
@@ -203,4 +218,5 @@ def run_isolated(
         if process.is_alive():
             process.kill()
             process.join()
+        _kill_group(process.pid)
         parent_conn.close()

@@ -176,7 +176,8 @@ class Series:
 
     def close(self, failure: str | None = None) -> None:
         """Every open contender's verdict now, on the processes it has: a stop between two looks is read
-        as one more look (harness.sequential)."""
+        as one more look (harness.sequential). A `failure` (a paired process that failed) is kept on
+        each comparison: the caller treats it as an error, never as an inconclusive verdict."""
         for key in list(self.open_arms):
             self.results[key] = _finished(self.open_arms.pop(key), self.against, self.settings, failure)
 
@@ -247,4 +248,5 @@ def _finished(series: _Open, against: str, settings: PairingSettings, failure: s
         detail=detail,
         statistic=settings.statistic,
         processes=series.processes,
+        failure=failure,
     )

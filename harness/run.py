@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from converters.cache import combined_sha256, file_sha256
 from harness.backends.executorch import COREML as COREML_DELEGATE
 from harness.backends.executorch import coreml_host
 from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose, executorch_not_diagnosed
@@ -38,6 +39,7 @@ from harness.schema import (
     RunRecord,
     write_results,
 )
+from harness.scratch import run_environment
 from harness.slowdown import requested_slowdown
 from harness.staging import StageJob, stage_isolated
 from harness.stats import latency_warnings, summarise
@@ -185,39 +187,40 @@ class Runner:
 
         work_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))
         progress: list[_Progress] = []
-        try:
-            unimportable = check_user_models(list(per_model), self.profile.measure.timeout_s, self._log_dir())
-            requests = [
-                PrepareRequest(
-                    model_ref,
-                    list(dict.fromkeys(c.variant.name for c in cases)),
-                    self._log(f"prepare-{model_ref}"),
-                    lambda stage, ref=model_ref: self.observer.step(f"{ref}: {stage}", advance=0),
-                )
-                for model_ref, cases in per_model.items()
-                if model_ref not in unimportable
-            ]
-            with closing(prepare_many(requests, work_dir, self.profile)) as ready:  # in the profile's order
-                for model_ref, cases in per_model.items():
-                    if model_ref in unimportable:
+        with run_environment(work_dir):
+            try:
+                unimportable = check_user_models(list(per_model), self.profile.measure.timeout_s, self._log_dir())
+                requests = [
+                    PrepareRequest(
+                        model_ref,
+                        list(dict.fromkeys(c.variant.name for c in cases)),
+                        self._log(f"prepare-{model_ref}"),
+                        lambda stage, ref=model_ref: self.observer.step(f"{ref}: {stage}", advance=0),
+                    )
+                    for model_ref, cases in per_model.items()
+                    if model_ref not in unimportable
+                ]
+                with closing(prepare_many(requests, work_dir, self.profile)) as ready:  # in the profile's order
+                    for model_ref, cases in per_model.items():
+                        if model_ref in unimportable:
+                            for case in cases:
+                                self._emit(_result(case, "failed", unimportable[model_ref]))
+                            self.observer.step(f"{model_ref}: cannot import")
+                            continue
+                        _, prepared = next(ready)
+                        self.observer.step(f"{model_ref}: prepared")
                         for case in cases:
-                            self._emit(_result(case, "failed", unimportable[model_ref]))
-                        self.observer.step(f"{model_ref}: cannot import")
-                        continue
-                    _, prepared = next(ready)
-                    self.observer.step(f"{model_ref}: prepared")
-                    for case in cases:
-                        progress += self._plan_measurement(case, prepared)
-            progress = self._stage_programs(progress, work_dir)
-            self._measure_interleaved(progress)
-            self._pair(progress)
-        except KeyboardInterrupt:
-            for item in progress:
-                if not item.done and item.measured and not self._is_emitted(item):
-                    self._emit(self._finish(item, interrupted=True))
-            raise
-        finally:
-            shutil.rmtree(work_dir, ignore_errors=True)
+                            progress += self._plan_measurement(case, prepared)
+                progress = self._stage_programs(progress, work_dir)
+                self._measure_interleaved(progress)
+                self._pair(progress)
+            except KeyboardInterrupt:
+                for item in progress:
+                    if not item.done and item.measured and not self._is_emitted(item):
+                        self._emit(self._finish(item, interrupted=True))
+                raise
+            finally:
+                shutil.rmtree(work_dir, ignore_errors=True)
         return self.record
 
     def _is_emitted(self, item: _Progress) -> bool:
@@ -393,6 +396,8 @@ class Runner:
             reason = "a torch state dict runs with the current code; pairing needs a self-contained artifact"
         elif not match.artifact.path or not Path(match.artifact.path).exists():
             reason = f"the baseline artifact {match.artifact.path} no longer exists"
+        else:
+            reason = artifact_changed(match.artifact)
         if reason:
             self.baseline_notes.append(f"{case.label}: not paired with the baseline: {reason}")
             return None
@@ -468,6 +473,21 @@ class Runner:
         if interrupted:
             result.warnings.append(f"interrupted: {len(runs)} of {measure.processes} processes measured")
         return result
+
+
+def artifact_changed(artifact: ArtifactInfo) -> str | None:
+    """Why an artifact's files on disk are not the ones its record hashed, or None when they are: the
+    baseline gate pairs the build the baseline measured, never whatever now sits at that path."""
+    if not artifact.sha256 or not artifact.files:
+        return f"the baseline records no sha256 of {artifact.path} to check it by"
+    entry = Path(artifact.path or "").parent
+    try:
+        found = combined_sha256({name: file_sha256(entry / name) for name in artifact.files})
+    except OSError as exc:
+        return f"the baseline artifact {artifact.path} cannot be read: {exc.strerror or exc}"
+    if found != artifact.sha256:
+        return f"the baseline artifact {artifact.path} no longer matches its sha256 (it changed after the baseline run)"
+    return None
 
 
 def current_key(case: Case) -> tuple[str, str, str, str]:

@@ -135,6 +135,7 @@ class PairedComparison:
     detail: str
     statistic: str
     processes: list[PairedProcess] = field(default_factory=list)
+    failure: str | None = None  # a paired process failed (its first line): the comparison is an error
 
 
 @dataclass

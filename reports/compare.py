@@ -7,6 +7,7 @@ passes, so a gate built on this stays quiet when nothing changed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from rich.console import Console
@@ -15,6 +16,7 @@ from rich.text import Text
 
 from harness.schema import PairedComparison, Result, RunRecord
 from harness.stats import Comparison, compare_latency
+from profiles.errors import SchemaError
 from reports.markdown import md_escape
 
 CHECKED_ENVIRONMENT = ("hostname", "os", "machine", "cpu", "cores", "python")
@@ -37,6 +39,22 @@ class CaseChange:
     @property
     def label(self) -> str:
         return f"{self.model} {self.variant} {self.device} ({self.backend})"
+
+
+def check_latencies(run: RunRecord, source: str) -> None:
+    """`SchemaError` naming the file and case of the first latency that is not a positive, finite number
+    of milliseconds: a time cannot be zero or negative, and a ratio taken of one would be a verdict on
+    an edited or broken file, not on a build."""
+    for result in run.results:
+        figures = [value for process in result.samples_ms for value in process]
+        if result.latency_ms is not None:
+            figures += [result.latency_ms.median, result.latency_ms.min]
+        bad = next((value for value in figures if not (value > 0 and math.isfinite(value))), None)
+        if bad is not None:
+            case = f"{result.model} {result.variant} {result.device} ({result.backend})"
+            raise SchemaError(
+                f"{source}: {case}: latency {bad:g} ms; every latency must be a positive number of milliseconds"
+            )
 
 
 def environment_differences(baseline: RunRecord, current: RunRecord) -> list[str]:
@@ -75,6 +93,8 @@ def compare_case(
         change.regressions.append(f"now fails: {cur.reason}")
     if paired:
         change.latency = paired_latency(cur.against_baseline) if cur.against_baseline else None
+        if cur.against_baseline is not None and cur.against_baseline.failure:
+            change.regressions.append(f"pairing with the baseline failed: {cur.against_baseline.failure}")
     elif base.samples_ms and cur.samples_ms:
         change.latency = compare_latency(base.samples_ms, cur.samples_ms, threshold=threshold, seed=seed)
     if change.latency is not None and change.latency.verdict == "regression":
@@ -118,8 +138,11 @@ def compare_runs(
 
 
 def _latency_text(change: CaseChange) -> str:
+    """The ratio and its interval; "no ratio" for a comparison without one (no paired process ran)."""
     if change.latency is None:
         return "-"
+    if len(change.latency.ci95) != 2 or not math.isfinite(change.latency.ratio):
+        return "no ratio"
     lo, hi = change.latency.ci95
     return f"{change.latency.ratio:.3f}x [{lo:.3f}, {hi:.3f}]"
 

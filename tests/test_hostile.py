@@ -298,3 +298,142 @@ def test_killing_bench_leaves_no_worker_behind(tmp_path: Path, sig: signal.Signa
         assert case["status"] == "ok" and len(case["samples_ms"]) == 1
         assert "interrupted: 1 of 2 processes measured" in case["warnings"]
         assert not list(tmp_path.glob("bench-run-*"))
+
+
+SPAWNS = textwrap.dedent(
+    """
+    import os
+    import subprocess
+
+    import torch
+
+
+    def build():
+        child = subprocess.Popen(["sleep", "150"])
+        with open(os.environ["SPAWNED_PIDS"], "a") as pids:
+            pids.write(f"{child.pid}\\n")
+        torch.manual_seed(0)
+        return torch.nn.Linear(16, 4).eval(), torch.randn(1, 16)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_child_that_a_factory_starts_ends_with_its_worker(tmp_path: Path) -> None:
+    """A user factory that starts `sleep 150` used to leave it orphaned, running on after the case (and
+    after bench). The worker's whole process group is killed when the worker ends."""
+    (tmp_path / "spawns.py").write_text(SPAWNS)
+    pids = tmp_path / "pids"
+    proc = bench(
+        "convert", "smoke", "-m", "spawns:build", "-v", "onnx-fp32", cwd=tmp_path, env={"SPAWNED_PIDS": str(pids)}
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    started = [int(line) for line in pids.read_text().split()]
+    assert started
+    assert _wait_for(lambda: not any(_alive(pid) for pid in started), 10), "a factory's child outlived its worker"
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    return int(subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True).stdout)
+
+
+def test_staging_left_by_a_dead_conversion_is_removed_on_start(tmp_path: Path) -> None:
+    """A SIGINT during a conversion left `cache/artifacts/staging/<key>-<pid>` behind and nothing ever
+    removed it. Opening the cache removes the entries whose process is gone, and keeps those of a
+    process still alive (another bench converting now)."""
+    cache = tmp_path / "cache"
+    staging = cache / "artifacts" / "staging"
+    dead = staging / f"{'a' * 64}-{_dead_pid()}"
+    live = staging / f"{'b' * 64}-{os.getpid()}"
+    for entry in (dead, live):
+        (entry / "model.onnx").parent.mkdir(parents=True)
+        (entry / "model.onnx").write_bytes(b"half written")
+    proc = bench(
+        "convert",
+        "smoke",
+        "-m",
+        "digits_cnn",
+        "-v",
+        "onnx-fp32",
+        cwd=tmp_path,
+        env={"ONDEVICE_BENCH_CACHE": str(cache)},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not dead.exists() and live.exists()
+
+
+HANGS_IN_PREPARE = textwrap.dedent(
+    """
+    import os
+    import time
+    from pathlib import Path
+
+
+    def build():
+        Path(os.environ["HANG_MARKER"]).write_text(str(os.getpid()))
+        time.sleep(3600)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize(
+    ("command", "prefix", "note"),
+    [
+        (("ab", "torch-fp32", "onnx-fp32", "-m", "hangs_now:build"), "bench-ab-", "interrupted before the comparison"),
+        (
+            ("convert", "smoke", "-m", "hangs_now:build", "-v", "onnx-fp32"),
+            "bench-convert-",
+            "interrupted: the artifacts",
+        ),
+    ],
+    ids=["ab", "convert"],
+)
+def test_sigterm_ends_ab_and_convert_as_it_ends_run(
+    tmp_path: Path, command: tuple[str, ...], prefix: str, note: str
+) -> None:
+    """`bench ab` and `bench convert` used to die of SIGTERM (what a CI cancel sends) with exit 143 from
+    the signal itself, leaving `$TMPDIR/bench-ab-*` or `bench-convert-*`. They follow `bench run`'s
+    policy: the temporary directory is removed, no worker outlives them, one line says so, exit 143."""
+    (tmp_path / "hangs_now.py").write_text(HANGS_IN_PREPARE)
+    marker = tmp_path / "marker"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", *command],
+        cwd=tmp_path,
+        env={**os.environ, "HANG_MARKER": str(marker), "TMPDIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert _wait_for(marker.exists, 240), "the preparing worker never called the factory"
+    assert list(tmp_path.glob(f"{prefix}*")), "the command's temporary directory was not there to clean"
+    worker = int(marker.read_text())
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stdout + stderr
+    assert "Traceback" not in stderr and note in stderr, stderr
+    assert not list(tmp_path.glob(f"{prefix}*"))
+    assert _wait_for(lambda: not _alive(worker), 10), "the preparing worker outlived bench"
+
+
+def test_a_comparison_writes_nothing_to_tmpdir_or_home(tmp_path: Path) -> None:
+    """ONNX Runtime wrote `$HOME/.cache/Microsoft/DeveloperTools/.onnxruntime/` (its telemetry's device id
+    and event store; with a read-only HOME, a coloured warning into redirected output) and TorchInductor
+    wrote `$TMPDIR/torchinductor_$USER`. A run's telemetry is off and the inductor cache lives in the
+    run's temporary directory, removed with it."""
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    environment = {"HOME": str(home), "TMPDIR": str(tmp)}
+    proc = bench(
+        "ab", "onnx-fp32", "onnx-fp32", "-m", "digits_cnn", "--pair-budget", "1", cwd=tmp_path, env=environment
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (home / ".cache" / "Microsoft").exists()
+    assert list(tmp.iterdir()) == []
+    garbage = tmp_path / "garbage.pte"
+    garbage.write_bytes(b"not a program")
+    proc = bench("ab", str(garbage), str(garbage), "-m", "digits_cnn", cwd=tmp_path, env=environment)
+    assert proc.returncode == 2 and "cannot read the program" in proc.stderr, proc.stdout + proc.stderr
+    assert list(tmp.iterdir()) == []

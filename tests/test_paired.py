@@ -258,14 +258,16 @@ def test_a_series_of_three_contenders_gives_the_reference_two_blocks_per_half_ro
 
 def test_series_take_turns_and_one_with_a_precision_goal_takes_what_the_other_left(arm: Arm) -> None:
     """Two series share one budget. Without a goal a 25 % slower arm leaves at its first decided look (6
-    processes); the other, with a goal no interval can meet, keeps going after it, to the end of the
-    budget, and its detail says why. While both are open they take turns."""
+    processes); the other, with a goal no interval can meet, keeps going after it, until its last look or
+    the end of the budget, and its detail says why. While both are open they take turns."""
     plain = PairingSettings(0.01, 0.1, 60.0, 0.2, 3, 1, 60.0, 0)
     goal = PairingSettings(0.01, 0.1, 60.0, 0.2, 3, 1, 60.0, 0, precision=1e-4)
     quick = Series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", plain)
     choosy = Series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", goal)
     turns: list[str] = []
-    run_series([quick, choosy], 18.0, lambda s: turns.append("q" if s is quick else "c"))
+    # the budget only has to let the quick series reach its first look on a slow VM: the choosy one stops
+    # at the last look (LOOKS[-1] processes) if the budget lasts that long
+    run_series([quick, choosy], 90.0, lambda s: turns.append("q" if s is quick else "c"))
     decided, narrowing = quick.results["slow"], choosy.results["slow"]
     assert decided.verdict == "regression" and len(decided.processes) == LOOKS[0]
     assert narrowing.verdict == "regression" and len(narrowing.processes) > LOOKS[0], "".join(turns)
@@ -380,3 +382,85 @@ def test_a_generative_arm_without_a_step_adapter_is_left_out_of_pairing_with_the
     assert not results["odd"].processes and results["same"].processes
     closed = compare_series(odd, {"same": Arm(arm.spec)}, "reference", settings)
     assert closed["same"].detail.startswith("the reference left out of pairing: its inputs (input)")
+
+
+def _one_error_line(proc: Any, code: int) -> str:
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"\x08\x07garbage\xff\xfe" * 40, "does not load or run on digits_cnn's inputs: "),
+        (b"just some text, not a model\n", "does not load or run on digits_cnn's inputs: "),
+        (b"", "is empty, not a .onnx artifact"),
+        (None, "is a directory; a .onnx artifact is a file"),
+    ],
+    ids=["garbage", "text", "empty", "directory"],
+)
+def test_bench_ab_refuses_an_artifact_that_is_not_a_model_before_measuring(
+    tmp_path: Path, content: bytes | None, expected: str
+) -> None:
+    """`bench ab onnx-fp32 B.onnx` with B garbage, a text file, an empty file or a directory named
+    `x.onnx`: it used to print `no ratio inconclusive (paired process InvalidProtobuf ...)` and exit 0,
+    so a CI gate handed a broken artifact passed. The artifact is refused before measuring: one line
+    naming it, exit 2, no paired process run."""
+    artifact = tmp_path / "x.onnx"
+    if content is None:
+        artifact.mkdir()
+    else:
+        artifact.write_bytes(content)
+    line = _one_error_line(bench("ab", "onnx-fp32", str(artifact), "-m", "digits_cnn", "--pair-budget", "5"), 2)
+    assert line.startswith(f"error: {artifact}: {expected}"), line
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter's notice
+def test_bench_ab_refuses_a_model_with_other_inputs_before_measuring(tmp_path: Path) -> None:
+    """A valid ONNX model whose inputs are not the model's (a 4-wide linear layer against digits_cnn's
+    images) used to fail in every paired process (`Invalid rank`) and read as inconclusive, exit 0. It
+    is refused with the runtime's first line, exit 2."""
+    other = tmp_path / "linear.onnx"
+    torch.onnx.export(torch.nn.Linear(4, 4), (torch.randn(1, 4),), str(other), dynamo=False)
+    line = _one_error_line(bench("ab", "onnx-fp32", str(other), "-m", "digits_cnn", "--pair-budget", "5"), 2)
+    assert line.startswith(f"error: {other}: does not load or run on digits_cnn's inputs: "), line
+    assert "INVALID_ARGUMENT" in line or "Invalid" in line, line
+
+
+FLAKY = '''
+import torch
+
+
+class Flaky(torch.nn.Module):
+    """Runs its first 1000 calls, then fails every call: loads and runs once, fails when measured."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(16, 4)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls > 1000 and not torch.jit.is_tracing():
+            raise RuntimeError(f"flaky: call {self.calls} fails")
+        return self.linear(x)
+
+
+def build():
+    torch.manual_seed(0)
+    return Flaky().eval(), torch.randn(1, 16)
+'''
+
+
+def test_bench_ab_fails_when_a_paired_process_fails(tmp_path: Path) -> None:
+    """A model that loads and runs once but fails once it is measured: every paired process errors. It
+    used to read `no ratio inconclusive (paired process RuntimeError ...)`, exit 0; the comparison is an
+    error, with the worker's first line, exit 1."""
+    (tmp_path / "flakymodels.py").write_text(FLAKY)
+    proc = bench("ab", "torch-fp32", "torch-fp32", "-m", "flakymodels:build", "--pair-budget", "20", cwd=tmp_path)
+    line = _one_error_line(proc, 1)
+    assert line.startswith("error: torch-fp32 vs torch-fp32: paired process RuntimeError: flaky: call "), line
+    assert "inconclusive" not in proc.stdout
