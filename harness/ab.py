@@ -18,10 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from converters.executorch import DELEGATION_FILE
 from harness.backends.executorch import COREML, coreml_host
 from harness.backends.registry import BACKENDS
+from harness.isolation import run_isolated
 from harness.paired import Arm
 from harness.pairing import compare_series, pairing_settings
 from harness.prepare import check_user_models, prepare_isolated
