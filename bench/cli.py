@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import uuid
@@ -40,7 +41,7 @@ PIPE_WIDTH = 250  # a CI log or a file has no terminal width: keep tables on one
 # No console here reads markup: names and paths come from the user, and `[/]` or `[bold]` in one must
 # print as typed. Styles are given as `Text` spans.
 out = Console(markup=False, highlight=False)
-if not out.is_terminal:
+if not out.is_terminal and not os.environ.get("COLUMNS", "").isdigit():  # COLUMNS set: the user chose a width
     out = Console(width=PIPE_WIDTH, markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False)
 
@@ -303,6 +304,9 @@ def report(
     pytest_benchmark_path: Annotated[
         Path | None, typer.Option("--pytest-benchmark", help="write latency in pytest-benchmark's JSON format")
     ] = None,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="every column (p99, load, energy, backend, CI), however wide")
+    ] = False,
 ) -> None:
     """Render results files: the terminal view, and HTML, Markdown or pytest-benchmark JSON on request."""
     from harness.schema import load_results
@@ -317,7 +321,7 @@ def report(
     except BenchError as exc:
         _fail(exc)
     for run in runs:
-        render(run, out)
+        render(run, out, wide)
     if not _print_outcomes(_write_reports(runs, html_path, markdown_path, pytest_benchmark_path)):
         raise typer.Exit(1)
 
