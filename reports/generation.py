@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -52,6 +53,9 @@ def generation_table(model: str, results: list[Result], enforced: bool = True, w
         ),
         title_justify="left",
         header_style="bold",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
     )
     columns = [
         ("variant", "left"),

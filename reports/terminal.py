@@ -165,17 +165,17 @@ def model_table(
 def _table(
     model: str, columns: list[tuple[str, str]], rows: list[list[Any]], kept: list[int], compact: bool = False
 ) -> Table:
-    """The table of the `kept` columns, ruled under the header only (a column's borders would cost a
-    character each); `compact`: no rules, headers no wider than their cells."""
+    """The table of the `kept` columns, ruled under the header only and one space between columns (a
+    column's borders and padding would cost characters each); `compact`: no rule, headers no wider
+    than their cells."""
     table = Table(
         title=Text(printable(model)),
         title_justify="left",
         show_lines=False,
         header_style="bold",
         box=None if compact else box.SIMPLE_HEAD,
-        padding=(0, 1),
-        pad_edge=not compact,
-        collapse_padding=True,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
     )
     for index in kept:
         name, justify = columns[index]
@@ -192,9 +192,11 @@ def _table(
 
 
 def _fits(table: Table, width: int) -> bool:
-    """Whether the table draws within `width` with no cell cut short (only parity may wrap)."""
-    probe = Console(width=100_000, file=StringIO(), color_system=None)
-    return Measurement.get(probe, probe.options, table).minimum <= width
+    """Whether, drawn `width` wide, the table cuts no cell short (rich marks a cut with an ellipsis; only
+    parity may wrap)."""
+    probe = Console(width=width, file=StringIO(), color_system=None)
+    probe.print(table)
+    return "…" not in probe.file.getvalue()  # type: ignore[attr-defined]
 
 
 def render(record: RunRecord, console: Console, wide: bool = False) -> None:
@@ -238,7 +240,12 @@ def _print_table(console: Console, table: Table, wide: bool) -> None:
         console.print(table)
         return
     needed = Measurement.get(console, console.options.update_width(100_000), table).maximum
-    console.print(table, width=max(console.width, needed))
+    width = console.width
+    console.width = max(width, needed)  # print's own `width` is capped at the console's
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def render_conversions(rows: list[ConvertRow], console: Console, explain: bool = False) -> None:
