@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,7 +49,7 @@ PIPE_WIDTH = 250  # a CI log or a file has no terminal width: keep tables on one
 # No console here reads markup: names and paths come from the user, and `[/]` or `[bold]` in one must
 # print as typed. Styles are given as `Text` spans.
 out = Console(markup=False, highlight=False)
-if not out.is_terminal:
+if not out.is_terminal and not os.environ.get("COLUMNS", "").isdigit():  # COLUMNS set: the user chose a width
     out = Console(width=PIPE_WIDTH, markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False)
 
@@ -68,6 +71,70 @@ class _RichObserver:
         style = {"ok": "green", "failed": "red", "skipped": "yellow"}[result.status]
         case = printable(f"{result.model} {result.variant} {result.device}")
         self.progress.console.print(Text.assemble((result.status, style), " ", case), highlight=False)
+
+
+HEARTBEAT_S = 25.0  # a log line at least this often while a step runs: CI systems kill a silent job
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+class _LogObserver:
+    """Progress for a log with no terminal: a line per step and per finished case, each stamped with
+    the elapsed time and the ETA by the steps done so far, and while one step runs (a conversion, a
+    paired series) a heartbeat line naming it, so a log never goes silent long enough to look hung."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.monotonic()
+        self.total = 0
+        self.done = 0
+        self.current = "starting"
+        self.last_line = self.started
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.beat = threading.Thread(target=self._heartbeat, name="bench-heartbeat", daemon=True)
+
+    def __enter__(self) -> _LogObserver:
+        self.beat.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+        self.beat.join()
+
+    def _stamp(self) -> str:
+        elapsed = time.monotonic() - self.started
+        eta = "?"
+        if self.done and self.total:
+            eta = _clock(elapsed / self.done * max(self.total - self.done, 0))
+        return f"[{_clock(elapsed)} elapsed, eta {eta}, {self.done}/{self.total} steps]"
+
+    def _line(self, text: Text) -> None:
+        with self.lock:
+            self.console.print(Text.assemble(self._stamp(), " ", text), soft_wrap=True)
+            self.last_line = time.monotonic()
+
+    def _heartbeat(self) -> None:
+        while not self.stopped.wait(1.0):
+            if time.monotonic() - self.last_line >= HEARTBEAT_S:
+                self._line(Text(f"still running: {printable(self.current)}"))
+
+    def start(self, total_steps: int) -> None:
+        self.total = total_steps
+        self._line(Text(f"{total_steps} steps to run"))
+
+    def step(self, label: str, advance: int = 1) -> None:
+        self.done += advance
+        self.current = label
+        self._line(Text(printable(label)))
+
+    def result(self, result: Any) -> None:
+        style = {"ok": "green", "failed": "red", "skipped": "yellow"}[result.status]
+        case = printable(f"{result.model} {result.variant} {result.device}")
+        self._line(Text.assemble("finished ", (result.status, style), " ", case))
 
 
 OVERRIDE_FLAGS = {
@@ -214,8 +281,12 @@ def run(
             baseline_run = load_results(baseline) if baseline else None
             store = ResultsStore(store_url)
             runner = Runner(resolved, runner_json, store, parse_shard(shard) if shard else None, baseline_run, run_id)
-            with Progress(*columns, console=err, transient=True) as progress:
-                record = runner.run(_RichObserver(progress))
+            if err.is_terminal and out.is_terminal:
+                with Progress(*columns, console=err, transient=True) as progress:
+                    record = runner.run(_RichObserver(progress))
+            else:  # a log: plain lines on stdout, with the results table that follows them
+                with _LogObserver(out) as observer:
+                    record = runner.run(observer)
         except BenchError as exc:
             _fail(exc)
     render(record, out)
@@ -330,6 +401,9 @@ def report(
     pytest_benchmark_path: Annotated[
         Path | None, typer.Option("--pytest-benchmark", help="write latency in pytest-benchmark's JSON format")
     ] = None,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="every column (p99, load, energy, backend, CI), however wide")
+    ] = False,
 ) -> None:
     """Render results files: the terminal view, and HTML, Markdown or pytest-benchmark JSON on request."""
     from harness.schema import load_results
@@ -344,7 +418,7 @@ def report(
     except BenchError as exc:
         _fail(exc)
     for run in runs:
-        render(run, out)
+        render(run, out, wide)
     if not _print_outcomes(_write_reports(runs, html_path, markdown_path, pytest_benchmark_path)):
         raise typer.Exit(1)
 

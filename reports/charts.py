@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from harness.schema import Result
-from reports.summary import accuracy_metric, measured
+from reports.summary import measured
 
 MAX_BOX_POINTS = 4000
 
@@ -59,90 +59,189 @@ def latency_boxes(model: str, results: list[Result]) -> str | None:
     return _svg(fig)
 
 
-def pareto(model: str, results: list[Result]) -> str | None:
-    points = [(r, accuracy_metric(r)) for r in results if measured(r)]
-    points = [(r, m) for r, m in points if m is not None]
+def _plain_log(axis: Any) -> None:
+    """A log axis labelled in plain numbers (`0.2`, `5`, `1000`), never mathtext: with parse_math off
+    matplotlib's log formatter prints its `$\\mathdefault{..}$` source. Ticks at 1-2-5 within a decade or
+    two, at 1-3 up to four, at each decade beyond, so labels stay apart."""
+    from matplotlib import ticker
+
+    low, high = sorted(axis.axes.get_xlim() if axis.axis_name == "x" else axis.axes.get_ylim())
+    decades = np.log10(high / low) if low > 0 else 5.0
+    subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0, 3.0) if decades <= 4 else (1.0,)
+    locator = ticker.LogLocator(base=10, subs=subs)
+    if sum(low <= t <= high for t in locator.tick_values(low, high)) < 2:  # a narrow range: even steps
+        locator = ticker.MaxNLocator(nbins=4)
+    axis.set_major_locator(locator)
+    axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _legend_outside(ax: Any, **kwargs: Any) -> None:
+    """The legend right of the axes, where it covers no data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize="small", **kwargs)
+
+
+def headline(model: str, results: list[Result], decisions: list[Any]) -> str | None:
+    """The first screen's chart: per variant, how much faster (paired latency ratio) and how much
+    smaller than the reference, with the task metric's cost in the label; the variant to ship marked."""
+    from reports.decision import pareto_points
+
+    points = sorted(pareto_points(results), key=lambda p: p.ratio)
     if not points:
         return None
-    metric = points[0][1][0]
-    points = [(r, m) for r, m in points if m[0] == metric]
+    reference = next((d.reference for d in decisions if d.model == model), None)
+    chosen = {(d.device, d.variant) for d in decisions if d.model == model and d.chosen}
+    ref_point = next((p for p in points if p.result.variant == reference), None)
+    ref_size = ref_point.size if ref_point else max(p.size for p in points)
+    ref_value = ref_point.value if ref_point else max(p.value for p in points)
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    sizes = np.array([r.artifact.size_bytes or 0 for r, _ in points], dtype=float)
-    marker = 40 + 600 * sizes / sizes.max() if sizes.max() > 0 else np.full(len(points), 80.0)
-    xs = [r.latency_ms.median for r, _ in points]  # type: ignore[union-attr]
-    ys = [m[1] for _, m in points]
-    ax.scatter(xs, ys, s=marker, alpha=0.5)
-    frontier, best = [], -np.inf
-    for x, y in sorted(zip(xs, ys, strict=True)):
-        if y > best:
-            frontier.append((x, y))
-            best = y
-    ax.plot(*zip(*frontier, strict=True), linestyle="--", linewidth=1, label="Pareto front")
-    ax.set_xlabel("median ms per inference (lower is better)")
-    ax.set_ylabel(f"{metric} (higher is better)")
-    ax.set_title(f"{model}: latency vs {metric}; marker area = artifact size")
-    ax.legend(loc="lower right")
-    ax.grid(alpha=0.3)
-    place_labels(ax, list(zip(xs, ys, strict=True)), [f"{r.variant} ({r.device})" for r, _ in points])
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(points) + 1.5))
+    rows = np.arange(len(points))
+    ax.barh(rows - 0.2, [p.ratio for p in points], height=0.38, label="latency (paired ratio)", color="tab:blue")
+    ax.barh(rows + 0.2, [p.size / ref_size for p in points], height=0.38, label="artifact size", color="tab:gray")
+    labels = []
+    for p in points:
+        ship = "  <- ship" if (p.result.device, p.result.variant) in chosen else ""
+        cost = (p.value - ref_value) * 100
+        labels.append(f"{p.result.variant} ({p.result.device}) {p.metric} {p.value:.3f} ({cost:+.1f} pt){ship}")
+    ax.set_yticks(rows, labels, fontsize="small")
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="0.3", linewidth=1)
+    ax.set_xlabel(f"x of {reference or 'the fastest'} (1 = the reference; lower is faster / smaller)")
+    ax.set_title(f"{model}: how much faster and smaller, at what {points[0].metric} cost")
+    ax.grid(axis="x", alpha=0.3)
+    _legend_outside(ax)
     return _svg(fig)
 
 
-LABEL_OFFSETS = [(dx, dy) for radius in (6, 16, 28, 42, 58) for dx, dy in
-                 ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.3), (0, -1.3), (1.3, 0), (-1.3, 0))]  # fmt: skip
+def pareto(model: str, points: list[Any]) -> str | None:
+    """Latency ratio (log) against the task metric, marker area by size; the front drawn and its points
+    solid, the dominated faded; every label clear of every other label and every point."""
+    if not points:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    sizes = np.array([p.size for p in points], dtype=float)
+    marker = 30 + 220 * sizes / sizes.max()
+    front = [p for p in points if p.on_front]
+    for subset, alpha, label in (
+        (front, 0.85, "on the Pareto front"),
+        ([p for p in points if not p.on_front], 0.2, "dominated"),
+    ):
+        if subset:
+            ax.scatter(
+                [p.ratio for p in subset],
+                [p.value for p in subset],
+                s=[marker[points.index(p)] for p in subset],
+                alpha=alpha,
+                color="tab:blue",
+                label=label,
+            )
+    ordered = sorted(front, key=lambda p: p.ratio)
+    ax.plot([p.ratio for p in ordered], [p.value for p in ordered], linestyle="--", linewidth=1, color="tab:blue")
+    ax.set_xscale("log")
+    ax.margins(x=0.25, y=0.25)
+    _plain_log(ax.xaxis)
+    metric = points[0].metric
+    ax.set_xlabel("latency ratio to the reference (lower is faster)")
+    ax.set_ylabel(f"{metric} (higher is better)")
+    ax.set_title(f"{model}: latency vs {metric}; marker area = artifact size")
+    ax.grid(alpha=0.3)
+    _legend_outside(ax, markerscale=0.5)
+    place_labels(
+        ax,
+        [(p.ratio, p.value) for p in points],
+        [f"{p.result.variant} ({p.result.device})" for p in points],
+        [float(np.sqrt(m)) for m in marker],
+    )
+    return _svg(fig)
+
+
+# Candidate label offsets in points, nearest first: eight directions at growing radii, then a column of
+# rows above and below, for the crowd of variants at nearly equal figures.
+LABEL_OFFSETS = sorted(
+    {
+        (dx * r, dy * r)
+        for r in (6, 16, 28, 42, 58)
+        for dx, dy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.3), (0, -1.3), (1.3, 0), (-1.3, 0))
+    }
+    | {(dx, dy) for dx in (-90, -40, 20, 70) for dy in range(-200, 201, 11)},
+    key=lambda o: (o[0] ** 2 + o[1] ** 2, o),
+)
 
 
 def label_box(annotation: Any, renderer: Any) -> Any:
     """The box of an annotation's text alone (an annotation's own extent includes its leader line,
-    which starts at the point and so overlaps every other label of that point)."""
+    which starts at the point and so overlaps every other label of that point). The text's place is
+    worked out from its point and offset first: matplotlib does so only when it draws."""
     from matplotlib.text import Text
 
+    annotation.update_positions(renderer)
     return Text.get_window_extent(annotation, renderer)
 
 
-def place_labels(ax: Any, points: list[tuple[float, float]], labels: list[str]) -> list[Any]:
-    """Annotate each point with its label where the label's box overlaps no label placed before it:
-    candidate offsets at growing distances in eight directions, a leader line once it moves away.
-    Points that coincide (two variants with equal latency and accuracy) get labels apart."""
+def place_labels(
+    ax: Any, points: list[tuple[float, float]], labels: list[str], diameters: list[float] | None = None
+) -> list[Any]:
+    """Annotate each point with its label at the nearest offset (`LABEL_OFFSETS`) where the label's box
+    lies inside the axes (outside are the tick labels and the title) and overlaps no label placed before
+    it and no point's marker (`diameters` in points, default 8); a grey leader line ties it to its point.
+    Points that coincide (two variants with equal latency and accuracy) get labels apart. Where no
+    offset is clear, the least crowded one is taken."""
+    from matplotlib.transforms import Bbox
+
     figure = ax.figure
     renderer = figure.canvas.get_renderer()
+    scale = figure.dpi / 72
+    inside = ax.get_window_extent(renderer)
+    obstacles = []
+    for (x, y), diameter in zip(points, diameters or [8.0] * len(points), strict=True):
+        cx, cy = ax.transData.transform((x, y))
+        half = diameter * scale / 2 + 1
+        obstacles.append(Bbox([[cx - half, cy - half], [cx + half, cy + half]]))
     placed: list[Any] = []
-    boxes: list[Any] = []
     for (x, y), label in zip(points, labels, strict=True):
-        text = None
-        for step, (dx, dy) in enumerate(LABEL_OFFSETS):
-            radius = (6, 16, 28, 42, 58)[step // 8]
-            offset = (dx * radius, dy * radius)
-            if text is not None:
-                text.remove()
-            text = ax.annotate(
-                label,
-                (x, y),
-                fontsize=8,
-                xytext=offset,
-                textcoords="offset points",
-                ha="left" if dx >= 0 else "right",
-                va="bottom" if dy >= 0 else "top",
-                arrowprops={"arrowstyle": "-", "color": "0.5", "linewidth": 0.5} if radius > 6 else None,
-            )
-            box = label_box(text, renderer).expanded(1.05, 1.1)
-            if not any(box.overlaps(other) for other in boxes):
+        text = ax.annotate(
+            label,
+            (x, y),
+            fontsize=8,
+            xytext=(0, 0),
+            textcoords="offset points",
+            arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.5, "shrinkA": 0, "shrinkB": 2},
+        )
+        best, best_clash = LABEL_OFFSETS[0], None
+        for dx, dy in LABEL_OFFSETS:
+            text.xyann = (dx, dy)
+            text.set_ha("left" if dx >= 0 else "right")
+            text.set_va("bottom" if dy >= 0 else "top")
+            box = label_box(text, renderer).padded(2)
+            clash = sum(box.overlaps(other) for other in obstacles) + 10 * (not _within(box, inside))
+            if best_clash is None or clash < best_clash:
+                best, best_clash = (dx, dy), clash
+            if clash == 0:
                 break
-        boxes.append(label_box(text, renderer))
+        text.xyann = best
+        text.set_ha("left" if best[0] >= 0 else "right")
+        text.set_va("bottom" if best[1] >= 0 else "top")
+        obstacles.append(label_box(text, renderer).padded(1))
         placed.append(text)
     return placed
 
 
+def _within(box: Any, outer: Any) -> bool:
+    return box.x0 >= outer.x0 and box.x1 <= outer.x1 and box.y0 >= outer.y0 and box.y1 <= outer.y1
+
+
 def paired_ratios(model: str, results: list[Result]) -> str | None:
     """Each variant's paired ratio to the model's reference with its interval, on a log axis."""
-    rows = [r for r in results if r.versus is not None and r.versus.ci95]
+    rows = [r for r in results if r.versus is not None]
     if not rows:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.4))
     ratios = [r.versus.ratio for r in rows]  # type: ignore[union-attr]
-    low = [r.versus.ratio - r.versus.ci95[0] for r in rows]  # type: ignore[union-attr]
-    high = [r.versus.ci95[1] - r.versus.ratio for r in rows]  # type: ignore[union-attr]
+    low = [r.versus.ratio - r.versus.ci95[0] if r.versus.ci95 else 0.0 for r in rows]  # type: ignore[union-attr]
+    high = [r.versus.ci95[1] - r.versus.ratio if r.versus.ci95 else 0.0 for r in rows]  # type: ignore[union-attr]
     labels = [f"{r.variant} ({r.device}): {r.versus.verdict}" for r in rows]  # type: ignore[union-attr]
     ax.errorbar(ratios, range(len(rows)), xerr=[low, high], fmt="o", capsize=3)
     ax.axvline(1.0, color="0.4", linewidth=1)
@@ -151,8 +250,9 @@ def paired_ratios(model: str, results: list[Result]) -> str | None:
     ax.invert_yaxis()
     against = sorted({r.versus.against for r in rows})  # type: ignore[union-attr]
     ax.set_xlabel(f"latency ratio to {', '.join(against)}, paired in one process (< 1: faster)")
-    ax.set_title(f"{model}: paired latency ratios with 95% intervals")
+    ax.set_title(f"{model}: paired latency ratios with 95% intervals (where measured)")
     ax.grid(axis="x", alpha=0.3, which="both")
+    _plain_log(ax.xaxis)
     return _svg(fig)
 
 
@@ -191,20 +291,23 @@ def generation(model: str, results: list[Result]) -> str | None:
         memory_ax.plot(contexts, peaks, marker="o", label=label)
     ttft_ax.set_xscale("log")
     ttft_ax.set_yscale("log")
+    _plain_log(ttft_ax.xaxis)
+    _plain_log(ttft_ax.yaxis)
     ttft_ax.set_xlabel("prompt tokens")
     ttft_ax.set_ylabel("time to first token, ms (median)")
-    ttft_ax.legend(fontsize="small")
     first = str(rows[0].generation["prompt_lengths"][0])  # type: ignore[index]
     sizes = [(r.artifact.size_bytes or 0) / 1e6 for r in rows]
     speeds = [r.generation["tokens_per_s"][first] or 0 for r in rows]  # type: ignore[index]
     speed_ax.scatter(sizes, speeds, s=60, alpha=0.6)
-    place_labels(speed_ax, list(zip(sizes, speeds, strict=True)), labels)
+    speed_ax.margins(x=0.35, y=0.3)
     speed_ax.set_xlabel("artifact MB")
     speed_ax.set_ylabel(f"tokens/s decoding after a {first}-token prompt")
     memory_ax.set_xlabel("context tokens (prompt + generated)")
     memory_ax.set_ylabel("peak RSS while decoding, MB")
     for ax in (ttft_ax, speed_ax, memory_ax):
         ax.grid(alpha=0.3, which="both")
+    _legend_outside(memory_ax)
     fig.suptitle(f"{model}: generation, greedy")
     fig.tight_layout()
+    place_labels(speed_ax, list(zip(sizes, speeds, strict=True)), labels, [float(np.sqrt(60))] * len(rows))
     return _svg(fig)

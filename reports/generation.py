@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -33,8 +34,13 @@ def _divergence(metrics: dict[str, Any], key: str) -> str:
     return "none" if budget is not None and value >= budget else f"{value:.0f}"
 
 
-def generation_table(model: str, results: list[Result], enforced: bool = True) -> Table | None:
-    """None when no result of the model has generation figures."""
+# Without `wide`: time to first token, speed and the decoder's own parity figures.
+DEFAULT_COLUMNS = ("variant", "TTFT", "tok/s", "next-tok agree", "1st diverg.", "ppl ratio", "parity")
+
+
+def generation_table(model: str, results: list[Result], enforced: bool = True, wide: bool = False) -> Table | None:
+    """None when no result of the model has generation figures; skipped cases have no row (the model's
+    skip lines name them)."""
     measured = [r for r in results if r.generation]
     if not measured:
         return None
@@ -47,6 +53,9 @@ def generation_table(model: str, results: list[Result], enforced: bool = True) -
         ),
         title_justify="left",
         header_style="bold",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
     )
     columns = [
         ("variant", "left"),
@@ -60,12 +69,17 @@ def generation_table(model: str, results: list[Result], enforced: bool = True) -
         ("ppl ratio", "right"),
         ("parity", "left"),
     ]
-    for name, justify in columns:
+    kept = [i for i, (name, _) in enumerate(columns) if wide or name.startswith(DEFAULT_COLUMNS)]
+    for index in kept:
+        name, justify = columns[index]
         table.add_column(name, justify=justify, no_wrap=name != "parity")  # type: ignore[arg-type]
     for result in results:
         gen = result.generation
+        if result.status == "skipped":
+            continue
         if not gen:
-            table.add_row(result.variant, *["-"] * (len(columns) - 2), Text(result.status, style="yellow"))
+            cells: list[Any] = [result.variant, *["-"] * (len(columns) - 2), Text(result.status, style="yellow")]
+            table.add_row(*[cells[i] for i in kept])
             continue
         decode = [gen["decode_ms_per_token"][n] for n in lengths]
         metrics = result.parity.metrics if result.parity else {}
@@ -83,7 +97,7 @@ def generation_table(model: str, results: list[Result], enforced: bool = True) -
             kv_text = f"{growth} (state {state / 1e6:.1f} MB)"
         else:
             kv_text = "-"
-        table.add_row(
+        cells = [
             result.variant,
             "/".join(_ms(gen["ttft_ms"][n]["median"]) for n in lengths),
             *[f"{_ms(d['median'])} [{_ms(d['ci95'][0])}, {_ms(d['ci95'][1])}]" for d in decode],
@@ -94,5 +108,6 @@ def generation_table(model: str, results: list[Result], enforced: bool = True) -
             f"{_divergence(metrics, 'first_divergence_median')}/{_divergence(metrics, 'first_divergence_worst')}",
             f"{ratio:.4f}" if ratio is not None else "-",
             Text(parity, style="green" if parity == "pass" else "red"),
-        )
+        ]
+        table.add_row(*[cells[i] for i in kept])
     return table

@@ -10,10 +10,18 @@ from jinja2 import Environment, select_autoescape
 
 from harness.schema import Result, RunRecord
 from reports import charts
-from reports.summary import BEST_RULE, best_variants, ordered_results, versus_text
+from reports.decision import RULE, decide, pareto_points
+from reports.summary import ordered_results, shown, skipped_lines, versus_text
 from reports.terminal import bytes_text, latency_text, ms_text, size_text
 
-METRIC_KEYS = ("max_abs_err", "cosine", "snr_db", "top1_agreement", "task_accuracy", "accuracy_ratio")
+CLASSIFIER_METRICS = ("max_abs_err", "cosine", "snr_db", "top1_agreement", "task_accuracy", "accuracy_ratio")
+DECODER_METRICS = ("next_token_agreement", "first_divergence_median", "first_divergence_worst", "perplexity_ratio")
+
+
+def metric_keys(results: list[Result]) -> tuple[str, ...]:
+    """The parity columns of a model's family: a decoder's token-level figures, else a classifier's."""
+    decoder = any(r.parity and "next_token_agreement" in r.parity.metrics for r in results)
+    return DECODER_METRICS if decoder else CLASSIFIER_METRICS
 
 
 @dataclass
@@ -54,17 +62,18 @@ def render_html(runs: list[RunRecord]) -> str:
     template = environment.from_string(resources.files("reports").joinpath("templates/report.html").read_text())
     by_model: dict[str, list[Result]] = {}
     run_of: dict = {}
-    bests = []
+    decisions = []
     for run in runs:
         for result in ordered_results(run):
             by_model.setdefault(result.model, []).append(result)
             run_of[id(result)] = run
-        bests += best_variants(run)
+        decisions += decide(run)
     charts_by_model = {
         model: {
+            "headline": charts.headline(model, results, decisions),
             "latency": charts.latency_boxes(model, results),
             "paired": charts.paired_ratios(model, results),
-            "pareto": charts.pareto(model, results),
+            "pareto": charts.pareto(model, pareto_points(results)),
             "resources": charts.resources(model, results),
             "generation": charts.generation(model, results),
         }
@@ -74,10 +83,13 @@ def render_html(runs: list[RunRecord]) -> str:
         runs=runs,
         by_model=list(by_model.items()),
         charts_by_model=charts_by_model,
-        bests=bests,
-        best_rule=BEST_RULE,
+        decisions=decisions,
+        fronts={model: [p for p in pareto_points(results) if p.on_front] for model, results in by_model.items()},
+        rule=RULE,
         fmt=_Formatter(run_of),
-        metric_keys=METRIC_KEYS,
+        metric_keys={model: metric_keys(results) for model, results in by_model.items()},
+        shown={model: shown(results) for model, results in by_model.items()},
+        skipped={model: skipped_lines(results) for model, results in by_model.items()},
     )
 
 

@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 
 from harness.schema import Result, RunRecord
-from reports.summary import BEST_RULE, best_variants, ordered_results, versus_text
-from reports.terminal import latency_text, ms_text, size_text
+from reports.decision import RULE, decide
+from reports.summary import ordered_results, shown, skipped_lines, versus_text
+from reports.terminal import latency_text, size_text
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 
@@ -23,21 +24,18 @@ def render_markdown(runs: list[RunRecord]) -> str:
     for run in runs:
         results = ordered_results(run)
         lines += [f"Run `{run.run_id}` on {md_escape(run.environment.cpu)} ({md_escape(run.environment.os)}).", ""]
-        bests = best_variants(run)
-        if bests:
-            lines += [f"**Best variant** ({md_escape(BEST_RULE)}):", ""]
-            for best in bests:
-                lat = best.result.latency_ms
-                median = ms_text(lat.median) if lat else "-"
-                lines.append(
-                    f"- {md_escape(best.model)} on {best.device}: **{md_escape(best.result.variant)}**, {median} ms"
-                )
+        decisions = decide(run)
+        if decisions:
+            lines += [f"**Which variant to ship** ({md_escape(RULE)}):", ""]
+            for decision in decisions:
+                where = f"{md_escape(decision.model)} on {md_escape(decision.device)}"
+                lines.append(f"- {where}: **{md_escape(decision.sentence())}**")
             lines.append("")
         lines += [
             "| model | variant | device | status | median ms [95% CI] | vs reference | size | parity |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for r in results:
+        for r in shown(results):
             vs, _ = versus_text(r, run)
             status = r.status + (f": {r.reason}" if r.reason else "")
             parity = "-"
@@ -46,6 +44,8 @@ def render_markdown(runs: list[RunRecord]) -> str:
             cells = [r.model, r.variant, r.device, status, latency_text(r), vs, size_text(r, results), parity]
             lines.append("| " + " | ".join(md_escape(c) for c in cells) + " |")
         lines.append("")
+        lines += [f"- {md_escape(line)}" for line in skipped_lines(results)]
+        lines += [""] if skipped_lines(results) else []
         lines += _baseline_section(results)
     return "\n".join(lines)
 

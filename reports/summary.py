@@ -1,12 +1,9 @@
-"""What every report says first: each variant against its model's reference, and the best variant."""
+"""What every report says first: each variant against its model's reference, and what was skipped."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from harness.schema import Result, RunRecord
 
-BEST_RULE = "the fastest variant (median latency) whose parity gate passed, per model and device"
 SPEED_WORDS = {"improvement": "faster", "regression": "slower", "no change": "same speed"}
 
 
@@ -32,30 +29,12 @@ def versus_text(result: Result, record: RunRecord, named: bool = False) -> tuple
     return f"{comparison.ratio:.2f}x{interval} {words}{than}", comparison.verdict
 
 
-@dataclass
-class Best:
-    model: str
-    device: str
-    result: Result
-    considered: int
-
-
-def best_variants(record: RunRecord) -> list[Best]:
-    groups: dict[tuple[str, str], list[Result]] = {}
-    for result in record.results:
-        if measured(result) and (result.parity is None or result.parity.passed):
-            groups.setdefault((result.model, result.device), []).append(result)
-    return [
-        Best(model, device, min(candidates, key=lambda r: r.latency_ms.median), len(candidates))  # type: ignore[union-attr]
-        for (model, device), candidates in groups.items()
-    ]
-
-
 def accuracy_metric(result: Result) -> tuple[str, float] | None:
-    """The parity figure a Pareto view plots: task accuracy, else top-1 agreement, else cosine."""
+    """The parity figure a Pareto view plots: task accuracy, else a decoder's next-token agreement, else
+    top-1 agreement, else cosine."""
     if result.parity is None:
         return None
-    for key in ("task_accuracy", "top1_agreement", "cosine"):
+    for key in ("task_accuracy", "next_token_agreement", "top1_agreement", "cosine"):
         value = result.parity.metrics.get(key)
         if value is not None:
             return key, float(value)
@@ -87,3 +66,31 @@ def ordered_results(record: RunRecord) -> list[Result]:
         return values.index(value) if value in values else len(values)
 
     return sorted(record.results, key=lambda r: (rank(models, r.model), r.model, rank(variants, r.variant), r.device))
+
+
+BACKEND_NAMES = {"coreml": "Core ML", "executorch": "ExecuTorch", "onnxruntime": "ONNX Runtime", "torch": "PyTorch"}
+
+
+def shown(results: list[Result]) -> list[Result]:
+    """The rows a table draws: every case but the skipped, which `skipped_lines` sums up."""
+    return [r for r in results if r.status != "skipped"]
+
+
+def skipped_lines(results: list[Result]) -> list[str]:
+    """One line per reason a case was skipped, e.g. `2 Core ML variants skipped (coreml-fp16, coreml-w8):
+    Core ML runs only on macOS`: on Linux half of a default table is cases that cannot run there, and a
+    row each with its reason in full buries the rows that ran."""
+    by_reason: dict[str, list[Result]] = {}
+    for result in results:
+        if result.status == "skipped":
+            by_reason.setdefault(result.reason or "no reason given", []).append(result)
+    lines = []
+    for reason, cases in by_reason.items():
+        variants = list(dict.fromkeys(r.variant for r in cases))
+        backends = {BACKEND_NAMES.get(r.backend, r.backend) for r in cases}
+        family = f"{backends.pop()} " if len(backends) == 1 else ""
+        devices = sorted({r.device for r in cases})
+        on = f" on {', '.join(devices)}" if len(devices) > 1 else ""
+        noun = "variant" if len(variants) == 1 else "variants"
+        lines.append(f"{len(variants)} {family}{noun} skipped{on} ({', '.join(variants)}): {reason}")
+    return lines

@@ -5,14 +5,17 @@ from __future__ import annotations
 from io import StringIO
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from harness.schema import Result, RunRecord
+from reports.decision import decide
 from reports.generation import generation_table
 from reports.plain import printable
-from reports.summary import ordered_results, size_vs_fp32, versus_text
+from reports.summary import ordered_results, shown, size_vs_fp32, skipped_lines, versus_text
 
 if TYPE_CHECKING:
     from harness.convert import ConvertRow
@@ -79,24 +82,42 @@ def _versus(result: Result, record: RunRecord) -> Text:
 
 
 IDENTIFYING = ("variant", "device", "backend", "status")
+DEFAULT_COLUMNS = ("variant", "device", "status", "vs reference", "median ms", "peak mem", "size", "parity")
 # Dropped first, when the terminal is too narrow for every column: the figures a glance needs least.
-DROP_ORDER = ("energy", "load ms cold/warm", "p99 ms", "peak mem", "size", "vs reference", "median ms [95% CI]")
+DROP_ORDER = (
+    "energy",
+    "load ms cold/warm",
+    "p99 ms",
+    "median ms [95% CI]",
+    "peak mem",
+    "size",
+    "median ms",
+    "vs reference",
+)
 
 
 def model_table(
-    model: str, results: list[Result], record: RunRecord, enforced: bool = True, width: int | None = None
+    model: str,
+    results: list[Result],
+    record: RunRecord,
+    enforced: bool = True,
+    width: int | None = None,
+    wide: bool = False,
 ) -> Table:
-    """One row per case. Within `width` (a narrow terminal) the table drops figure columns, in
-    `DROP_ORDER`, rather than squeeze every column: squeezed, the four columns that say which row is
-    which shrink to nothing first."""
+    """One row per case that was not skipped. By default the columns that answer "which one, how fast
+    against the reference, how big, does it agree" (`DEFAULT_COLUMNS`, within 100 columns); `wide`:
+    every column. Within `width` (a narrow terminal) the table drops figure columns, in `DROP_ORDER`,
+    rather than squeeze every column: squeezed, the columns that say which row is which shrink to
+    nothing first."""
     sources = ", ".join(sorted({r.energy.source for r in results if r.latency_ms}) or ["-"])
     columns: list[tuple[str, str]] = [
         ("variant", "left"),
         ("device", "left"),
         ("backend", "left"),
         ("status", "left"),
-        ("median ms [95% CI]", "right"),
         ("vs reference", "left"),
+        ("median ms", "right"),
+        ("median ms [95% CI]", "right"),
         ("p99 ms", "right"),
         ("load ms cold/warm", "right"),
         ("peak mem", "right"),
@@ -105,7 +126,7 @@ def model_table(
         ("parity", "left"),
     ]
     rows = []
-    for result in results:
+    for result in shown(results):
         load = result.load_ms
         rows.append(
             [
@@ -113,8 +134,9 @@ def model_table(
                 Text(printable(result.device)),
                 Text(printable(result.backend)),
                 Text(result.status, style=STATUS_STYLE[result.status]),
-                latency_text(result),
                 _versus(result, record),
+                ms_text(result.latency_ms.median) if result.latency_ms else "-",
+                latency_text(result),
                 ms_text(result.latency_ms.p99) if result.latency_ms else "-",
                 f"{ms_text(load.cold)}/{ms_text(load.warm)}" if load.cold is not None else "-",
                 bytes_text(result.memory.peak_rss_bytes),
@@ -123,31 +145,37 @@ def model_table(
                 _parity(result, enforced),
             ]
         )
-    kept = list(range(len(columns)))
+    if wide:
+        return _table(model, columns, rows, [i for i, c in enumerate(columns) if c[0] != "median ms"])
+    kept = [i for i, c in enumerate(columns) if c[0] in DEFAULT_COLUMNS]
+    identifying = [i for i in kept if columns[i][0] in IDENTIFYING]
     table = _table(model, columns, rows, kept)
     if width is None:
         return table
     for dropped in DROP_ORDER:
-        if _names_whole(table, rows, width):
+        if _fits(table, width):
             return table
-        kept = [i for i in kept if not columns[i][0].startswith(dropped)]
+        kept = [i for i in kept if columns[i][0] != dropped]
         table = _table(model, columns, rows, kept)
-    if not _names_whole(table, rows, width):
-        table = _table(model, columns, rows, kept[: len(IDENTIFYING)], compact=True)
+    if not _fits(table, width):
+        table = _table(model, columns, rows, identifying, compact=True)
     return table
 
 
 def _table(
     model: str, columns: list[tuple[str, str]], rows: list[list[Any]], kept: list[int], compact: bool = False
 ) -> Table:
-    """The table of the `kept` columns; `compact`: no borders, one space between columns, headers no
-    wider than their cells."""
+    """The table of the `kept` columns, ruled under the header only and one space between columns (a
+    column's borders and padding would cost characters each); `compact`: no rule, headers no wider
+    than their cells."""
     table = Table(
         title=Text(printable(model)),
         title_justify="left",
         show_lines=False,
         header_style="bold",
-        **({"box": None, "padding": (0, 1), "pad_edge": False, "collapse_padding": True} if compact else {}),  # type: ignore[arg-type]
+        box=None if compact else box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
     )
     for index in kept:
         name, justify = columns[index]
@@ -163,28 +191,32 @@ def _table(
     return table
 
 
-def _names_whole(table: Table, rows: list[list[Any]], width: int) -> bool:
-    """Whether, drawn `width` wide, the table shows every row's identifying cells in full."""
+def _fits(table: Table, width: int) -> bool:
+    """Whether, drawn `width` wide, the table cuts no cell short (rich marks a cut with an ellipsis; only
+    parity may wrap)."""
     probe = Console(width=width, file=StringIO(), color_system=None)
     probe.print(table)
-    lines = [line.replace("│", " ").split() for line in probe.file.getvalue().splitlines()]  # type: ignore[attr-defined]
-    return all(
-        any(words[: len(IDENTIFYING)] == [str(c) for c in row[: len(IDENTIFYING)]] for words in lines) for row in rows
-    )
+    return "…" not in probe.file.getvalue()  # type: ignore[attr-defined]
 
 
-def render(record: RunRecord, console: Console) -> None:
+def render(record: RunRecord, console: Console, wide: bool = False) -> None:
+    """Per model: its table, its generation table (decoders), one line per skip reason and per note,
+    and the decision for each device. `wide`: every column, drawn as wide as it needs."""
     by_model: dict[str, list[Result]] = {}
     for result in ordered_results(record):
         by_model.setdefault(result.model, []).append(result)
     enforced = bool(record.profile.get("parity", {}).get("enforce", True))
+    decisions = decide(record)
     for model, results in by_model.items():
-        console.print(model_table(model, results, record, enforced, console.width))
-        generation = generation_table(model, results, enforced)
+        table = model_table(model, results, record, enforced, console.width, wide)
+        _print_table(console, table, wide)
+        generation = generation_table(model, results, enforced, wide)
         if generation is not None:
-            console.print(generation)
+            _print_table(console, generation, wide)
+        for line in skipped_lines(results):
+            console.print(Text(f"  {printable(line)}", style=STATUS_STYLE["skipped"]))
         notes: dict[tuple[str, str], list[str]] = {}  # one line per reason, naming every case it applies to
-        for result in results:
+        for result in shown(results):
             where = f"{result.variant} {result.device}"
             if result.reason:
                 notes.setdefault((result.status, result.reason), []).append(where)
@@ -194,8 +226,26 @@ def render(record: RunRecord, console: Console) -> None:
                 notes.setdefault(("diagnosis", result.parity.diagnosis["summary"]), []).append(where)
         for (kind, text), cases in notes.items():
             style = STATUS_STYLE.get(kind, "yellow")
-            line = f"  {kind} ({', '.join(cases)}): {printable(text)}"
-            console.print(Text(line, style=style), soft_wrap=True)
+            console.print(Text(f"  {kind} ({', '.join(cases)}): {printable(text)}", style=style))
+        for decision in decisions:
+            if decision.model == model:
+                line = Text.assemble(("  ship", "bold"), f" on {printable(decision.device)}: ")
+                line.append(printable(decision.sentence()), style="bold" if decision.chosen else "red")
+                console.print(line)
+
+
+def _print_table(console: Console, table: Table, wide: bool) -> None:
+    """`wide`: the table at the width its cells need, not squeezed into the console's."""
+    if not wide:
+        console.print(table)
+        return
+    needed = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    width = console.width
+    console.width = max(width, needed)  # print's own `width` is capped at the console's
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def render_conversions(rows: list[ConvertRow], console: Console, explain: bool = False) -> None:

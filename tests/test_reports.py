@@ -73,7 +73,8 @@ def test_html_is_self_contained_and_small(run_files: dict[str, Path]) -> None:
     assert text.count("<svg") >= 3
     assert len(text.encode()) < 5_000_000
     for section in (
-        "Summary",
+        "Which variant to ship",
+        "Pareto front",
         "Latency distribution",
         "Latency vs accuracy",
         "Memory and energy",
@@ -137,9 +138,10 @@ def test_hostile_strings_are_text_in_html_and_markdown(hostile_results: Path) ->
 
 def test_markdown_summary(run_files: dict[str, Path]) -> None:
     text = run_files["md"].read_text()
-    assert "**Best variant**" in text and "digits\\_cnn on cpu:" in text
+    assert "**Which variant to ship**" in text and "digits\\_cnn on cpu:" in text
     rows = [line for line in text.splitlines() if line.startswith("| digits")]
-    assert len(rows) == 4 and all(line.count(" | ") == 7 for line in rows)
+    assert len(rows) == 3 and all(line.count(" | ") == 7 for line in rows)  # the skipped case is one line
+    assert "- 1 Core ML variant skipped \\(coreml-fp16\\): Core ML runs only on macOS" in text
     assert any("onnx-int8-static" in row and "pass" in row for row in rows)
 
 
@@ -167,15 +169,16 @@ def test_terminal_is_plain_and_aligned_without_a_tty(run_files: dict[str, Path])
     proc = bench("report", str(run_files["json"]), env={"NO_COLOR": "1", "TERM": "dumb"})
     assert proc.returncode == 0
     assert not ANSI.search(proc.stdout)
-    table = [line for line in proc.stdout.splitlines() if line.startswith(("┃", "│", "┏", "┡", "└"))]
-    header = next(line for line in table if "variant" in line)
-    columns = [c.strip() for c in header.strip("┃").split("┃")]
-    assert columns[:5] == ["variant", "device", "backend", "status", "median ms [95% CI]"]
-    assert "vs reference" in columns and "parity" in columns
-    bars = {tuple(i for i, ch in enumerate(line) if ch in "┃│") for line in table if line[0] in "┃│"}
-    assert len(bars) == 1  # every row puts its column separators at the same places
-    rows = [line for line in table if line.startswith("│")]
-    assert len(rows) == 4 and all(len(r.strip("│").split("│")) == len(columns) for r in rows)
+    lines = proc.stdout.splitlines()
+    header = next(line for line in lines if line.split()[:1] == ["variant"])
+    columns = re.split(r"\s{2,}", header.strip())
+    assert columns == ["variant", "device", "status", "vs reference", "median ms", "peak mem", "size", "parity"]
+    rows = [line for line in lines if line.split()[:2] in (["torch-fp32", "cpu"], ["onnx-fp32", "cpu"])]
+    assert len(rows) == 2
+    starts = [header.index(name) for name in ("device", "status")]
+    assert all(row[start - 1] == " " and row[start] != " " for row in rows for start in starts)  # aligned
+    assert "  1 Core ML variant skipped (coreml-fp16): Core ML runs only on macOS" in lines
+    assert any(line.startswith("  ship on cpu: ") for line in lines)
 
 
 def test_frame_has_one_row_per_case(run_files: dict[str, Path]) -> None:
