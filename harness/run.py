@@ -40,6 +40,7 @@ from harness.slowdown import requested_slowdown
 from harness.stats import latency_warnings, summarise
 from harness.store import ResultsStore
 from harness.worker import WorkerSpec, measure
+from profiles.errors import ProtocolError
 from profiles.paths import cache_root, file_name
 from profiles.schema import ResolvedProfile
 
@@ -185,6 +186,8 @@ class Runner:
                         self.observer.step(f"{model_ref}: cannot import")
                         continue
                     _, prepared = next(ready)
+                    if prepared.rejected:
+                        raise ProtocolError(prepared.rejected)
                     self.observer.step(f"{model_ref}: prepared")
                     for case in cases:
                         progress += self._plan_measurement(case, prepared)
