@@ -253,7 +253,7 @@ BROKEN_DECODERS = textwrap.dedent(
     def narrow_logits():
         model, inputs = build()
         model.max_context = 1024
-        model.vocab_size = 96  # the head gives 64 scores per position
+        model.head = nn.Linear(32, 52)  # ids up to 63 embed, but the head scores only 52 of them
         return model, inputs
     """
 )
@@ -298,7 +298,7 @@ def test_a_generation_profile_refuses_a_model_off_the_decoder_protocol(
     ("factory", "reason"),
     [
         ("frozen_cache", "the keys cache did not grow by the 32 token(s) fed: 0 positions in, 0 out (expected 32)"),
-        ("narrow_logits", "forward returned logits (1, 32, 64) for 32 token(s); the decoder protocol needs"),
+        ("narrow_logits", "forward returned logits (1, 32, 52) for 32 token(s); the decoder protocol needs (1, 32, vocab_size) with vocab_size 64"),
     ],
 )
 def test_a_decoder_whose_forward_breaks_the_protocol_fails_with_the_rule(
