@@ -279,3 +279,38 @@ def test_killing_bench_leaves_no_worker_behind(tmp_path: Path, sig: signal.Signa
         assert case["status"] == "ok" and len(case["samples_ms"]) == 1
         assert "interrupted: 1 of 2 processes measured" in case["warnings"]
         assert not list(tmp_path.glob("bench-run-*"))
+
+
+BATCHES = textwrap.dedent(
+    """
+    import torch
+
+
+    def batch(size):
+        torch.manual_seed(0)
+        return torch.nn.Linear(16, 4).eval(), torch.randn(size, 16)
+
+
+    def empty():
+        return batch(0)
+
+
+    def four():
+        return batch(4)
+    """
+)
+
+
+@pytest.mark.parametrize(("factory", "shape"), [("empty", "(0, 16) has batch 0"), ("four", "(4, 16) has batch 4")])
+def test_an_example_batch_other_than_one_is_refused_in_one_line(tmp_path: Path, factory: str, shape: str) -> None:
+    """Issue 25 item 12: a batch-0 example measured an empty call as ok with parity passing, and a batch-4
+    example failed ONNX with `Got: 1 Expected: 4`. The harness measures batch 1 on every format: any other
+    example batch stops `bench run` before measuring, one line naming the input, exit 2."""
+    (tmp_path / "batches.py").write_text(BATCHES)
+    ref = f"{tmp_path / 'batches.py'}:{factory}"
+    out = tmp_path / "r.json"
+    line = _one_line(bench("run", "smoke", "-m", ref, "--json", str(out), cwd=tmp_path))
+    assert line == (
+        f"error: model '{ref}': example input input {shape}; the harness measures batch 1 on every format: "
+        "give example inputs whose dim 0 is 1"
+    )
