@@ -286,7 +286,7 @@ def test_a_generation_profile_refuses_a_model_off_the_decoder_protocol(
     """Issue 25 item 11: `bench run genai -m file.py:factory` with a decoder that has no `vocab_size` (or a
     text one) was measured as a plain model, status ok with no generation figures. Under a profile with a
     [generation] table it is one line naming the rule it broke, exit 2, before anything is measured."""
-    proc, out = _genai(f"{broken_decoders}:{factory}", tmp_path)
+    proc, _ = _genai(f"{broken_decoders}:{factory}", tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -298,7 +298,11 @@ def test_a_generation_profile_refuses_a_model_off_the_decoder_protocol(
     ("factory", "reason"),
     [
         ("frozen_cache", "the keys cache did not grow by the 32 token(s) fed: 0 positions in, 0 out (expected 32)"),
-        ("narrow_logits", "forward returned logits (1, 32, 52) for 32 token(s); the decoder protocol needs (1, 32, vocab_size) with vocab_size 64"),
+        (
+            "narrow_logits",
+            "forward returned logits (1, 32, 52) for 32 token(s); the decoder protocol needs (1, 32, vocab_size) "
+            "with vocab_size 64",
+        ),
     ],
 )
 def test_a_decoder_whose_forward_breaks_the_protocol_fails_with_the_rule(
