@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose, executorch_not_diagnosed
+from converters.tracing import NOTE_KEY as TRACE_NOTES
+from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose, executorch_not_diagnosed, with_trace_notes
 from harness.environment import capture
 from harness.generation import diagnose_generation, summarise_generation
 from harness.generation import gate_for as generation_gate
@@ -75,6 +76,9 @@ class _Progress:
 
 
 def _result(case: Case, status: str, reason: str | None = None, artifact: ArtifactInfo | None = None) -> Result:
+    """A case's result; what the artifact's trace froze (`converters.tracing`) is among its warnings, on
+    every status: a Core ML artifact that cannot be measured here still carries it."""
+    artifact = artifact or ArtifactInfo()
     return Result(
         model=case.model.name,
         variant=case.variant.name,
@@ -83,7 +87,8 @@ def _result(case: Case, status: str, reason: str | None = None, artifact: Artifa
         backend=case.backend,
         status=status,  # type: ignore[arg-type]
         reason=reason,
-        artifact=artifact or ArtifactInfo(),
+        artifact=artifact,
+        warnings=list(artifact.notes.get(TRACE_NOTES, [])),
     )
 
 
@@ -363,7 +368,7 @@ class Runner:
         if measured.parity is not None:
             item.parity = ParityResult(**measured.parity)
             if not item.parity.passed and item.case.variant.format == "onnx":
-                item.parity.diagnosis = self._diagnose(item)
+                item.parity.diagnosis = with_trace_notes(self._diagnose(item), item.artifact.notes)
             elif not item.parity.passed and item.case.variant.format == "executorch":
                 item.parity.diagnosis = executorch_not_diagnosed(item.artifact.notes)
         item.samples.append(measured.samples_ms)
@@ -408,7 +413,7 @@ class Runner:
         result.thermal_states = [m.thermal_state for m in runs]
         if runs[0].generation:
             result.generation = summarise_generation([m.generation for m in runs], seed=measure.seed)
-        result.warnings = latency_warnings(latency, item.samples)
+        result.warnings += latency_warnings(latency, item.samples)
         result.warnings += sorted({m.thermal for m in runs if m.thermal})
         if interrupted:
             result.warnings.append(f"interrupted: {len(runs)} of {measure.processes} processes measured")
