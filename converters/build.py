@@ -27,12 +27,15 @@ def build_artifact(
     extra = {"calibration": arrays_sha256(ctx.calibration)} if variant.calibrated else {}
     inputs = key_inputs(fingerprint, variant, extra)
     key = cache_key(inputs)
-    stored = cache.lookup(key)
+    stored, damage = cache.examine(key)
     if stored is not None and "skipped" in stored:
         raise VariantSkipped(stored["skipped"], about_model=True)
     if stored is not None:
         return {**stored, "cache_hit": True, "cache_explanation": HIT}
-    explanation = explain_miss(inputs, fingerprint, cache.latest_for(fingerprint.name, variant.name))
+    if damage is not None:
+        explanation = f"miss: the cached artifact was damaged ({damage}): rebuilt"
+    else:
+        explanation = explain_miss(inputs, fingerprint, cache.latest_for(fingerprint.name, variant.name))
     about = {"key": inputs, "model": fingerprint.summary()}
     converter = CONVERTERS[variant.format]()
     staging = cache.staging(key)

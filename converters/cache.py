@@ -169,27 +169,31 @@ class ArtifactCache:
     def entry(self, key: str) -> Path:
         return self.root / key[:2] / key
 
-    def lookup(self, key: str) -> dict[str, Any] | None:
-        """The stored metadata if the entry exists, its manifest is well formed and every file still
-        matches its hash; any defect deletes the entry, so the caller rebuilds it."""
+    def examine(self, key: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(stored metadata, None) if the entry exists, its manifest is well formed and every file still
+        matches its hash; any defect deletes the entry, so the caller rebuilds it, and comes back as
+        (None, what was wrong): a rebuild explains itself by the damage, not as a first build."""
         entry = self.entry(key)
         manifest = entry / MANIFEST
         if not entry.exists():
-            return None
+            return None, None
+        damage = None
         try:
             stored = json.loads(manifest.read_text())
-            intact = _well_formed(stored) and all(
-                file_sha256(entry / name) == sha for name, sha in stored["files"].items()
-            )
-        except (OSError, ValueError, RecursionError):
-            intact = False
-        if not intact:
+            if not _well_formed(stored):
+                damage = "its manifest is malformed"
+            else:
+                changed = [name for name, sha in stored["files"].items() if file_sha256(entry / name) != sha]
+                damage = f"{', '.join(changed)} no longer matches its hash" if changed else None
+        except (OSError, ValueError, RecursionError) as exc:
+            damage = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if damage is not None:
             shutil.rmtree(entry, ignore_errors=True)
-            return None
+            return None, damage
         info = dict(stored["info"])
         if "path" in info:  # where the entry is now (the cache directory may have moved)
             info["path"] = str(entry / Path(info["path"]).name)
-        return info
+        return info, None
 
     def store_skip(self, key: str, reason: str, about: dict[str, Any]) -> None:
         """Remember that a recipe does not apply to this model (no files, just the reason)."""

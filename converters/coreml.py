@@ -17,6 +17,7 @@ from typing import Any
 
 from converters.base import ConversionContext, Converted, Converter, VariantSkipped
 from converters.coreml_inputs import cast_to_spec, spec_input_dtypes
+from converters.tracing import NOTE_KEY, tracer_notes
 from profiles.catalog import Variant
 from profiles.errors import ConversionError
 from profiles.zoo import LoadedModel, decoder_info
@@ -75,14 +76,18 @@ def convert_traced(ct: Any, model: LoadedModel, common: dict[str, Any]) -> Any:
     return ct.convert(traced, inputs=inputs, **common)
 
 
-def _convert(ct: Any, model: LoadedModel, precision: Any, target: Any, ctx: ConversionContext) -> tuple[Any, str]:
+def _convert(
+    ct: Any, model: LoadedModel, precision: Any, target: Any, ctx: ConversionContext
+) -> tuple[Any, str, list[str]]:
     common = {"convert_to": "mlprogram", "minimum_deployment_target": target, "compute_precision": precision}
     try:
-        return convert_exported(ct, model, common, ctx), "torch.export"
+        return convert_exported(ct, model, common, ctx), "torch.export", []
     except Exception as export_error:
         log.warning("coremltools torch.export path failed (%s); trying torch.jit.trace", export_error)
         try:
-            return convert_traced(ct, model, common), "torch.jit.trace"
+            with tracer_notes() as frozen:  # what the trace froze (converters.tracing)
+                mlmodel = convert_traced(ct, model, common)
+            return mlmodel, "torch.jit.trace", frozen
         except Exception as trace_error:
             raise ConversionError(
                 f"coremltools failed on both paths: torch.export: {_first_line(export_error)}; "
@@ -169,12 +174,13 @@ class CoreMLConverter(Converter):
                 mlmodel = convert_stateful(ct, model, info, precision, weight_config(ct, recipe), ctx)
             except Exception as exc:
                 raise ConversionError(f"coremltools failed on the stateful decoder: {_first_line(exc)}") from exc
-            path, target = "torch.export, KV cache as state", "iOS18"
+            path, target, frozen = "torch.export, KV cache as state", "iOS18", []
         else:
-            mlmodel, path = _convert(ct, model, precision, getattr(ct.target, target), ctx)
+            mlmodel, path, frozen = _convert(ct, model, precision, getattr(ct.target, target), ctx)
             mlmodel = _compress(ct, mlmodel, recipe, ctx)
         mlmodel.save(str(out_dir / "model.mlpackage"))
-        return Converted("model.mlpackage", path, deployment_target=target)
+        notes = {NOTE_KEY: frozen} if frozen else {}
+        return Converted("model.mlpackage", path, deployment_target=target, notes=notes)
 
     def inspect(self, main_file: Path) -> tuple[dict[str, int], dict[str, int]]:
         ct = import_coremltools()

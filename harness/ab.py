@@ -33,7 +33,7 @@ from harness.slowdown import requested_slowdown
 from harness.staging import StageJob, stage_isolated
 from harness.worker import WorkerSpec
 from profiles.catalog import FORMAT_BACKEND, VARIANTS
-from profiles.errors import ConfigError, ModelError
+from profiles.errors import ConfigError, ModelError, ProtocolError
 from profiles.paths import cache_root, file_name
 from profiles.schema import ResolvedProfile
 from profiles.zoo import resolve_model
@@ -172,6 +172,8 @@ def run_ab(
         prepared = prepare_isolated(
             spec.ref, variants, Path(work), profile, logs / f"{file_name(spec.name)}.log", on_stage
         )
+        if prepared.rejected:
+            raise ProtocolError(prepared.rejected)
         if prepared.failure:
             raise ModelError(f"{spec.ref}: {prepared.failure}")
         built_sides = []

@@ -15,6 +15,7 @@ from harness.prepare import PrepareRequest, check_user_models, prepare_many
 from harness.schema import ArtifactInfo
 from harness.scratch import run_environment
 from profiles.catalog import VARIANTS
+from profiles.errors import ProtocolError
 from profiles.paths import cache_root, file_name
 from profiles.schema import ResolvedProfile
 from profiles.zoo import resolve_model
@@ -62,6 +63,8 @@ def convert_profile(
         names = {spec.ref: spec.name for spec in models}
         with closing(prepare_many(requests, Path(work), profile, with_reference=False)) as ready:
             for request, prepared in ready:
+                if prepared.rejected:
+                    raise ProtocolError(prepared.rejected)
                 model_name = names[request.model_ref]
                 for name in profile.variants:
                     message = prepared.artifacts.get(name, ArtifactBuilt(name, "failed", prepared.failure))

@@ -178,7 +178,11 @@ def summarise(layers: list[dict[str, Any]], worst: list[int], cosines: np.ndarra
     drops.sort(key=lambda d: d["drop_db"], reverse=True)
     samples = [{"index": i, "cosine": float(cosines[i])} for i in worst]
     if first is None:
-        summary = f"no compared layer left the {tolerance_db:g} dB tolerance on the {len(worst)} worst samples"
+        summary = (
+            f"every compared layer is within the {tolerance_db:g} dB tolerance on the {len(worst)} worst samples, "
+            "yet the outputs diverge: the graph's structure differs from the model's (a branch or value frozen "
+            "at export), or the difference lies in operations between the compared layers"
+        )
     elif first["nonfinite"]:
         summary = f"first NaN/Inf at layer '{first['layer']}' ({first['nonfinite']} values)"
     else:
@@ -196,6 +200,26 @@ def summarise(layers: list[dict[str, Any]], worst: list[int], cosines: np.ndarra
         "layers": layers,
         "summary": summary,
     }
+
+
+def with_trace_notes(diagnosis: dict[str, Any], notes: dict[str, Any]) -> dict[str, Any]:
+    """A diagnosis that found no divergent layer, told what the artifact's trace froze where it froze
+    something (`converters.tracing`): the layers match because the graph computes the branch the example
+    took, and no layer comparison can show a branch that is not in the graph."""
+    from converters.tracing import NOTE_KEY
+
+    frozen = notes.get(NOTE_KEY, [])
+    if not frozen or diagnosis.get("first_divergent_layer") is not None or "layers" not in diagnosis:
+        return diagnosis
+    summary = diagnosis["summary"]
+    cut = summary.find("; worst samples: ")
+    tail = summary[cut:] if cut >= 0 else ""
+    tolerance = diagnosis.get("tolerance_db", DEFAULT_TOLERANCE_DB)
+    diagnosis["summary"] = (
+        f"the graph's structure differs from the model's: {'; '.join(frozen)} (every compared layer is within "
+        f"the {tolerance:g} dB tolerance){tail}"
+    )
+    return diagnosis
 
 
 def executorch_not_diagnosed(notes: dict[str, Any]) -> dict[str, Any]:

@@ -62,6 +62,7 @@ class GenerationSettings:
     new_tokens: int = 64
     parity_prompt_tokens: int = 32
     parity_text_tokens: int = 256
+    required: bool = False  # the profile has a [generation] table: every model must follow the decoder protocol
 
     def usable_lengths(self, max_context: int) -> list[int]:
         """Prompt lengths whose prompt plus token budget fits the decoder's context."""
@@ -171,6 +172,34 @@ def decode_step_call(session: Any, parity_path: str | None, inputs_path: str) ->
     return lambda: step(token, keys, values)
 
 
+def checked_step(step: Step, vocab_size: int, model: str) -> Step:
+    """`step` with what the decoder protocol says a forward returns checked on every call: logits
+    (1, T, vocab_size) for T tokens fed, and both caches grown by T positions on axis 3. A decoder that
+    returns its cache unchanged would otherwise pass parity (the same wrong tokens as torch's) and report
+    memory growth it does not have; one whose logits are narrower than its vocabulary would fail deep in
+    the scoring. Either raises `ModelError` naming the rule, which fails the case with that reason."""
+    from profiles.errors import ModelError
+
+    def checked(tokens: np.ndarray, keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        logits, new_keys, new_values = step(tokens, keys, values)
+        fed, past = tokens.shape[1], keys.shape[3]
+        if tuple(logits.shape) != (1, fed, vocab_size):
+            raise ModelError(
+                f"model '{model}': forward returned logits {tuple(logits.shape)} for {fed} token(s); the decoder "
+                f"protocol needs (1, {fed}, vocab_size) with vocab_size {vocab_size}"
+            )
+        for name, grown in (("keys", new_keys), ("values", new_values)):
+            if grown.ndim != 5 or grown.shape[3] != past + fed:
+                positions = grown.shape[3] if grown.ndim == 5 else f"a {grown.ndim}-d array, not"
+                raise ModelError(
+                    f"model '{model}': the {name} cache did not grow by the {fed} token(s) fed: {past} positions in, "
+                    f"{positions} out (expected {past + fed}); the decoder protocol appends the new positions on axis 3"
+                )
+        return logits, new_keys, new_values
+
+    return checked
+
+
 def greedy(step: Step, prompt: np.ndarray, new_tokens: int, empty: np.ndarray) -> np.ndarray:
     """Greedy continuation of a prompt (1-D ids), `new_tokens` ids long."""
     logits, keys, values = step(prompt[None, :].astype(np.int64), empty, empty)
@@ -239,7 +268,7 @@ def prepare_reference(
 ) -> str:
     """Writes `generation.npz` (reference continuations and text scores, timing prompt) and `inputs.npz`
     (one decode step, see the module docstring); returns where the text came from."""
-    step = torch_step(loaded.module)
+    step = checked_step(torch_step(loaded.module), info.vocab_size, spec.name)
     empty = info.empty_cache()
     lengths = settings.usable_lengths(info.max_context)
     if not lengths:
@@ -266,6 +295,7 @@ def prepare_reference(
         timing_prompt=timing,
         lengths=np.array(lengths, np.int64),
         new_tokens=np.array(settings.new_tokens),
+        vocab_size=np.array(info.vocab_size),
     )
     np.savez(out / "inputs.npz", *decode_step_inputs(step, timing[: lengths[0]], empty))
     return source
@@ -402,7 +432,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     except DeviceUnavailable as exc:
         send(Unavailable(str(exc)))
         return
-    step = session_step(session)
+    step = checked_step(session_step(session), int(data["vocab_size"]), spec.model_ref)
     empty = empty_cache(spec.inputs_path)
 
     parity = asdict(evaluate_parity(step, data, empty, spec.gate, spec.parity_source)) if do_parity else None

@@ -106,16 +106,26 @@ def prepare_model(
     from converters.cache import ArtifactCache
     from converters.fingerprint import fingerprint_model
     from profiles.catalog import VARIANTS
-    from profiles.errors import ConversionError
+    from profiles.errors import ConversionError, ProtocolError
     from profiles.paths import file_name
-    from profiles.zoo import decoder_info, load_model, resolve_model
+    from profiles.zoo import decoder_info, decoder_protocol, load_model, resolve_model
 
     # torch.export (with torchao installed, for ExecuTorch) makes an inductor cache in the temp dir,
     # named after the user and never removed: keep it in this run's work dir instead
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(work_dir) / "torchinductor"))
     send(Stage("building the model"))
     spec = resolve_model(model_ref)
-    loaded = load_model(spec)
+    try:
+        loaded = load_model(spec)
+        broken = decoder_protocol(loaded) if generation.required else None
+        if broken is not None:
+            raise ProtocolError(
+                f"model '{spec.name}': the profile measures generation ([generation]), but {broken}: "
+                "see the decoder protocol in README (Adding a model)"
+            )
+    except ProtocolError as exc:
+        send(ModelRejected(str(exc)))
+        return
     fingerprint = fingerprint_model(loaded, spec.name)
     out = Path(work_dir) / f"{file_name(spec.name)}-{fingerprint.digest[:12]}"
     out.mkdir(parents=True, exist_ok=True)
@@ -181,7 +191,11 @@ def generation_settings(profile: Profile) -> Any:
 
     table = profile.generation
     return GenerationSettings(
-        tuple(table.prompt_lengths), table.new_tokens, table.parity_prompt_tokens, table.parity_text_tokens
+        tuple(table.prompt_lengths),
+        table.new_tokens,
+        table.parity_prompt_tokens,
+        table.parity_text_tokens,
+        required="generation" in profile.model_fields_set,
     )
 
 
@@ -195,6 +209,7 @@ class Prepared:
     parity_source: str = ""
     task: str = "generic"
     failure: str | None = None  # the model itself failed (factory, reference outputs): all its cases fail
+    rejected: str | None = None  # the model breaks the protocol (bad input): the command stops, exit 2
     artifacts: dict[str, ArtifactBuilt] = field(default_factory=dict)
 
 
@@ -225,6 +240,8 @@ def prepare_isolated(
             prepared.weights_path = message.weights_path
             prepared.parity_source = message.parity_source
             prepared.task = message.task
+        elif isinstance(message, ModelRejected):
+            prepared.rejected = message.message
         elif isinstance(message, ArtifactBuilt):
             prepared.artifacts[message.variant] = message
             if message.variant in pending:

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from converters.cache import combined_sha256, file_sha256
+from converters.tracing import NOTE_KEY as TRACE_NOTES
 from harness.backends.executorch import COREML as COREML_DELEGATE
 from harness.backends.executorch import coreml_host
-from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose, executorch_not_diagnosed
+from harness.diagnose import DEFAULT_TOLERANCE_DB, diagnose, executorch_not_diagnosed, with_trace_notes
 from harness.environment import capture
 from harness.generation import diagnose_generation, summarise_generation
 from harness.generation import gate_for as generation_gate
@@ -45,6 +46,7 @@ from harness.staging import StageJob, stage_isolated
 from harness.stats import latency_warnings, summarise
 from harness.store import ResultsStore
 from harness.worker import WorkerSpec, measure
+from profiles.errors import ProtocolError
 from profiles.paths import cache_root, file_name
 from profiles.schema import ResolvedProfile
 
@@ -79,6 +81,9 @@ class _Progress:
 
 
 def _result(case: Case, status: str, reason: str | None = None, artifact: ArtifactInfo | None = None) -> Result:
+    """A case's result; what the artifact's trace froze (`converters.tracing`) is among its warnings, on
+    every status: a Core ML artifact that cannot be measured here still carries it."""
+    artifact = artifact or ArtifactInfo()
     return Result(
         model=case.model.name,
         variant=case.variant.name,
@@ -87,7 +92,8 @@ def _result(case: Case, status: str, reason: str | None = None, artifact: Artifa
         backend=case.backend,
         status=status,  # type: ignore[arg-type]
         reason=reason,
-        artifact=artifact or ArtifactInfo(),
+        artifact=artifact,
+        warnings=list(artifact.notes.get(TRACE_NOTES, [])),
     )
 
 
@@ -208,6 +214,8 @@ class Runner:
                             self.observer.step(f"{model_ref}: cannot import")
                             continue
                         _, prepared = next(ready)
+                        if prepared.rejected:
+                            raise ProtocolError(prepared.rejected)
                         self.observer.step(f"{model_ref}: prepared")
                         for case in cases:
                             progress += self._plan_measurement(case, prepared)
@@ -421,7 +429,7 @@ class Runner:
         if measured.parity is not None:
             item.parity = ParityResult(**measured.parity)
             if not item.parity.passed and item.case.variant.format == "onnx":
-                item.parity.diagnosis = self._diagnose(item)
+                item.parity.diagnosis = with_trace_notes(self._diagnose(item), item.artifact.notes)
             elif not item.parity.passed and item.case.variant.format == "executorch":
                 item.parity.diagnosis = executorch_not_diagnosed(item.artifact.notes)
         item.samples.append(measured.samples_ms)
@@ -468,7 +476,7 @@ class Runner:
         result.thermal_states = [m.thermal_state for m in runs]
         if runs[0].generation:
             result.generation = summarise_generation([m.generation for m in runs], seed=measure.seed)
-        result.warnings = latency_warnings(latency, item.samples)
+        result.warnings += latency_warnings(latency, item.samples)
         result.warnings += sorted({m.thermal for m in runs if m.thermal})
         if interrupted:
             result.warnings.append(f"interrupted: {len(runs)} of {measure.processes} processes measured")

@@ -5,6 +5,7 @@ It lives in `profiles`, the bottom layer, because every other package imports fr
     BenchError
     ├── ConfigError        a profile or a flag is wrong (exit 2)
     ├── ModelError         a model reference cannot be resolved (exit 2)
+    │   └── ProtocolError  the model's factory returned what the model protocol does not allow (exit 2)
     ├── SchemaError        a results file cannot be read (exit 2)
     ├── NothingToRun       every case was refused by this host (exit 2)
     ├── NothingToDo        the request selects no work, which is not a mistake (exit 0): an empty shard
@@ -24,6 +25,7 @@ __all__ = [
     "ModelError",
     "NothingToDo",
     "NothingToRun",
+    "ProtocolError",
     "SchemaError",
 ]
 
@@ -40,6 +42,11 @@ class ConfigError(BenchError):
 
 class ModelError(BenchError):
     exit_code = 2
+
+
+class ProtocolError(ModelError):
+    """Bad input found only by calling the factory (in a worker): the run stops with this line, exit 2,
+    where a factory that raises or crashes fails only its own model's cases."""
 
 
 class SchemaError(BenchError):

@@ -219,3 +219,17 @@ def test_fingerprint_covers_buffers_settings_and_attributes() -> None:
     gelu = [LoadedModel(torch.nn.GELU(approximate=a).eval(), (torch.ones(1, 4),)) for a in ("none", "tanh")]
     assert fingerprint_model(gelu[0]).digest != fingerprint_model(gelu[1]).digest
     assert fingerprint_model(gelu[1]).attributes["approximate"] == "'tanh'"
+
+
+def test_a_rebuilt_artifact_says_the_cached_one_was_damaged(tmp_path: Path) -> None:
+    """Issue 25 item 14: an artifact whose cached file was overwritten was rebuilt, but `bench convert
+    --explain` said `miss: no earlier artifact`, as for a first build. It names the damage instead."""
+    (tmp_path / "computes.py").write_text(COMPUTES)
+    env = {"ONDEVICE_BENCH_CACHE": str(tmp_path / "cache")}
+    assert "miss: no earlier artifact" in _converted(tmp_path, env)["row"]
+    (artifact,) = (tmp_path / "cache" / "artifacts").glob("*/*/model.onnx")
+    artifact.write_bytes(b"corrupted")
+    rebuilt = _converted(tmp_path, env)
+    assert rebuilt["cache"] == "built", rebuilt
+    assert "miss: the cached artifact was damaged (model.onnx no longer matches its hash): rebuilt" in rebuilt["row"]
+    assert "no earlier artifact" not in rebuilt["row"]

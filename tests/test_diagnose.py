@@ -111,3 +111,68 @@ def test_summary_ranks_snr_drops_and_names_the_first_layer_below_tolerance() -> 
     assert result["largest_drops"][0]["drop_db"] == 23.0
     assert result["summary"].startswith("first layer below 30 dB: 'c' at 22.0 dB; largest SNR drops: c -23.0 dB")
     assert "worst samples: #3 (cosine 0.9000), #1 (cosine 0.9500)" in result["summary"]
+
+
+BRANCHY = textwrap.dedent(
+    """
+    import torch
+
+
+    class Branchy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(16, 16)
+
+        def forward(self, x):
+            y = self.linear(x)
+            if x.sum() > 0:
+                return y * 2
+            return -y
+
+
+    def build():
+        torch.manual_seed(0)
+        return Branchy().eval(), torch.ones(1, 16)
+    """
+)
+FROZEN = "the exported graph froze a data-dependent branch at branchy.py:12: it computes one branch for every input"
+
+
+def test_a_branch_frozen_by_the_trace_is_named_on_the_artifact_result_and_diagnosis(tmp_path: Path) -> None:
+    """Issue 25 item 13: a user model with `if x.sum() > 0` exports through the TorchScript trace (ONNX)
+    and `torch.jit.trace` (Core ML), which keep the example's branch for every input, silently; ONNX
+    parity then failed with a diagnosis that no compared layer left the tolerance. The tracer's warning
+    is caught at conversion and named on the artifact and in the result, the diagnosis says the graph's
+    structure differs, and the Core ML artifact (converted, not measurable on Linux) carries it too."""
+    (tmp_path / "branchy.py").write_text(BRANCHY)
+    out = tmp_path / "r.json"
+    proc = bench(
+        "run", "smoke", "-m", "branchy.py:build", "-v", "onnx-fp32", "-v", "coreml-fp32", "--budget", "0.2",
+        "--processes", "1", "--pair-budget", "1", "--json", str(out), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    results = {r["variant"]: r for r in json.loads(out.read_text())["results"]}
+    onnx = results["onnx-fp32"]
+    assert onnx["artifact"]["notes"]["trace_warnings"] == [FROZEN]
+    assert FROZEN in onnx["warnings"]
+    assert not onnx["parity"]["passed"]
+    diagnosis = onnx["parity"]["diagnosis"]
+    assert diagnosis["first_divergent_layer"] is None
+    assert diagnosis["summary"].startswith(f"the graph's structure differs from the model's: {FROZEN}")
+    assert FROZEN in proc.stdout
+    coreml = results["coreml-fp32"]
+    assert coreml["artifact"]["notes"]["trace_warnings"] == [FROZEN], coreml
+    assert FROZEN in coreml["warnings"]
+
+
+def test_matching_layers_with_diverging_outputs_say_the_structure_differs() -> None:
+    """Issue 25 item 13: when every compared layer is within the tolerance yet parity failed, the summary
+    said only that no layer left the tolerance; it says the graph's structure differs (or the difference
+    lies between the compared layers)."""
+    layers = [{"layer": "a", "tensor": "t0", "snr_db": 60.0, "max_abs_err": 0.0, "nonfinite": 0}]
+    result = summarise(layers, [0], np.array([-0.47]), tolerance_db=30.0)
+    assert result["first_divergent_layer"] is None
+    assert result["summary"].startswith(
+        "every compared layer is within the 30 dB tolerance on the 1 worst samples, yet the outputs diverge: "
+        "the graph's structure differs from the model's"
+    )

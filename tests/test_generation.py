@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +267,102 @@ def test_the_kv_cache_is_reported_as_each_backend_holds_it() -> None:
     assert "fp16" in stateful["kv_cache"] and "max_context" in stateful["kv_cache"]
     graph = kv_cache_record(GraphSession(), cache_shape)
     assert graph["kv_bytes_per_token"] == 2 * 4 * 4 * 32 * 4 and "fp32" in graph["kv_cache"]
+
+
+BROKEN_DECODERS = textwrap.dedent(
+    """
+
+    def no_vocab():
+        model, inputs = build()
+        del model.vocab_size
+        return model, inputs
+
+
+    def vocab_as_text():
+        model, inputs = build()
+        model.vocab_size = "64"
+        return model, inputs
+
+
+    class FrozenCache(ToyDecoder):
+        def forward(self, tokens, past_keys, past_values):
+            logits, _, _ = super().forward(tokens, past_keys, past_values)
+            return logits, past_keys, past_values
+
+
+    def frozen_cache():
+        torch.manual_seed(0)
+        model = FrozenCache().eval()
+        model.max_context = 1024  # room for genai's prompts; no position encoding limits it
+        past = torch.zeros(1, 2, 2, 2, 16)
+        return model, (torch.tensor([[1, 2, 3]]), past, past.clone())
+
+
+    def narrow_logits():
+        model, inputs = build()
+        model.max_context = 1024
+        model.head = nn.Linear(32, 52)  # ids up to 63 embed, but the head scores only 52 of them
+        return model, inputs
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def broken_decoders(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("decoders") / "broken.py"
+    path.write_text((ROOT / "examples" / "user_decoder.py").read_text() + BROKEN_DECODERS)
+    return path
+
+
+def _genai(model: str, tmp_path: Path):
+    out = tmp_path / "r.json"
+    proc = bench("run", "genai", "-m", model, "-v", "torch-fp32", "--processes", "1", "--budget", "0.2",
+                 "--json", str(out), "--db", f"sqlite:///{tmp_path / 'r.sqlite'}", cwd=tmp_path)  # fmt: skip
+    return proc, out
+
+
+@pytest.mark.parametrize(
+    ("factory", "rule"),
+    [
+        ("no_vocab", "the module has no attribute vocab_size (an int)"),
+        ("vocab_as_text", "the module's vocab_size is '64' (str); it must be an int of at least 1"),
+    ],
+)
+def test_a_generation_profile_refuses_a_model_off_the_decoder_protocol(
+    broken_decoders: Path, tmp_path: Path, factory: str, rule: str
+) -> None:
+    """Issue 25 item 11: `bench run genai -m file.py:factory` with a decoder that has no `vocab_size` (or a
+    text one) was measured as a plain model, status ok with no generation figures. Under a profile with a
+    [generation] table it is one line naming the rule it broke, exit 2, before anything is measured."""
+    proc, _ = _genai(f"{broken_decoders}:{factory}", tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"error: model '{broken_decoders}:{factory}': the profile measures generation")
+    assert rule in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("factory", "reason"),
+    [
+        ("frozen_cache", "the keys cache did not grow by the 32 token(s) fed: 0 positions in, 0 out (expected 32)"),
+        (
+            "narrow_logits",
+            "forward returned logits (1, 32, 52) for 32 token(s); the decoder protocol needs (1, 32, vocab_size) "
+            "with vocab_size 64",
+        ),
+    ],
+)
+def test_a_decoder_whose_forward_breaks_the_protocol_fails_with_the_rule(
+    broken_decoders: Path, tmp_path: Path, factory: str, reason: str
+) -> None:
+    """Issue 25 item 11: a decoder returning its cache unchanged passed parity and reported memory growth
+    per 1k tokens as if the cache grew; one whose logits are narrower than its `vocab_size` failed with
+    `IndexError: index ... is out of bounds` naming nothing. Each is now a failed case whose reason names
+    the rule its forward broke."""
+    proc, out = _genai(f"{broken_decoders}:{factory}", tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["status"] == "failed" and result["generation"] is None
+    assert reason in result["reason"], result["reason"]
+    assert "IndexError" not in result["reason"]

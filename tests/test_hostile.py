@@ -318,6 +318,26 @@ SPAWNS = textwrap.dedent(
 )
 
 
+BATCHES = textwrap.dedent(
+    """
+    import torch
+
+
+    def batch(size):
+        torch.manual_seed(0)
+        return torch.nn.Linear(16, 4).eval(), torch.randn(size, 16)
+
+
+    def empty():
+        return batch(0)
+
+
+    def four():
+        return batch(4)
+    """
+)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_child_that_a_factory_starts_ends_with_its_worker(tmp_path: Path) -> None:
     """A user factory that starts `sleep 150` used to leave it orphaned, running on after the case (and
@@ -437,3 +457,18 @@ def test_a_comparison_writes_nothing_to_tmpdir_or_home(tmp_path: Path) -> None:
     proc = bench("ab", str(garbage), str(garbage), "-m", "digits_cnn", cwd=tmp_path, env=environment)
     assert proc.returncode == 2 and "cannot read the program" in proc.stderr, proc.stdout + proc.stderr
     assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize(("factory", "shape"), [("empty", "(0, 16) has batch 0"), ("four", "(4, 16) has batch 4")])
+def test_an_example_batch_other_than_one_is_refused_in_one_line(tmp_path: Path, factory: str, shape: str) -> None:
+    """Issue 25 item 12: a batch-0 example measured an empty call as ok with parity passing, and a batch-4
+    example failed ONNX with `Got: 1 Expected: 4`. The harness measures batch 1 on every format: any other
+    example batch stops `bench run` before measuring, one line naming the input, exit 2."""
+    (tmp_path / "batches.py").write_text(BATCHES)
+    ref = f"{tmp_path / 'batches.py'}:{factory}"
+    out = tmp_path / "r.json"
+    line = _one_line(bench("run", "smoke", "-m", ref, "--json", str(out), cwd=tmp_path))
+    assert line == (
+        f"error: model '{ref}': example input input {shape}; the harness measures batch 1 on every format: "
+        "give example inputs whose dim 0 is 1"
+    )

@@ -108,3 +108,24 @@ def test_user_model_from_a_file_and_from_a_module(tmp_path: Path, monkeypatch: p
         load_model(resolve_model("no_such_pkg.mod:build"))
     with pytest.raises(ModelError, match="does not exist"):
         resolve_model(f"{tmp_path / 'nope.py'}:build")
+
+
+def test_a_truncated_cached_weights_file_is_named_and_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 25 item 14: a `digits_cnn-*.pt` in the cache cut short (a full disk, a killed write) made
+    every digits_cnn case fail with torch's zip-reader error, naming no file, run after run. The damaged
+    file is named in a warning, deleted, and trained and written again."""
+    from profiles.zoo.digits import _weights_key, trained_digits_cnn
+    from profiles.zoo.nets import DigitsCNN
+
+    monkeypatch.setenv("ONDEVICE_BENCH_CACHE", str(tmp_path))
+    path = tmp_path / "weights" / f"digits_cnn-{_weights_key()}.pt"
+    path.parent.mkdir()
+    torch.save(DigitsCNN().state_dict(), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with caplog.at_level("WARNING"):
+        rebuilt = trained_digits_cnn()
+    assert f"cached weights {path} are damaged" in caplog.text
+    restored = torch.load(path, weights_only=True)  # the file was written again, whole
+    assert all(torch.equal(restored[k], v) for k, v in rebuilt.state_dict().items())

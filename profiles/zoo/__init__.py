@@ -1,7 +1,9 @@
 """The model zoo and the user-model protocol.
 
 A model is a factory returning ``(module, example_inputs)``: an ``nn.Module`` and one tensor or a
-tuple of tensors with batch size 1. Zoo models are named here; a user model is referred to as
+tuple of tensors with batch size 1 (dim 0 of every input is 1; any other batch, 0 included, is refused:
+parity and calibration feed the graph rows of one, and every format is built for the example's shape).
+Zoo models are named here; a user model is referred to as
 ``package.module:factory`` (importable from the current directory or ``sys.path``) or
 ``path/to/file.py:factory``.
 
@@ -15,7 +17,9 @@ of context) and judges it token by token (greedy continuations, perplexity):
 - ``forward(tokens, past_keys, past_values)`` returns ``(logits, keys, values)``: logits ``(1, T, vocab)`` for
   every new position, and the caches with the ``T`` new positions appended on axis 3 (``P + T``). ``P = 0``
   (an empty cache) is the prefill. Attention masking and positions are the module's business.
-`tiny_decoder` (profiles/zoo/decoder.py) is the zoo's; `examples/` has a user decoder in a file.
+`tiny_decoder` (profiles/zoo/decoder.py) is the zoo's; `examples/` has a user decoder in a file. Under a
+profile with a ``[generation]`` table every model must follow these rules (`decoder_protocol` names the
+first one broken); elsewhere a model that does not is measured as a plain model.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from profiles.errors import ModelError
+from profiles.errors import ModelError, ProtocolError
 
 
 @dataclass(frozen=True)
@@ -82,17 +86,39 @@ DECODER_INPUT_NAMES = ["tokens", "past_keys", "past_values"]
 DECODER_OUTPUT_NAMES = ["logits", "keys", "values"]
 
 
+def decoder_protocol(loaded: LoadedModel) -> str | None:
+    """The first rule of the decoder protocol (module docstring) the model breaks, in words, or None
+    when it follows them all. Checks what can be read without running the model; what a forward returns
+    is checked as it runs (`harness.generation.checked_step`)."""
+    module, inputs = loaded.module, loaded.example_inputs
+    for name in ("vocab_size", "max_context"):
+        value = getattr(module, name, None)
+        if value is None:
+            return f"the module has no attribute {name} (an int)"
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return f"the module's {name} is {value!r} ({type(value).__name__}); it must be an int of at least 1"
+    if len(inputs) != 3:
+        return f"example_inputs are {len(inputs)} tensor(s); a decoder takes (tokens, past_keys, past_values)"
+    tokens, past_keys, past_values = inputs
+    if tokens.dim() != 2 or tokens.is_floating_point() or tokens.shape[1] < 2:
+        return f"tokens are {tokens.dtype} {tuple(tokens.shape)}; they must be integer ids (1, T) with T >= 2"
+    for name, cache in (("past_keys", past_keys), ("past_values", past_values)):
+        if cache.dim() != 5 or not cache.is_floating_point() or cache.shape[3] < 2:
+            return (
+                f"{name} is {cache.dtype} {tuple(cache.shape)}; each cache must be float "
+                "(1, layers, heads, P, head_dim) with P >= 2"
+            )
+    if past_keys.shape != past_values.shape:
+        return f"past_keys {tuple(past_keys.shape)} and past_values {tuple(past_values.shape)} differ in shape"
+    return None
+
+
 def decoder_info(loaded: LoadedModel) -> DecoderInfo | None:
     """The decoder's shape if the model follows the decoder protocol, else None."""
-    module, inputs = loaded.module, loaded.example_inputs
-    vocab, context = getattr(module, "vocab_size", None), getattr(module, "max_context", None)
-    if not (isinstance(vocab, int) and isinstance(context, int) and len(inputs) == 3):
+    if decoder_protocol(loaded) is not None:
         return None
-    tokens, past_keys, past_values = inputs
-    if tokens.dim() != 2 or tokens.is_floating_point() or past_keys.dim() != 5 or past_keys.shape != past_values.shape:
-        return None
-    _, layers, heads, _, head_dim = past_keys.shape
-    return DecoderInfo(vocab, context, int(layers), int(heads), int(head_dim))
+    _, layers, heads, _, head_dim = loaded.example_inputs[1].shape
+    return DecoderInfo(loaded.module.vocab_size, loaded.module.max_context, int(layers), int(heads), int(head_dim))
 
 
 def input_names(count: int) -> list[str]:
@@ -280,9 +306,17 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     except Exception as exc:
         raise ModelError(f"model '{spec.name}': factory raised {type(exc).__name__}: {exc}") from exc
     if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module)):
-        raise ModelError(f"model '{spec.name}': the factory must return (nn.Module, example_inputs)")
+        raise ProtocolError(f"model '{spec.name}': the factory must return (nn.Module, example_inputs)")
     module, inputs = built
     inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
     if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
-        raise ModelError(f"model '{spec.name}': example_inputs must be a tensor or a tuple of tensors")
+        raise ProtocolError(f"model '{spec.name}': example_inputs must be a tensor or a tuple of tensors")
+    names = input_names(len(inputs))
+    for name, tensor in zip(names, inputs, strict=True):
+        if tensor.dim() == 0 or tensor.shape[0] != 1:
+            batch = "no batch dimension (0-d)" if tensor.dim() == 0 else f"batch {tensor.shape[0]}"
+            raise ProtocolError(
+                f"model '{spec.name}': example input {name} {tuple(tensor.shape)} has {batch}; the harness "
+                "measures batch 1 on every format: give example inputs whose dim 0 is 1"
+            )
     return LoadedModel(module.eval(), inputs, factory)

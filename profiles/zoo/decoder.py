@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from profiles.paths import cache_root
+from profiles.zoo.weights import load_cached, save_cached
 
 log = logging.getLogger(__name__)
 
@@ -180,17 +181,13 @@ def _train() -> TinyDecoder:
 def trained_decoder() -> TinyDecoder:
     """The trained decoder; trains (well under a minute on 2 cores) and caches the weights on first use."""
     path = cache_root() / "weights" / f"tiny_decoder-{_weights_key()}.pt"
-    if path.exists():
-        model = TinyDecoder()
-        model.load_state_dict(torch.load(path, weights_only=True))
+    model = TinyDecoder()
+    if load_cached(path, model):
         return model.eval()
-    log.info("training tiny_decoder on %s (first use; cached at %s)", corpus().source, path)
+    log.info("training tiny_decoder on %s (cached at %s)", corpus().source, path)
     with torch.random.fork_rng():
         model = _train()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{id(model)}.tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
+    save_cached(path, model)
     return model
 
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from profiles.paths import cache_root
+from profiles.zoo.weights import load_cached, save_cached
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +88,13 @@ def trained_digits_cnn():
     from profiles.zoo.nets import DigitsCNN
 
     path = cache_root() / "weights" / f"digits_cnn-{_weights_key()}.pt"
-    if path.exists():
-        model = DigitsCNN()
-        model.load_state_dict(torch.load(path, weights_only=True))
+    model = DigitsCNN()
+    if load_cached(path, model):
         return model.eval()
-    log.info("training digits_cnn on scikit-learn digits (first use; cached at %s)", path)
+    log.info("training digits_cnn on scikit-learn digits (cached at %s)", path)
     with torch.random.fork_rng():
         model = _train()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
+    save_cached(path, model)
     return model
 
 
