@@ -38,15 +38,10 @@ def check_writable(path: Path | None, flag: str) -> None:
 
 def check_directory(path: Path | None, flag: str) -> None:
     """Raise `ConfigError` unless `path` is (or can be made) a directory that files can be written in."""
-    if path is None:
-        return
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{flag} {path}: is a file, not a directory; give a directory, e.g. {path}-artifacts")
-    try:
-        _probe(path)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"{flag} {path}: cannot write there ({reason}); choose a writable directory") from exc
+    if path is not None:
+        _require_directory(
+            path, f"{flag} {path}", f"give a directory, e.g. {path}-artifacts", "choose a writable directory"
+        )
 
 
 def check_cache() -> None:
@@ -54,13 +49,19 @@ def check_cache() -> None:
     command that builds or measures writes there first."""
     root = cache_root()
     where = f"{CACHE_ENV}={root}" if os.environ.get(CACHE_ENV) else f"the cache {root}"
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"{where}: is a file, not a directory; point {CACHE_ENV} at a writable directory")
+    fix = f"point {CACHE_ENV} at a writable directory"
+    _require_directory(root, where, fix, fix)
+
+
+def _require_directory(path: Path, where: str, if_file: str, if_unwritable: str) -> None:
+    """`ConfigError` naming `where` and the fix when `path` is a file or no file can be written in it."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{where}: is a file, not a directory; {if_file}")
     try:
-        _probe(root)
+        _probe(path)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"{where}: cannot write there ({reason}); point {CACHE_ENV} at a writable directory") from exc
+        raise ConfigError(f"{where}: cannot write there ({reason}); {if_unwritable}") from exc
 
 
 def _same(one: Path, other: Path) -> bool:

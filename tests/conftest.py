@@ -35,6 +35,16 @@ def bench(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
     )
 
 
+def one_error_line(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    """The one line a refused command printed on stderr, after checking its exit code and that no traceback
+    came with it."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
 def _pg_binary(name: str) -> str | None:
     found = shutil.which(name)
     if found:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,7 @@ from harness.plan import parse_shard, plan
 from harness.slowdown import SLOWDOWN_VARIABLE
 from profiles.errors import ConfigError
 from profiles.schema import load_profile
-from tests.conftest import bench
+from tests.conftest import bench, one_error_line
 
 MODELS = textwrap.dedent(
     """
@@ -174,14 +173,6 @@ def test_the_paired_ci_gate_fails_a_5_percent_slower_build_and_passes_the_same_b
     assert all(len(p["a_ms"]) == len(p["b_ms"]) > 0 for p in comparison["processes"])
 
 
-def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stdout + proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
 @pytest.mark.parametrize("value", ["nan", "-50", "inf"])
 def test_a_memory_tolerance_that_is_not_a_percentage_is_one_line(runs: dict[str, Path], value: str) -> None:
     """`bench compare --memory-tolerance nan` used to switch the memory gate off without a word (NaN
@@ -189,7 +180,7 @@ def test_a_memory_tolerance_that_is_not_a_percentage_is_one_line(runs: dict[str,
     anything is read, like `--threshold`."""
     proc = bench("compare", str(runs["base"]), str(runs["base"]), "--memory-tolerance", value)
     expected = f"error: --memory-tolerance {float(value)}: expected a percentage of 0 or more, e.g. 10"
-    assert _one_error_line(proc) == expected
+    assert one_error_line(proc) == expected
 
 
 @pytest.mark.parametrize("value", [0.0, -1.5])
@@ -200,7 +191,7 @@ def test_compare_refuses_a_latency_that_is_not_positive(runs: dict[str, Path], v
     data["results"][0]["samples_ms"][1][2] = value
     edited = runs["root"] / f"edited-{value}.json"
     edited.write_text(json.dumps(data))
-    line = _one_error_line(bench("compare", str(runs["base"]), str(edited)))
+    line = one_error_line(bench("compare", str(runs["base"]), str(edited)))
     expected = (
         f"error: {edited}: gatemodels:mlp onnx-fp32 cpu (onnxruntime): latency {value:g} ms; "
         "every latency must be a positive number of milliseconds"

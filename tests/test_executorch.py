@@ -105,15 +105,19 @@ def test_a_delegate_the_runtime_lacks_or_a_cpu_delegate_off_the_cpu_is_refused()
     assert delegate_refusal(PORTABLE, "gpu", linux) == "a program without a delegate runs on the CPU only, not gpu"
 
 
+# A Core ML program's delegation notes: 9 nodes delegated, 3 outside the delegate (one a `getitem`).
+CORE_ML_NOTES = {
+    "delegate": "CoreMLBackend",
+    "delegation": {
+        "delegated_nodes": 9,
+        "non_delegated_nodes": 3,
+        "by_operator": {"getitem": {"delegated": 0, "non_delegated": 1}},
+    },
+}
+
+
 def test_placement_counts_portable_kernels_on_the_cpu_and_labels_an_unchecked_core_ml_request() -> None:
-    notes = {
-        "delegate": "CoreMLBackend",
-        "delegation": {
-            "delegated_nodes": 9,
-            "non_delegated_nodes": 3,
-            "by_operator": {"getitem": {"delegated": 0, "non_delegated": 1}},
-        },
-    }
+    notes = CORE_ML_NOTES
     unchecked = delegation_placement(notes, None, "ane")
     assert unchecked["by_device"] == {"coreml (requested ane)": 9, "cpu": 2}  # getitem only unpacks outputs
     assert unchecked["by_device_counts"] == GRAPH_NODES
@@ -122,14 +126,7 @@ def test_placement_counts_portable_kernels_on_the_cpu_and_labels_an_unchecked_co
 def test_a_compute_plan_counts_core_ml_ops_by_device_and_keeps_graph_nodes_apart() -> None:
     """MLComputePlan counts MIL ops inside the delegate; the nodes outside it are FX graph nodes: two units,
     never added together."""
-    notes = {
-        "delegate": "CoreMLBackend",
-        "delegation": {
-            "delegated_nodes": 9,
-            "non_delegated_nodes": 3,
-            "by_operator": {"getitem": {"delegated": 0, "non_delegated": 1}},
-        },
-    }
+    notes = CORE_ML_NOTES
     planned = delegation_placement(notes, {"source": "MLComputePlan", "by_device": {"ane": 7, "cpu": 1}}, "ane")
     assert planned["by_device"] == {"ane": 7, "cpu": 1}
     assert planned["by_device_counts"] == COREML_OPS

@@ -14,15 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import bench
-
-
-def _one_line(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
+from tests.conftest import bench, one_error_line
 
 
 def _profile(directory: Path, text: str, name: str = "p.toml") -> Path:
@@ -40,16 +32,16 @@ def _profile(directory: Path, text: str, name: str = "p.toml") -> Path:
     ],
     ids=["not-utf8", "deep-json", "deep-results"],
 )
-def test_hostile_results_files_are_one_line(tmp_path: Path, content: bytes, expected: str) -> None:
+def test_hostile_results_files_areone_error_line(tmp_path: Path, content: bytes, expected: str) -> None:
     path = tmp_path / "r.json"
     path.write_bytes(content)
-    assert expected in _one_line(bench("report", str(path), cwd=tmp_path))
-    assert expected in _one_line(bench("compare", str(path), str(path), cwd=tmp_path))
+    assert expected in one_error_line(bench("report", str(path), cwd=tmp_path))
+    assert expected in one_error_line(bench("compare", str(path), str(path), cwd=tmp_path))
 
 
-def test_results_paths_that_are_not_readable_files_are_one_line(tmp_path: Path) -> None:
-    assert "is a directory, not a results file" in _one_line(bench("report", str(tmp_path), cwd=tmp_path))
-    assert "cannot read it" in _one_line(bench("report", "/proc/self/mem", cwd=tmp_path))
+def test_results_paths_that_are_not_readable_files_areone_error_line(tmp_path: Path) -> None:
+    assert "is a directory, not a results file" in one_error_line(bench("report", str(tmp_path), cwd=tmp_path))
+    assert "cannot read it" in one_error_line(bench("report", "/proc/self/mem", cwd=tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -87,7 +79,7 @@ def test_hostile_profiles_are_one_line_naming_the_key(
         path.write_bytes(b'models = ["digits_cnn"]\ndescription = "\xff"\n')
     else:
         path.write_text(text)
-    line = _one_line(bench("run", str(path), *flags, "--json", str(tmp_path / "r.json"), cwd=tmp_path))
+    line = one_error_line(bench("run", str(path), *flags, "--json", str(tmp_path / "r.json"), cwd=tmp_path))
     assert line.startswith(f"error: {path}: ") and expected in line
     assert not (tmp_path / "r.json").exists()
 
@@ -95,56 +87,56 @@ def test_hostile_profiles_are_one_line_naming_the_key(
 def test_a_bad_flag_value_blames_the_flag(tmp_path: Path) -> None:
     """`--budget -1` said `smoke.toml: measure.budget_s = -1.0`, blaming a profile file that never held
     the value: the line names the flag, and the profile it overrides."""
-    line = _one_line(bench("run", "smoke", "--budget", "-1", cwd=tmp_path))
+    line = one_error_line(bench("run", "smoke", "--budget", "-1", cwd=tmp_path))
     assert line == (
         "error: --budget (overriding profiles/builtin/smoke.toml): measure.budget_s = -1.0:"
         " Input should be greater than 0"
     )
     profile = _profile(tmp_path, 'models = ["digits_cnn"]\n')
-    line = _one_line(bench("run", str(profile), "--budget", "inf", cwd=tmp_path))
+    line = one_error_line(bench("run", str(profile), "--budget", "inf", cwd=tmp_path))
     assert line.startswith(f"error: --budget (overriding {profile}): measure.budget_s = inf")
-    line = _one_line(bench("run", str(profile), "-v", "onnx-fp33", cwd=tmp_path))
+    line = one_error_line(bench("run", str(profile), "-v", "onnx-fp33", cwd=tmp_path))
     assert line.startswith(f"error: -v (overriding {profile}): variants = ['onnx-fp33']: unknown variant 'onnx-fp33'")
 
 
 def test_a_profile_path_that_is_a_directory_says_so(tmp_path: Path) -> None:
     """A profile path naming a directory said 'no such built-in profile ... and no such file'."""
-    line = _one_line(bench("run", str(tmp_path), cwd=tmp_path))
+    line = one_error_line(bench("run", str(tmp_path), cwd=tmp_path))
     assert line == f"error: profile {tmp_path}: is a directory; give a TOML file, e.g. {tmp_path / 'profile.toml'}"
 
 
-def test_an_unreadable_profile_is_one_line(tmp_path: Path) -> None:
-    assert "cannot read the profile" in _one_line(bench("run", "/proc/self/mem", cwd=tmp_path))
+def test_an_unreadable_profile_isone_error_line(tmp_path: Path) -> None:
+    assert "cannot read the profile" in one_error_line(bench("run", "/proc/self/mem", cwd=tmp_path))
 
 
 @pytest.mark.parametrize("flag", ["--json", "--html", "--markdown"])
 def test_unwritable_outputs_fail_before_any_work(tmp_path: Path, flag: str) -> None:
     started = time.monotonic()
-    line = _one_line(bench("run", "smoke", flag, "/proc/r.out", "--db", f"sqlite:///{tmp_path / 's.db'}"))
+    line = one_error_line(bench("run", "smoke", flag, "/proc/r.out", "--db", f"sqlite:///{tmp_path / 's.db'}"))
     assert line.startswith(f"error: {flag} /proc/r.out: cannot write there")
     assert time.monotonic() - started < 30  # before measuring anything (a smoke run takes longer)
-    line = _one_line(bench("run", "smoke", flag, str(tmp_path), "--db", f"sqlite:///{tmp_path / 's.db'}"))
+    line = one_error_line(bench("run", "smoke", flag, str(tmp_path), "--db", f"sqlite:///{tmp_path / 's.db'}"))
     assert line == f"error: {flag} {tmp_path}: is a directory; give a file path, e.g. {tmp_path / 'results'}"
 
 
 def test_report_and_compare_check_their_outputs_first(tmp_path: Path) -> None:
     missing = tmp_path / "missing.json"
-    line = _one_line(bench("report", str(missing), "--pytest-benchmark", "/proc/x.json", cwd=tmp_path))
+    line = one_error_line(bench("report", str(missing), "--pytest-benchmark", "/proc/x.json", cwd=tmp_path))
     assert "--pytest-benchmark /proc/x.json: cannot write there" in line
-    line = _one_line(bench("compare", str(missing), str(missing), "--markdown", str(tmp_path), cwd=tmp_path))
+    line = one_error_line(bench("compare", str(missing), str(missing), "--markdown", str(tmp_path), cwd=tmp_path))
     assert "--markdown" in line and "is a directory" in line
 
 
-def test_a_file_that_is_not_a_store_is_one_line(tmp_path: Path) -> None:
+def test_a_file_that_is_not_a_store_isone_error_line(tmp_path: Path) -> None:
     impostor = tmp_path / "store.sqlite"
     impostor.write_text("hello" * 1000)
-    line = _one_line(bench("run", "smoke", "--db", f"sqlite:///{impostor}", cwd=tmp_path))
+    line = one_error_line(bench("run", "smoke", "--db", f"sqlite:///{impostor}", cwd=tmp_path))
     assert line == f"error: --db sqlite:///{impostor}: not a results store: file is not a database"
 
 
 def test_control_characters_in_names_are_shown_escaped(tmp_path: Path) -> None:
     proc = bench("run", "-m", "\x1b[31mevil\x07", cwd=tmp_path)
-    line = _one_line(proc)
+    line = one_error_line(proc)
     assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr
     assert "unknown model '\\x1b[31mevil\\x07'" in line
 
@@ -161,7 +153,7 @@ def test_compare_against_a_run_without_results_is_an_error(tmp_path: Path) -> No
     env = Environment("Linux", "x86_64", "cpu", 2, "3.11", {}, {}, "h")
     empty = tmp_path / "empty.json"
     write_results(RunRecord("e", "2026-11-23T00:00:00+00:00", env, {}), empty)
-    line = _one_line(bench("compare", str(empty), str(empty), cwd=tmp_path))
+    line = one_error_line(bench("compare", str(empty), str(empty), cwd=tmp_path))
     assert line == f"error: baseline {empty}: the run has no results; there is nothing to compare"
 
 
@@ -190,7 +182,7 @@ def test_user_modules_that_misbehave_at_import_fail_alone(tmp_path: Path) -> Non
     cases, one that prints floods only its worker's log, and one that raises is a one-line error."""
     for name, source in IMPORT_FAULTS.items():
         (tmp_path / name).write_text(source)
-    line = _one_line(bench("run", "smoke", "-m", "quits:build", cwd=tmp_path))
+    line = one_error_line(bench("run", "smoke", "-m", "quits:build", cwd=tmp_path))
     assert line == "error: model 'quits:build': cannot import quits: SystemExit: bye"
     profile = _profile(
         tmp_path,
@@ -460,14 +452,14 @@ def test_a_comparison_writes_nothing_to_tmpdir_or_home(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("factory", "shape"), [("empty", "(0, 16) has batch 0"), ("four", "(4, 16) has batch 4")])
-def test_an_example_batch_other_than_one_is_refused_in_one_line(tmp_path: Path, factory: str, shape: str) -> None:
+def test_an_example_batch_other_than_one_is_refused_inone_error_line(tmp_path: Path, factory: str, shape: str) -> None:
     """Issue 25 item 12: a batch-0 example measured an empty call as ok with parity passing, and a batch-4
     example failed ONNX with `Got: 1 Expected: 4`. The harness measures batch 1 on every format: any other
     example batch stops `bench run` before measuring, one line naming the input, exit 2."""
     (tmp_path / "batches.py").write_text(BATCHES)
     ref = f"{tmp_path / 'batches.py'}:{factory}"
     out = tmp_path / "r.json"
-    line = _one_line(bench("run", "smoke", "-m", ref, "--json", str(out), cwd=tmp_path))
+    line = one_error_line(bench("run", "smoke", "-m", ref, "--json", str(out), cwd=tmp_path))
     assert line == (
         f"error: model '{ref}': example input input {shape}; the harness measures batch 1 on every format: "
         "give example inputs whose dim 0 is 1"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tests.conftest import bench
+from tests.conftest import bench, one_error_line
 
 TINY = textwrap.dedent(
     """
@@ -43,14 +43,6 @@ processes = 1
 [parity]
 samples = 4
 """
-
-
-def _one_line(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 def _tiny(directory: Path) -> Path:
@@ -118,7 +110,7 @@ def test_clashing_outputs_are_refused_before_any_work(tmp_path: Path, flags: tup
     (tmp_path / "sub").mkdir()
     baseline = tmp_path / "b.json"
     baseline.write_text("the baseline, which must survive")
-    line = _one_line(bench("run", str(profile.name), *flags, cwd=tmp_path))
+    line = one_error_line(bench("run", str(profile.name), *flags, cwd=tmp_path))
     assert line.startswith(f"error: {expected} (")
     assert line.endswith("path")
     assert baseline.read_text() == "the baseline, which must survive"
@@ -131,7 +123,7 @@ def test_report_outputs_may_not_overwrite_its_inputs(tmp_path: Path) -> None:
     """`bench report r.json --html r.json` would replace the results it reads with their HTML."""
     results = tmp_path / "r.json"
     results.write_text("{}")
-    line = _one_line(bench("report", str(results), "--html", str(results), cwd=tmp_path))
+    line = one_error_line(bench("report", str(results), "--html", str(results), cwd=tmp_path))
     assert line.startswith(f"error: --html {results} is the results file 1 {results}")
     assert results.read_text() == "{}"
 
@@ -243,7 +235,7 @@ def test_an_unusable_cache_is_one_line_before_any_work(tmp_path: Path) -> None:
     a_file = tmp_path / "cache-file"
     a_file.write_text("not a directory")
     for command in (("run", "smoke"), ("convert", "smoke"), ("ab", "torch-fp32", "onnx-fp32")):
-        line = _one_line(bench(*command, cwd=tmp_path, env={"ONDEVICE_BENCH_CACHE": str(a_file)}))
+        line = one_error_line(bench(*command, cwd=tmp_path, env={"ONDEVICE_BENCH_CACHE": str(a_file)}))
         assert line == (
             f"error: ONDEVICE_BENCH_CACHE={a_file}: is a file, not a directory;"
             " point ONDEVICE_BENCH_CACHE at a writable directory"
@@ -251,7 +243,7 @@ def test_an_unusable_cache_is_one_line_before_any_work(tmp_path: Path) -> None:
     read_only = tmp_path / "ro"
     _mount_tmpfs(read_only, "size=64k,ro")
     try:
-        line = _one_line(bench("run", "smoke", cwd=tmp_path, env={"ONDEVICE_BENCH_CACHE": str(read_only)}))
+        line = one_error_line(bench("run", "smoke", cwd=tmp_path, env={"ONDEVICE_BENCH_CACHE": str(read_only)}))
     finally:
         subprocess.run(["umount", "-l", str(read_only)], check=False)
     assert line == (
@@ -267,9 +259,9 @@ def test_an_unusable_convert_out_is_one_line_before_converting(tmp_path: Path) -
     a_file = tmp_path / "out-file"
     a_file.write_text("x")
     env = {"ONDEVICE_BENCH_CACHE": str(cache)}
-    line = _one_line(bench("convert", "smoke", "--out", str(a_file), cwd=tmp_path, env=env))
+    line = one_error_line(bench("convert", "smoke", "--out", str(a_file), cwd=tmp_path, env=env))
     assert line == f"error: --out {a_file}: is a file, not a directory; give a directory, e.g. {a_file}-artifacts"
-    line = _one_line(bench("convert", "smoke", "--out", "/proc/x", cwd=tmp_path, env=env))
+    line = one_error_line(bench("convert", "smoke", "--out", "/proc/x", cwd=tmp_path, env=env))
     assert line.startswith("error: --out /proc/x: cannot write there (")
     assert not (cache / "artifacts").exists()
 
@@ -282,7 +274,7 @@ def test_a_store_from_a_newer_bench_is_refused(tmp_path: Path) -> None:
     assert bench("run", "smoke", "--shard", "3/3", "--db", url).returncode == 0
     with sqlite3.connect(store) as conn:
         conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (99, CURRENT_TIMESTAMP)")
-    line = _one_line(bench("run", "smoke", "--db", url, cwd=tmp_path))
+    line = one_error_line(bench("run", "smoke", "--db", url, cwd=tmp_path))
     assert line == (
         f"error: --db {url}: the store has migration 99, newer than this bench knows (up to 1);"
         " upgrade ondevice-bench or give another --db"
@@ -296,7 +288,7 @@ def test_a_run_that_ends_before_any_case_leaves_no_run_in_the_store(tmp_path: Pa
     (tmp_path / "quits.py").write_text("import sys\nsys.exit('bye')\n")
     store = tmp_path / "s.sqlite"
     url = f"sqlite:///{store}"
-    _one_line(bench("run", "smoke", "-m", "quits:build", "--db", url, cwd=tmp_path))
+    one_error_line(bench("run", "smoke", "-m", "quits:build", "--db", url, cwd=tmp_path))
     assert _cases(store) == (0, 0)
 
     started = tmp_path / "preparing"

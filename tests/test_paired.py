@@ -56,7 +56,7 @@ from harness.worker import WorkerSpec
 from profiles.catalog import VARIANTS
 from profiles.schema import load_profile
 from profiles.zoo import LoadedModel
-from tests.conftest import bench
+from tests.conftest import bench, one_error_line
 
 
 def _alternating(n: int) -> list[bool]:
@@ -384,14 +384,6 @@ def test_a_generative_arm_without_a_step_adapter_is_left_out_of_pairing_with_the
     assert closed["same"].detail.startswith("the reference left out of pairing: its inputs (input)")
 
 
-def _one_error_line(proc: Any, code: int) -> str:
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stdout + proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
@@ -414,7 +406,7 @@ def test_bench_ab_refuses_an_artifact_that_is_not_a_model_before_measuring(
         artifact.mkdir()
     else:
         artifact.write_bytes(content)
-    line = _one_error_line(bench("ab", "onnx-fp32", str(artifact), "-m", "digits_cnn", "--pair-budget", "5"), 2)
+    line = one_error_line(bench("ab", "onnx-fp32", str(artifact), "-m", "digits_cnn", "--pair-budget", "5"), 2)
     assert line.startswith(f"error: {artifact}: {expected}"), line
 
 
@@ -425,7 +417,7 @@ def test_bench_ab_refuses_a_model_with_other_inputs_before_measuring(tmp_path: P
     is refused with the runtime's first line, exit 2."""
     other = tmp_path / "linear.onnx"
     torch.onnx.export(torch.nn.Linear(4, 4), (torch.randn(1, 4),), str(other), dynamo=False)
-    line = _one_error_line(bench("ab", "onnx-fp32", str(other), "-m", "digits_cnn", "--pair-budget", "5"), 2)
+    line = one_error_line(bench("ab", "onnx-fp32", str(other), "-m", "digits_cnn", "--pair-budget", "5"), 2)
     assert line.startswith(f"error: {other}: does not load or run on digits_cnn's inputs: "), line
     assert "INVALID_ARGUMENT" in line or "Invalid" in line, line
 
@@ -461,6 +453,6 @@ def test_bench_ab_fails_when_a_paired_process_fails(tmp_path: Path) -> None:
     error, with the worker's first line, exit 1."""
     (tmp_path / "flakymodels.py").write_text(FLAKY)
     proc = bench("ab", "torch-fp32", "torch-fp32", "-m", "flakymodels:build", "--pair-budget", "20", cwd=tmp_path)
-    line = _one_error_line(proc, 1)
+    line = one_error_line(proc, 1)
     assert line.startswith("error: torch-fp32 vs torch-fp32: paired process RuntimeError: flaky: call "), line
     assert "inconclusive" not in proc.stdout
