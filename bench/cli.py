@@ -31,11 +31,11 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.outputs import check_cache, check_directory, check_distinct, check_writable
-from harness.scratch import quiet_telemetry
+from harness.process.scratch import quiet_telemetry
 from profiles.errors import BenchError, ConfigError, SchemaError
 from reports.plain import printable
 
-quiet_telemetry()  # before anything starts ONNX Runtime (harness.scratch says why)
+quiet_telemetry()  # before anything starts ONNX Runtime (harness.process.scratch says why)
 
 app = typer.Typer(
     add_completion=False,
@@ -233,7 +233,7 @@ def run(
     ] = None,
 ) -> None:
     """Convert, check parity and measure every case of a profile."""
-    from harness.run import Runner, exit_code
+    from harness.orchestrate.runner import Runner, exit_code
     from profiles.schema import load_profile
     from reports.terminal import render
 
@@ -253,7 +253,7 @@ def run(
         try:
             check_cache()
             resolved = load_profile(profile, overrides, OVERRIDE_FLAGS)
-            from harness.store import DEFAULT_URL, ResultsStore, sqlite_file
+            from harness.results.store import DEFAULT_URL, ResultsStore, sqlite_file
 
             store_url = db or DEFAULT_URL
             check_distinct(
@@ -275,8 +275,8 @@ def run(
                 TextColumn("eta"),
                 TimeRemainingColumn(),
             )
-            from harness.plan import parse_shard
-            from harness.schema import load_results
+            from harness.orchestrate.plan import parse_shard
+            from harness.results.schema import load_results
 
             baseline_run = load_results(baseline) if baseline else None
             store = ResultsStore(store_url)
@@ -373,7 +373,7 @@ def _write_reports(
     fails does not keep the others from being written."""
     from reports.html import write_html
     from reports.markdown import write_markdown
-    from reports.pytest_benchmark import write_pytest_benchmark
+    from reports.pytest.benchmark import write_pytest_benchmark
 
     outcomes = []
     for path, flag, write in (
@@ -406,7 +406,7 @@ def report(
     ] = False,
 ) -> None:
     """Render results files: the terminal view, and HTML, Markdown or pytest-benchmark JSON on request."""
-    from harness.schema import load_results
+    from harness.results.schema import load_results
     from reports.terminal import render
 
     outputs = {"--html": html_path, "--markdown": markdown_path, "--pytest-benchmark": pytest_benchmark_path}
@@ -432,7 +432,7 @@ def convert(
     explain: Annotated[bool, typer.Option("--explain", help="say why each artifact hit or missed the cache")] = False,
 ) -> None:
     """Build every model x variant artifact (from the cache where intact) and show what each costs."""
-    from harness.convert import convert_profile
+    from harness.orchestrate.convert import convert_profile
     from profiles.schema import load_profile
     from reports.terminal import render_conversions
 
@@ -460,8 +460,8 @@ def convert(
 
 def _load_run(source: str, db: str | None) -> Any:
     """A results file, or a run id in the store."""
-    from harness.schema import load_results
-    from harness.store import DEFAULT_URL, ResultsStore
+    from harness.results.schema import load_results
+    from harness.results.store import DEFAULT_URL, ResultsStore
 
     if Path(source).exists() or source.endswith(".json"):
         return load_results(Path(source))
@@ -542,9 +542,9 @@ def ab(
     runtime are paired as two builds of one variant (as --baseline), anything else as two variants."""
     from dataclasses import asdict
 
-    from harness.ab import run_ab
-    from harness.schema import json_safe
-    from harness.sequential import ROUNDS_STATISTIC
+    from harness.orchestrate.ab import run_ab
+    from harness.pairing.sequential import ROUNDS_STATISTIC
+    from harness.results.schema import json_safe
     from profiles.schema import load_profile
 
     overrides = _overrides(model=[model], threshold=threshold, pair_budget=pair_budget, precision=precision)
@@ -603,7 +603,7 @@ def devices(
 
 def _check_devices() -> int:
     """One line per backend and device; 1 if a probe failed unexpectedly (a refusal is not a failure)."""
-    from harness.probe import probe_all
+    from harness.backends.probe import probe_all
     from reports.terminal import ms_text
 
     current, failed = None, False

@@ -22,7 +22,7 @@ HIT = "hit: same model fingerprint, recipe, calibration inputs and library versi
 def build_artifact(
     model: LoadedModel, fingerprint: Fingerprint, variant: Variant, ctx: ConversionContext, cache: ArtifactCache
 ) -> dict[str, Any]:
-    """Artifact metadata (keys of `harness.schema.ArtifactInfo`, plus `cache_explanation`: why it hit or
+    """Artifact metadata (keys of `harness.results.schema.ArtifactInfo`, plus `cache_explanation`: why it hit or
     missed); raises `ConversionError` or `VariantSkipped`."""
     extra = {"calibration": arrays_sha256(ctx.calibration)} if variant.calibrated else {}
     inputs = key_inputs(fingerprint, variant, extra)

@@ -114,7 +114,7 @@ def partitioner(recipe: dict[str, Any]) -> Any:
 
         return XnnpackPartitioner()
     if delegate == "coreml":
-        from converters.coreml import import_coremltools
+        from converters.coreml.convert import import_coremltools
 
         ct = import_coremltools()
         from executorch.backends.apple.coreml.compiler import CoreMLBackend

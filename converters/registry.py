@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from converters.base import Converter
-from converters.coreml import CoreMLConverter
+from converters.coreml.convert import CoreMLConverter
 from converters.executorch import ExecuTorchConverter
-from converters.onnx_export import OnnxConverter
+from converters.onnx.export import OnnxConverter
 from converters.torch_state import TorchStateDict
 
 CONVERTERS: dict[str, type[Converter]] = {

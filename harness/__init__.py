@@ -1,1 +1,2 @@
-"""The "how" of a run: plan, backends, isolated workers, timing, memory, energy, parity, statistics, schema."""
+"""The "how" of a run: plan, backends, isolated workers, timing, memory, energy, parity, statistics,
+schema."""

@@ -45,7 +45,7 @@ class Measure(_Strict):
 
 
 class Paired(_Strict):
-    """Paired A/B: the latency ratios of the vs-reference column and of `--baseline` (harness.pairing)."""
+    """Paired A/B: the latency ratios of the vs-reference column and of `--baseline` (harness.pairing.series)."""
 
     enabled: StrictBool = Field(True, description="pair each variant with the model's reference on its device")
     arm_s: float = Field(
@@ -79,7 +79,7 @@ class Gate(_Strict):
     accuracy_ratio_min: float | None = Field(None, ge=0)
     cosine_mean_min: float | None = Field(None, ge=-1, le=1)
     retrieval_agreement_min: float | None = Field(None, ge=0, le=1)
-    # decoders (task "generation"); unset keys take harness.generation.DEFAULT_GATES for the family
+    # decoders (task "generation"); unset keys take harness.generation.measure.DEFAULT_GATES for the family
     full_match_min: float | None = Field(
         None, ge=0, le=1, description="share of held-out prompts whose greedy continuation matches torch's in full"
     )

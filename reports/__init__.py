@@ -1,1 +1,2 @@
-"""Renderers over the results schema; they read `harness.schema` and `harness.stats`, nothing else."""
+"""Renderers over the results schema; they read `harness.results.schema` and `harness.results.stats`,
+nothing else."""

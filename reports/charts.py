@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.schema import Result
+from harness.results.schema import Result
 from reports.summary import measured
 
 MAX_BOX_POINTS = 4000

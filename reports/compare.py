@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness.schema import PairedComparison, Result, RunRecord
-from harness.stats import Comparison, compare_latency
+from harness.results.schema import PairedComparison, Result, RunRecord
+from harness.results.stats import Comparison, compare_latency
 from profiles.errors import SchemaError
 from reports.markdown import md_escape
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from harness.schema import Result, RunRecord
+from harness.results.schema import Result, RunRecord
 from reports.summary import accuracy_metric, measured, ordered_results
 
 Basis = Literal["paired", "unpaired median"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.schema import Result, RunRecord, headline_figures, load_results
+from harness.results.schema import Result, RunRecord, headline_figures, load_results
 
 METRICS = ("max_abs_err", "cosine", "snr_db", "top1_agreement", "task_accuracy", "accuracy_ratio")
 

@@ -13,7 +13,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from harness.schema import Result
+from harness.results.schema import Result
 from reports.plain import printable
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
 
-from harness.schema import Result, RunRecord
+from harness.results.schema import Result, RunRecord
 from reports import charts
 from reports.decision import RULE, decide, pareto_points
 from reports.summary import ordered_results, shown, skipped_lines, versus_text

@@ -6,7 +6,7 @@ import html
 import re
 from pathlib import Path
 
-from harness.schema import Result, RunRecord
+from harness.results.schema import Result, RunRecord
 from reports.decision import RULE, decide
 from reports.summary import ordered_results, shown, skipped_lines, versus_text
 from reports.terminal import latency_text, size_text

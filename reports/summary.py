@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.schema import Result, RunRecord
+from harness.results.schema import Result, RunRecord
 
 SPEED_WORDS = {"improvement": "faster", "regression": "slower", "no change": "same speed"}
 

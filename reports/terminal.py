@@ -11,14 +11,14 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from harness.schema import Result, RunRecord
+from harness.results.schema import Result, RunRecord
 from reports.decision import decide
 from reports.generation import generation_table
 from reports.plain import printable
 from reports.summary import ordered_results, shown, size_vs_fp32, skipped_lines, versus_text
 
 if TYPE_CHECKING:
-    from harness.convert import ConvertRow
+    from harness.results.schema import ConvertRow
 
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "diagnosis": "red"}
 

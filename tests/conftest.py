@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository
+
 # Every per-case key of the results contract (schema_version 1) in DESIGN.md.
 CONTRACT_RESULT_KEYS = {
     "model", "variant", "format", "device", "backend", "status", "reason", "artifact", "load_ms",

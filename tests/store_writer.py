@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.schema import Environment, Result, RunRecord
-from harness.store import ResultsStore
+from harness.results.schema import Environment, Result, RunRecord
+from harness.results.store import ResultsStore
 
 
 def open_and_write(url: str, run_id: str, ready: Any, go: Any) -> None:

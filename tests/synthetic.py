@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from harness.schema import (
+from harness.results.schema import (
     ArtifactInfo,
     LatencyStats,
     MemoryStats,

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.slowdown import SLOWDOWN_VARIABLE
+from harness.measure.slowdown import SLOWDOWN_VARIABLE
 
 
 def bench_run(args: list[str], env: dict[str, str], out: Path) -> tuple[int, float, dict[str, Any] | None, str]:

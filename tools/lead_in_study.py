@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.backends.base import DeviceUnavailable, LoadRequest
 from harness.backends.registry import BACKENDS
-from harness.isolation import run_isolated
-from harness.messages import PairedMeasured
-from harness.paired import Arm, PairedPlan, measure_paired
-from harness.pairing import creation_order
-from harness.prepare import prepare_isolated
-from harness.sequential import order_adjusted, process_log_ratio
-from harness.worker import WorkerSpec
+from harness.orchestrate.prepare import prepare_isolated
+from harness.pairing.sequential import order_adjusted, process_log_ratio
+from harness.pairing.series import creation_order
+from harness.pairing.worker import Arm, PairedPlan, measure_paired
+from harness.process.isolation import run_isolated
+from harness.process.messages import PairedMeasured
+from harness.process.specs import WorkerSpec
 from profiles.catalog import FORMAT_BACKEND, VARIANTS
 from profiles.schema import load_profile
 

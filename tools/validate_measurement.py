@@ -9,10 +9,10 @@
 (b) The paired gate (what `bench run --baseline` runs): one pool of paired processes, each loading
     artifact A and a second session B of the same artifact, B slowed by 0 (A/A), 2, 5 or 10 % (a
     wrapper busy-waiting that fraction of each real call's duration), through the product's paired
-    worker (`harness.paired`), with the creation order mirrored from one process of an arm to the next
-    as `harness.pairing` does. The arms' processes are interleaved in a seeded random order. Trials are
+    worker (`harness.pairing.worker`), with the creation order mirrored from one process of an arm to the next
+    as `harness.pairing.series` does. The arms' processes are interleaved in a seeded random order. Trials are
     disjoint runs of consecutive processes of one arm: a trial takes processes one by one and reads the
-    product's sequential verdict (`harness.sequential.decide`) at its looks, until it is decided, its
+    product's sequential verdict (`harness.pairing.sequential.decide`) at its looks, until it is decided, its
     wall time (process start-up included) would pass `--trial-s`, or the last look. With `--neighbour`
     the tool runs a CPU-bound process of its own for the whole pool (the other core of a 2-core VM).
     With `--pool FILE` every paired process is appended to FILE as it is measured and the earlier ones of
@@ -25,7 +25,7 @@
     finalisation (0.5 s in a seven-arm resnet18 process, less in two mobilenet arms), which lengthened
     their trials' wall time and nothing else.
 (c) Today's unpaired comparison for contrast: a pool of single-artifact processes per arm, trials of n
-    processes per side compared with `harness.stats.compare_latency` (what `bench compare` does).
+    processes per side compared with `harness.results.stats.compare_latency` (what `bench compare` does).
 (d) Variance decomposition of log latency: between processes, within a process (the sampling error of
     one process's median), and between two sessions of one process, for the unpaired and paired designs.
     The paired sampling error is read from split halves (each process's statistic over its even rounds
@@ -51,14 +51,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.isolation import run_isolated
-from harness.messages import PairedMeasured
-from harness.paired import Arm, PairedPlan, measure_paired
-from harness.pairing import creation_order
-from harness.sequential import LOOKS, decide, fast_third_log_ratio, process_log_ratio, round_log_ratios
-from harness.slowdown import slowed
-from harness.stats import compare_latency
-from harness.worker import WorkerSpec
+from harness.measure.slowdown import slowed
+from harness.pairing.sequential import LOOKS, decide, fast_third_log_ratio, process_log_ratio, round_log_ratios
+from harness.pairing.series import creation_order
+from harness.pairing.worker import Arm, PairedPlan, measure_paired
+from harness.process.isolation import run_isolated
+from harness.process.messages import PairedMeasured
+from harness.process.specs import WorkerSpec
+from harness.results.stats import compare_latency
 
 SLOWDOWNS = {"A": 0.0, "A'": 0.0, "+2%": 0.02, "+5%": 0.05, "+10%": 0.10}
 EFFECTS = {"A/A": 0.0, "+2%": 0.02, "+5%": 0.05, "+10%": 0.10}
@@ -74,7 +74,7 @@ def _session(artifact: str) -> tuple[Any, Callable[[], Any], Callable[[], None]]
 
 
 def overhead_worker(artifact: str, blocks: int, block_s: float, send: Callable[[dict], None]) -> None:
-    from harness.worker import calibrate, sample
+    from harness.measure.loop import calibrate, sample
 
     _, call, sync = _session(artifact)
     for _ in range(20):
@@ -101,7 +101,7 @@ def overhead_worker(artifact: str, blocks: int, block_s: float, send: Callable[[
 
 
 def pool_worker(artifact: str, fraction: float, calls: int, budget_s: float, send: Callable[[dict], None]) -> None:
-    from harness.worker import sample
+    from harness.measure.loop import sample
 
     _, call, sync = _session(artifact)
     call = slowed(call, fraction)
@@ -147,7 +147,7 @@ def measure_overhead(artifact: str, processes: int) -> dict[str, Any]:
 
 
 def build_pool(artifact: str, processes: int, budget_s: float, seed: int) -> dict[str, list[dict[str, Any]]]:
-    from harness.worker import calibrate
+    from harness.measure.loop import calibrate
 
     _, call, sync = _session(artifact)
     calls = calibrate(call, sync, 1.0)  # frozen for every process of every arm, as the harness does

@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from converters.coreml_decoder import state_bytes
-from converters.coreml_inputs import cast_to_spec, spec_input_dtypes
+from converters.coreml.decoder import state_bytes
+from converters.coreml.inputs import cast_to_spec, spec_input_dtypes
 from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Session
-from harness.environment import ROSETTA, mac_host, macos_version, proc_translated
+from harness.host import ROSETTA, mac_host, macos_version, proc_translated
 
 COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "ane": "CPU_AND_NE", "all": "ALL"}
 DEVICE_CLASSES = {"MLCPUComputeDevice": "cpu", "MLGPUComputeDevice": "gpu", "MLNeuralEngineComputeDevice": "ane"}
@@ -53,7 +53,7 @@ def unavailable_reason(
     device: str, system: str, machine: str, has_coremltools: bool, translated: int | None = None
 ) -> str | None:
     """Why Core ML cannot run `device` on this host, or None. Pure, so every branch is testable anywhere;
-    `translated` is the `sysctl.proc_translated` value (`harness.environment.mac_host`)."""
+    `translated` is the `sysctl.proc_translated` value (`harness.host.mac_host`)."""
     if device not in COMPUTE_UNITS:
         return f"coreml has no '{device}' device (cpu, gpu, ane, all)"
     if system != "Darwin":

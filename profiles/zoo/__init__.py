@@ -89,7 +89,7 @@ DECODER_OUTPUT_NAMES = ["logits", "keys", "values"]
 def decoder_protocol(loaded: LoadedModel) -> str | None:
     """The first rule of the decoder protocol (module docstring) the model breaks, in words, or None
     when it follows them all. Checks what can be read without running the model; what a forward returns
-    is checked as it runs (`harness.generation.checked_step`)."""
+    is checked as it runs (`harness.generation.measure.checked_step`)."""
     module, inputs = loaded.module, loaded.example_inputs
     for name in ("vocab_size", "max_context"):
         value = getattr(module, name, None)

@@ -1,0 +1,1 @@
+"""Core ML conversion: the coremltools recipes, stateful decoders and input specs."""

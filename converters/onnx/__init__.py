@@ -1,0 +1,1 @@
+"""ONNX conversion: the torch exporter, ONNX Runtime quantization recipes and decoder export."""

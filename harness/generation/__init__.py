@@ -1,0 +1,1 @@
+"""Generative decoders: prompt processing, decoding and token parity, measured in a worker."""

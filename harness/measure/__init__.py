@@ -1,0 +1,1 @@
+"""The child side of an unpaired case: load, first inference, timing loop, memory, energy, thermal state."""

@@ -1,0 +1,95 @@
+"""The timed loop and the load every measuring process starts with: one copy, shared by the unpaired
+worker and the generative one."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.backends.base import Backend
+
+MAX_CALLS_PER_SAMPLE = 1 << 16
+MIN_SAMPLES = 5
+
+
+def calibrate(call: Callable[[], Any], sync: Callable[[], None], min_sample_ms: float) -> int:
+    """Calls per sample: doubled until one sample lasts at least `min_sample_ms`."""
+    calls = 1
+    while calls < MAX_CALLS_PER_SAMPLE:
+        started = time.perf_counter_ns()
+        for _ in range(calls):
+            call()
+        sync()
+        if (time.perf_counter_ns() - started) / 1e6 >= min_sample_ms:
+            break
+        calls *= 2
+    return calls
+
+
+def sample(call: Callable[[], Any], sync: Callable[[], None], calls: int, budget_s: float) -> list[float]:
+    """Milliseconds per call, one value per batch of `calls`, until the budget is spent."""
+    values: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(values) < MIN_SAMPLES or time.perf_counter() < deadline:
+        started = time.perf_counter_ns()
+        for _ in range(calls):
+            call()
+        sync()
+        values.append((time.perf_counter_ns() - started) / 1e6 / calls)
+    return values
+
+
+def thermal_record(start: Any, end: Any) -> dict[str, Any]:
+    """The thermal level at the start and end of sampling, and where it was read."""
+    return {"source": end.source, "start": start.level, "end": end.level}
+
+
+@dataclass(frozen=True)
+class ColdLoad:
+    """The first load of a fresh process: its time and the memory readings around it."""
+
+    cold_ms: float
+    before_load: int
+    after_load: int
+    load_peak: int | None
+
+
+def load_cold(backend: Backend, request: Any, memory: Any) -> tuple[Any, ColdLoad]:
+    """The session of the process's first load, and that load's readings (timed, the memory peak reset
+    just before it), then the backend's checks of the loaded model (`Backend.admit`, outside the timed
+    load); raises `DeviceUnavailable` when the runtime declines the device."""
+    gc.collect()
+    before_load = memory.rss()
+    memory.reset()
+    started = time.perf_counter_ns()
+    session = backend.load(request)
+    cold_ms = (time.perf_counter_ns() - started) / 1e6
+    cold = ColdLoad(cold_ms, before_load, memory.rss(), memory.peak())
+    backend.admit(session, request)
+    return session, cold
+
+
+def memory_figures(source: str, cold: ColdLoad, peak: int | None, gpu: Any) -> dict[str, Any]:
+    """The keys of `harness.results.schema.MemoryStats` from one process's readings."""
+    return {
+        "source": source,
+        "before_load_bytes": cold.before_load,
+        "after_load_bytes": cold.after_load,
+        "load_delta_bytes": cold.after_load - cold.before_load,
+        "load_peak_bytes": cold.load_peak,
+        "peak_rss_bytes": peak,
+        "gpu": gpu,
+    }
+
+
+def reported(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """What a session reports after sampling, or the error in its place: a failing `describe()` or
+    `placement()` never discards the measurement."""
+    try:
+        return read()
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}

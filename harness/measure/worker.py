@@ -1,0 +1,101 @@
+"""One measurement process of one case: load (cold), first inference, parity, warmup, samples, memory,
+CPU time, thermal state, what the runtime says it used and where, then a warm load. Runs in a fresh
+spawned process and sends one `Measured` message (or `Unavailable` when the runtime declines the device)."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.measure.loop import calibrate, load_cold, memory_figures, reported, sample, thermal_record
+from harness.process.specs import WorkerSpec, npz_arrays
+
+if TYPE_CHECKING:
+    from harness.backends.base import Backend
+
+
+def _parity(session: Any, spec: WorkerSpec) -> dict[str, Any] | None:
+    from harness.accuracy.parity import evaluate
+
+    if spec.parity_path is None:
+        return None
+    inputs = npz_arrays(spec.parity_path, "input_")
+    references = npz_arrays(spec.parity_path, "ref_")
+    with np.load(spec.parity_path) as data:
+        labels = data["labels"] if "labels" in data.files else None
+    rows = [session.run([x[i : i + 1] for x in inputs]) for i in range(len(inputs[0]))]
+    actuals = [np.concatenate([row[j] for row in rows]) for j in range(len(references))]
+    result = evaluate(references, actuals, labels, spec.task, spec.gate, spec.parity_source)
+    return asdict(result)
+
+
+def measure_unpaired(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Callable[[Any], None]) -> None:
+    from harness.backends.base import DeviceUnavailable, LoadRequest
+    from harness.measure.energy import EnergyMeter
+    from harness.measure.memory import PeakTracker
+    from harness.measure.slowdown import requested_slowdown, slowed
+    from harness.measure.thermal import read_thermal, thermal_warning
+    from harness.process.messages import Measured, Unavailable
+
+    request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
+    backend.prepare(request)
+    inputs = npz_arrays(spec.inputs_path, "arr_")
+    memory = PeakTracker()
+    try:
+        session, cold = load_cold(backend, request, memory)
+    except DeviceUnavailable as exc:
+        send(Unavailable(str(exc)))
+        return
+
+    call = slowed(session.runner(inputs), requested_slowdown())
+    memory.reset()
+    started = time.perf_counter_ns()
+    call()
+    session.sync()
+    first_ms = (time.perf_counter_ns() - started) / 1e6
+
+    parity = _parity(session, spec) if do_parity else None
+    for _ in range(spec.warmup):
+        call()
+    session.sync()
+    calls = spec.calls_per_sample or calibrate(call, session.sync, spec.min_sample_ms)
+    energy = EnergyMeter.for_device(spec.device)
+    energy.measure_idle()
+    thermal_start = read_thermal()
+    energy.begin()
+    samples = sample(call, session.sync, calls, spec.budget_s)
+    energy_stats = energy.end(len(samples) * calls)
+    thermal_end = read_thermal()
+    peak = memory.peak()
+    gpu_memory = session.gpu_memory()
+    describe = reported(session.describe)
+    placement = reported(session.placement)
+
+    del session, call
+    gc.collect()
+    started = time.perf_counter_ns()
+    warm = backend.load(request)
+    warm_ms = (time.perf_counter_ns() - started) / 1e6
+    del warm
+
+    send(
+        Measured(
+            cold_ms=cold.cold_ms,
+            warm_ms=warm_ms,
+            first_inference_ms=first_ms,
+            calls_per_sample=calls,
+            samples_ms=samples,
+            memory=memory_figures(memory.source, cold, peak, gpu_memory),
+            energy=asdict(energy_stats),
+            parity=parity,
+            runtime=describe,
+            thermal=thermal_warning(thermal_start, thermal_end),
+            thermal_state=thermal_record(thermal_start, thermal_end),
+            placement=placement,
+        )
+    )

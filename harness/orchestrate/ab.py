@@ -1,0 +1,219 @@
+"""`bench ab A B`: two variants of one model, or two artifact files, paired in the same processes.
+
+A `.pte` without the converter's `delegation.json` beside it, and on macOS a Core ML `.pte`, is staged
+once, in a temporary directory, with notes read from the program and the Core ML compute units set for
+the device (`stage_programs`), so that no measuring process pays for reading or rewriting it.
+
+Two artifact files for one runtime are taken for two builds of one variant (an export before and after
+a change) and paired as the `--baseline` gate pairs them: no lead-in, the median of per-round ratios,
+the statistic the validation study checked. Anything else (two catalog variants, a file against a
+variant, two runtimes) is paired as different variants: with a lead-in and the fastest-third statistic
+(`harness.pairing.series.pairing_settings`)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from converters.executorch import DELEGATION_FILE
+from harness.backends.executorch import COREML, coreml_host
+from harness.backends.registry import BACKENDS
+from harness.measure.slowdown import requested_slowdown
+from harness.orchestrate.prepare import check_user_models, prepare_isolated
+from harness.orchestrate.staging import StageJob, stage_isolated
+from harness.pairing.series import compare_series, pairing_settings
+from harness.pairing.worker import Arm
+from harness.process.isolation import run_isolated
+from harness.process.scratch import run_environment
+from harness.process.specs import WorkerSpec
+from harness.results.schema import PairedComparison
+from profiles.catalog import FORMAT_BACKEND, VARIANTS
+from profiles.errors import ConfigError, ModelError, ProtocolError
+from profiles.paths import cache_root, file_name
+from profiles.schema import ResolvedProfile
+from profiles.zoo import resolve_model
+
+SUFFIX_BACKEND = {".onnx": "onnxruntime", ".mlpackage": "coreml", ".mlmodel": "coreml", ".pte": "executorch"}
+
+
+@dataclass(frozen=True)
+class Side:
+    label: str
+    variant: str | None  # a catalog variant to build, or None for an artifact file
+    path: str | None
+    backend: str
+
+
+DIRECTORY_SUFFIXES = (".mlpackage",)  # artifacts that are directories; every other one is a file
+
+
+def side_of(text: str) -> Side:
+    """A catalog variant name, or the path of an artifact file whose suffix names its runtime; a path
+    that cannot hold an artifact (a directory where a file belongs, an empty or unreadable file) is a
+    `ConfigError` here, before anything is built or measured."""
+    if text in VARIANTS:
+        return Side(text, text, None, FORMAT_BACKEND[VARIANTS[text].format])
+    path = Path(text)
+    if not path.exists():
+        raise ConfigError(f"'{text}': neither a variant ({', '.join(VARIANTS)}) nor an artifact file that exists")
+    backend = SUFFIX_BACKEND.get(path.suffix)
+    if backend is None:
+        raise ConfigError(f"{text}: cannot tell its runtime; expected one of {', '.join(SUFFIX_BACKEND)}")
+    if path.suffix not in DIRECTORY_SUFFIXES:
+        if path.is_dir():
+            raise ConfigError(f"{text}: is a directory; a {path.suffix} artifact is a file")
+        try:
+            with open(path, "rb") as handle:
+                empty = not handle.read(1)
+        except OSError as exc:
+            raise ConfigError(f"{text}: cannot read it: {exc.strerror or exc}") from exc
+        if empty:
+            raise ConfigError(f"{text}: is empty, not a {path.suffix} artifact")
+    return Side(text, None, str(path.resolve()), backend)
+
+
+@dataclass(frozen=True)
+class ArmChecked:
+    """One arm of `try_arms`: loaded and called once on the model's inputs, or the first line of why not."""
+
+    index: int
+    error: str | None
+
+
+def try_arms(specs: list[WorkerSpec], send: Callable[[Any], None]) -> None:
+    """Worker: load each artifact and call it once on the model's inputs, one `ArmChecked` per arm, so an
+    artifact that is not a model, or not one of these inputs, is refused before measuring. Any exception
+    of a runtime is that arm's answer: the parent turns it into one line."""
+    from harness.backends.base import LoadRequest
+    from harness.process.specs import npz_arrays
+
+    for index, spec in enumerate(specs):
+        backend = BACKENDS[spec.backend]()
+        try:
+            request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
+            backend.prepare(request)
+            session = backend.load(request)
+            session.runner(npz_arrays(spec.inputs_path, "arr_"))()
+            session.sync()
+            send(ArmChecked(index, None))
+        except Exception as exc:
+            send(ArmChecked(index, f"{type(exc).__name__}: {exc}".strip().splitlines()[0]))
+        finally:
+            backend.close()
+
+
+def check_arms(sides: list[Side], specs: list[WorkerSpec], model: str, timeout_s: float, log: Path) -> None:
+    """`ConfigError` naming the first side whose artifact does not load or run on `model`'s inputs, with
+    the runtime's first line (one isolated worker for all: a crash there names the side it was on)."""
+    outcome = run_isolated(try_arms, (specs,), timeout_s, None, log)
+    answers = {m.index: m.error for m in outcome.messages if isinstance(m, ArmChecked)}
+    for index, side in enumerate(sides):
+        if index not in answers:
+            why = outcome.failure or "the worker sent no answer"
+            raise ConfigError(f"{side.label}: cannot load it on {side.backend}: {why} (log: {log})")
+        if answers[index] is not None:
+            raise ConfigError(f"{side.label}: does not load or run on {model}'s inputs: {answers[index]}")
+
+
+def two_builds(sides: list[Side]) -> bool:
+    """Whether A and B are two builds of one variant: two artifact files for the same runtime."""
+    return all(side.variant is None for side in sides) and sides[0].backend == sides[1].backend
+
+
+def needs_staging(side: Side, rewrite: bool) -> bool:
+    """An ExecuTorch program without the converter's notes beside it, or (with `rewrite`) a Core ML one."""
+    if side.backend != "executorch" or not side.path:
+        return False
+    notes = Path(side.path).parent / DELEGATION_FILE
+    return not notes.exists() or (rewrite and json.loads(notes.read_text())["delegate"] == COREML)
+
+
+def stage_programs(sides: list[Side], device: str, work: Path, timeout_s: float, log: Path) -> list[Side]:
+    """The sides, each ExecuTorch program that needs it staged for `device` into its own directory under
+    `work` (`harness.orchestrate.staging`, one isolated worker for all): a program built elsewhere with notes read
+    from it, and, where this host can run the Core ML delegate, a Core ML program rewritten for the
+    device's compute units."""
+    rewrite = coreml_host()
+    chosen = [i for i, side in enumerate(sides) if needs_staging(side, rewrite)]
+    jobs = [StageJob(str(sides[i].path), device, str(work / f"program-{i}"), rewrite) for i in chosen]
+    staged = list(sides)
+    for i, outcome in zip(chosen, stage_isolated(jobs, timeout_s, log), strict=True):
+        if outcome.path is None:
+            raise ConfigError(f"{sides[i].label}: cannot read the program: {outcome.error} (log: {log})")
+        staged[i] = replace(sides[i], path=outcome.path)
+    return staged
+
+
+def run_ab(
+    resolved: ResolvedProfile, a_text: str, b_text: str, device: str, on_stage: Callable[[str], None]
+) -> tuple[PairedComparison, list[str]]:
+    """B against A on `device`, for the profile's one model; and the labels of A and B."""
+    profile = resolved.profile
+    if len(profile.models) != 1:
+        raise ConfigError(f"bench ab pairs artifacts of one model; got {len(profile.models)}: pass one -m MODEL")
+    sides = [side_of(a_text), side_of(b_text)]
+    for side in sides:
+        reason = BACKENDS[side.backend]().available(device)
+        if reason:
+            raise ConfigError(f"{side.label} on {device}: {reason}")
+    spec = resolve_model(profile.models[0])
+    logs = cache_root() / "logs" / f"ab-{int(time.time())}"
+    logs.mkdir(parents=True, exist_ok=True)
+    failures = check_user_models([spec.ref], profile.measure.timeout_s, logs)
+    if spec.ref in failures:
+        raise ModelError(f"{spec.ref}: {failures[spec.ref]}")
+    variants = [side.variant for side in sides if side.variant is not None]
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as work, run_environment(Path(work)):
+        prepared = prepare_isolated(
+            spec.ref, variants, Path(work), profile, logs / f"{file_name(spec.name)}.log", on_stage
+        )
+        if prepared.rejected:
+            raise ProtocolError(prepared.rejected)
+        if prepared.failure:
+            raise ModelError(f"{spec.ref}: {prepared.failure}")
+        built_sides = []
+        for side in sides:
+            if side.variant is not None:
+                built = prepared.artifacts.get(side.variant)
+                if built is None or built.status != "ok":
+                    why = built.reason if built else "not built"
+                    raise ConfigError(f"{side.label} of {spec.name}: {why}")
+                side = replace(side, path=built.info["path"])
+            built_sides.append(side)
+        staged = stage_programs(built_sides, device, Path(work), profile.measure.timeout_s, logs / "staging.log")
+        arms = []
+        for index, side in enumerate(staged):
+            worker = WorkerSpec(
+                model_ref=spec.ref,
+                backend=side.backend,
+                device=device,
+                artifact_path=str(side.path),
+                inputs_path=prepared.inputs_path,
+                parity_path=None,
+                task=prepared.task,
+                gate={},
+                parity_source="",
+                warmup=profile.measure.warmup,
+                budget_s=0,
+                min_sample_ms=profile.measure.min_sample_ms,
+                threads=profile.measure.threads,
+                calls_per_sample=None,
+            )
+            arms.append(Arm(worker, requested_slowdown() if index == 1 else 0.0))
+        on_stage(f"loading {sides[0].label} and {sides[1].label}")
+        check_arms(staged, [arm.spec for arm in arms], spec.name, profile.measure.timeout_s, logs / "check.log")
+        on_stage(f"pairing {sides[1].label} with {sides[0].label}")
+        comparison = compare_series(
+            arms[0],
+            {"b": arms[1]},
+            sides[0].label,
+            pairing_settings(profile, across_variants=not two_builds(sides)),
+            logs / "paired.log",
+            lambda series: on_stage(f"paired process {series.processes}"),
+        )["b"]
+    return comparison, [side.label for side in sides]

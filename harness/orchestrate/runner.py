@@ -1,0 +1,515 @@
+"""`bench run`: prepare each model in a worker, then measure every case in fresh worker processes,
+interleaved in a seeded random order, writing each result as soon as it exists."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.cache import combined_sha256, file_sha256
+from converters.tracing import NOTE_KEY as TRACE_NOTES
+from harness.accuracy.diagnose import DEFAULT_TOLERANCE_DB, diagnose, executorch_not_diagnosed, with_trace_notes
+from harness.backends.executorch import COREML as COREML_DELEGATE
+from harness.backends.executorch import coreml_host
+from harness.generation.measure import diagnose_generation, summarise_generation
+from harness.generation.measure import gate_for as generation_gate
+from harness.host import capture
+from harness.measure.slowdown import requested_slowdown
+from harness.orchestrate.cases import measure_case
+from harness.orchestrate.plan import Case, plan
+from harness.orchestrate.prepare import Prepared, PrepareRequest, check_user_models, prepare_many
+from harness.orchestrate.staging import StageJob, stage_isolated
+from harness.pairing.series import Series, pairing_settings, run_series
+from harness.pairing.worker import Arm
+from harness.process.isolation import run_isolated
+from harness.process.messages import Diagnosis, Measured, Unavailable
+from harness.process.scratch import run_environment
+from harness.process.specs import WorkerSpec
+from harness.results.schema import (
+    REFERENCE_ORDER,
+    ArtifactInfo,
+    EnergyStats,
+    LoadTimes,
+    MemoryStats,
+    ParityResult,
+    Result,
+    RunRecord,
+    write_results,
+)
+from harness.results.stats import latency_warnings, summarise
+from harness.results.store import ResultsStore
+from profiles.errors import ProtocolError
+from profiles.paths import cache_root, file_name
+from profiles.schema import ResolvedProfile
+
+
+class Observer:
+    """Progress hooks for a front end; the default does nothing."""
+
+    def start(self, total_steps: int) -> None: ...
+
+    def step(self, label: str, advance: int = 1) -> None: ...
+
+    def result(self, result: Result) -> None: ...
+
+
+@dataclass
+class _Progress:
+    """One measurable case across its worker processes."""
+
+    case: Case
+    spec: WorkerSpec
+    artifact: ArtifactInfo
+    samples: list[list[float]] = field(default_factory=list)
+    measured: list[Measured] = field(default_factory=list)
+    parity: ParityResult | None = None
+    failure: str | None = None
+    skipped: str | None = None  # the runtime refused the device when loading
+    weights_path: str = ""  # the prepared model's weights, for a layer-by-layer diagnosis
+
+    @property
+    def done(self) -> bool:
+        return self.failure is not None or self.skipped is not None
+
+
+def _result(case: Case, status: str, reason: str | None = None, artifact: ArtifactInfo | None = None) -> Result:
+    """A case's result; what the artifact's trace froze (`converters.tracing`) is among its warnings, on
+    every status: a Core ML artifact that cannot be measured here still carries it."""
+    artifact = artifact or ArtifactInfo()
+    return Result(
+        model=case.model.name,
+        variant=case.variant.name,
+        format=case.variant.format,
+        device=case.device,
+        backend=case.backend,
+        status=status,  # type: ignore[arg-type]
+        reason=reason,
+        artifact=artifact,
+        warnings=list(artifact.notes.get(TRACE_NOTES, [])),
+    )
+
+
+class Runner:
+    def __init__(
+        self,
+        resolved: ResolvedProfile,
+        json_path: Path | None,
+        store: ResultsStore | None = None,
+        shard: tuple[int, int] | None = None,
+        baseline: RunRecord | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Plans the run (raising `ModelError` or `NothingToRun`); nothing is measured yet. With
+        `shard=(i, n)` only the i-th of n deterministic slices of the cases is run. With `baseline`, each
+        case whose baseline artifact is still on disk is then paired with it (`Result.against_baseline`).
+        `run_id` is the caller's when it named an output after the run."""
+        self.resolved = resolved
+        self.profile = resolved.profile
+        self.json_path = json_path
+        self.store = store
+        self.store_error: str | None = None
+        self.stored_cases = 0  # results the store holds
+        self.json_error: str | None = None  # the results file stopped being written: why
+        self.json_cases = 0  # results the results file holds
+        self.observer = Observer()
+        self.cases = plan(self.profile, shard)
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.logs = cache_root() / "logs" / self.run_id
+        self.record = RunRecord(
+            run_id=self.run_id,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            environment=capture(self.profile.measure.threads),
+            profile={"name": resolved.name, "source": resolved.source, **resolved.profile.model_dump()},
+        )
+        self.baseline = baseline
+        self.baseline_notes: list[str] = []
+
+    def _emit(self, result: Result) -> None:
+        """Append a result and write it to the results file and to the store; each write fails alone."""
+        self.record.results.append(result)
+        self._to_store(self._store_result(result))
+        self._write_json()
+        self.observer.result(result)
+
+    def _store_result(self, result: Result) -> Callable[[ResultsStore], None]:
+        """The store's write of a new result. The run's row goes in with its first result, so a run
+        that ends before any case (a user model that does not import, a Ctrl-C while preparing) leaves
+        no empty run in the store."""
+
+        def write(store: ResultsStore) -> None:
+            if self.stored_cases == 0:
+                store.add_run(self.record)
+            store.add_result(self.run_id, result)
+            self.stored_cases += 1
+
+        return write
+
+    def _write_json(self) -> None:
+        if self.json_path and self.json_error is None:
+            try:
+                write_results(self.record, self.json_path)
+                self.json_cases = len(self.record.results)
+            except OSError as exc:
+                self.json_error = exc.strerror or str(exc)
+
+    def _update(self, result: Result) -> None:
+        """A result already written gained its paired comparisons: write it again."""
+        self._to_store(lambda store: store.update_result(self.run_id, result))
+        self._write_json()
+
+    def _to_store(self, write: Callable[[ResultsStore], None]) -> None:
+        """A store that fails stops being written to; the results file still has every result."""
+        if self.store is None or self.store_error is not None:
+            return
+        try:
+            write(self.store)
+        except Exception as exc:
+            self.store_error = f"results store {self.store.url}: {type(exc).__name__}: {exc}".splitlines()[0]
+
+    def _log_dir(self) -> Path:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        return self.logs
+
+    def _log(self, name: str) -> Path:
+        return self._log_dir() / f"{file_name(name)}.log"
+
+    def run(self, observer: Observer | None = None) -> RunRecord:
+        """Every variant is converted, even for a device this host cannot run: a skipped case still
+        reports its artifact (size, ops), which is half of what a team chooses a variant by."""
+        self.observer = observer or Observer()
+        per_model: dict[str, list[Case]] = {}
+        for case in self.cases:
+            per_model.setdefault(case.model.ref, []).append(case)
+        runnable = [c for c in self.cases if not c.skip_reason]
+        self.observer.start(len(per_model) + len(runnable) * self.profile.measure.processes)
+
+        work_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))
+        progress: list[_Progress] = []
+        with run_environment(work_dir):
+            try:
+                unimportable = check_user_models(list(per_model), self.profile.measure.timeout_s, self._log_dir())
+                requests = [
+                    PrepareRequest(
+                        model_ref,
+                        list(dict.fromkeys(c.variant.name for c in cases)),
+                        self._log(f"prepare-{model_ref}"),
+                        lambda stage, ref=model_ref: self.observer.step(f"{ref}: {stage}", advance=0),
+                    )
+                    for model_ref, cases in per_model.items()
+                    if model_ref not in unimportable
+                ]
+                with closing(prepare_many(requests, work_dir, self.profile)) as ready:  # in the profile's order
+                    for model_ref, cases in per_model.items():
+                        if model_ref in unimportable:
+                            for case in cases:
+                                self._emit(_result(case, "failed", unimportable[model_ref]))
+                            self.observer.step(f"{model_ref}: cannot import")
+                            continue
+                        _, prepared = next(ready)
+                        if prepared.rejected:
+                            raise ProtocolError(prepared.rejected)
+                        self.observer.step(f"{model_ref}: prepared")
+                        for case in cases:
+                            progress += self._plan_measurement(case, prepared)
+                progress = self._stage_programs(progress, work_dir)
+                self._measure_interleaved(progress)
+                self._pair(progress)
+            except KeyboardInterrupt:
+                for item in progress:
+                    if not item.done and item.measured and not self._is_emitted(item):
+                        self._emit(self._finish(item, interrupted=True))
+                raise
+            finally:
+                shutil.rmtree(work_dir, ignore_errors=True)
+        return self.record
+
+    def _is_emitted(self, item: _Progress) -> bool:
+        return any(r.case_key == current_key(item.case) for r in self.record.results)
+
+    def _plan_measurement(self, case: Case, prepared: Prepared) -> list[_Progress]:
+        """A measurable case, or its result now: a failed conversion fails the case on any host; a
+        skipped conversion or a device this host lacks makes it skipped, with the artifact if built."""
+        message = prepared.artifacts.get(case.variant.name)
+        artifact = ArtifactInfo(**message.info) if message and message.info else ArtifactInfo()
+        if message is None:
+            status, reason = ("skipped", case.skip_reason) if case.skip_reason else ("failed", prepared.failure)
+        elif message.status != "ok":
+            status, reason = message.status, message.reason
+        elif case.skip_reason:
+            status, reason = "skipped", case.skip_reason
+        else:
+            status, reason = "ok", None
+        if status != "ok":
+            self._emit(_result(case, status, reason, artifact))
+            if not case.skip_reason:
+                self.observer.step(case.label, advance=self.profile.measure.processes)
+            return []
+        measure = self.profile.measure
+        gate = self.profile.parity.gate_for(case.model.name, case.variant.family)
+        if prepared.task == "generation":
+            gate = generation_gate(case.variant.family, gate)
+        spec = WorkerSpec(
+            model_ref=case.model.ref,
+            backend=case.backend,
+            device=case.device,
+            artifact_path=artifact.path or "",
+            inputs_path=prepared.inputs_path,
+            parity_path=prepared.parity_path,
+            task=prepared.task,
+            gate=gate,
+            parity_source=prepared.parity_source,
+            warmup=measure.warmup,
+            budget_s=measure.budget_s / measure.processes,
+            min_sample_ms=measure.min_sample_ms,
+            threads=measure.threads,
+            calls_per_sample=None,
+        )
+        return [_Progress(case, spec, artifact, weights_path=prepared.weights_path)]
+
+    def _stage_programs(self, progress: list[_Progress], work_dir: Path) -> list[_Progress]:
+        """The cases still to measure, each Core ML `.pte` (on a host whose ExecuTorch has the delegate)
+        now pointing at its program staged for the case's device: rewritten once per program and device
+        here (`harness.orchestrate.staging`), not in every measuring process. A case whose program cannot be staged
+        fails with the reason; the others go on."""
+        if not coreml_host():
+            return progress
+        chosen = [
+            item
+            for item in progress
+            if item.spec.backend == "executorch" and item.artifact.notes.get("delegate") == COREML_DELEGATE
+        ]
+        keys = list(dict.fromkeys((item.spec.artifact_path, item.spec.device) for item in chosen))
+        if not keys:
+            return progress
+        jobs = [
+            StageJob(path, device, str(work_dir / "staged" / str(i)), True) for i, (path, device) in enumerate(keys)
+        ]
+        self.observer.step(f"staging {len(jobs)} ExecuTorch Core ML program(s)", advance=0)
+        outcomes = dict(
+            zip(keys, stage_isolated(jobs, self.profile.measure.timeout_s, self._log("staging")), strict=True)
+        )
+        kept = []
+        for item in progress:
+            outcome = outcomes.get((item.spec.artifact_path, item.spec.device))
+            if outcome is not None and outcome.path is None:
+                reason = f"staging the program for {item.case.device} failed: {outcome.error}"
+                self._emit(_result(item.case, "failed", reason, item.artifact))
+                self.observer.step(item.case.label, advance=self.profile.measure.processes)
+                continue
+            if outcome is not None:
+                item.spec = replace(item.spec, artifact_path=outcome.path)
+            kept.append(item)
+        return kept
+
+    def _measure_interleaved(self, progress: list[_Progress]) -> None:
+        """Round r runs process r of every case, in a seeded random order, so drift hits all alike."""
+        measure = self.profile.measure
+        rng = np.random.default_rng(measure.seed)
+        for round_index in range(measure.processes):
+            for position in rng.permutation(len(progress)):
+                item = progress[position]
+                if item.done:
+                    continue
+                self.observer.step(f"{item.case.label} (process {round_index + 1}/{measure.processes})")
+                self._measure_once(item, do_parity=round_index == 0)
+                if item.done:
+                    status, reason = ("failed", item.failure) if item.failure else ("skipped", item.skipped)
+                    self._emit(_result(item.case, status, reason, item.artifact))
+                    self.observer.step(item.case.label, advance=measure.processes - round_index - 1)
+                elif round_index == measure.processes - 1:
+                    self._emit(self._finish(item))
+
+    def _pair(self, progress: list[_Progress]) -> None:
+        """The paired phase, after every case's unpaired processes: each variant against its model's
+        reference on the same device (all of one model and device in one series of processes), and,
+        with a baseline, each case against the baseline's artifact (a series of its own). The series'
+        processes are interleaved and share one budget, `paired.max_s` per series
+        (`harness.pairing.series.run_series`)."""
+        measured = {current_key(item.case): item for item in progress if not item.done and item.measured}
+        results = {r.case_key: r for r in self.record.results if r.case_key in measured and r.status == "ok"}
+        slowdown = requested_slowdown()
+        versus: list[Series] = []
+        gates: list[Series] = []
+        if self.profile.paired.enabled:
+            groups: dict[tuple[str, str], list[_Progress]] = {}
+            for key in results:
+                groups.setdefault((measured[key].case.model.ref, key[2]), []).append(measured[key])
+            for (model, device), items in groups.items():
+                by_variant = {item.case.variant.name: item for item in items}
+                reference = next((by_variant[v] for v in REFERENCE_ORDER if v in by_variant), None)
+                others = [item for item in items if item is not reference]
+                if reference is None or not others:
+                    continue
+                versus.append(
+                    Series(
+                        Arm(reference.spec, slowdown),
+                        {current_key(item.case): Arm(item.spec, slowdown) for item in others},
+                        reference.case.variant.name,
+                        pairing_settings(self.profile, across_variants=True),
+                        self._log(f"paired-{model}-{device}"),
+                        f"{model} on {device}: {len(others)} variants against {reference.case.variant.name}",
+                    )
+                )
+        if self.baseline is not None:
+            for key in results:
+                baseline_spec = self._baseline_spec(measured[key])
+                if baseline_spec is not None:
+                    label = measured[key].case.label
+                    gates.append(
+                        Series(
+                            Arm(baseline_spec),
+                            {key: Arm(measured[key].spec, slowdown)},
+                            "baseline",
+                            pairing_settings(self.profile, across_variants=False),
+                            self._log(f"paired-baseline-{label.replace(' ', '-')}"),
+                            f"{label} against the baseline",
+                        )
+                    )
+        series = versus + gates
+        if not series:
+            return
+
+        def write_finished(one: Series) -> None:
+            """Each comparison into its result as soon as it is finished: an interrupted run keeps it."""
+            self.observer.step(f"{one.label}: {one.processes} paired processes, {len(one.open_arms)} open", 0)
+            for key, comparison in one.results.items():
+                result = results[key]
+                if comparison is result.versus or comparison is result.against_baseline:
+                    continue  # written after an earlier process of this series
+                if one in gates:
+                    result.against_baseline = comparison
+                else:
+                    result.versus = comparison
+                self._update(result)
+
+        run_series(series, self.profile.paired.max_s * len(series), write_finished)
+
+    def _baseline_spec(self, current: _Progress) -> WorkerSpec | None:
+        """The current case's spec with the baseline's artifact, or None (and a note saying why)."""
+        assert self.baseline is not None
+        case = current.case
+        match = next((r for r in self.baseline.results if r.case_key == current_key(case) and r.status == "ok"), None)
+        if match is None:
+            return None
+        reason = None
+        if case.variant.format == "torch":
+            reason = "a torch state dict runs with the current code; pairing needs a self-contained artifact"
+        elif not match.artifact.path or not Path(match.artifact.path).exists():
+            reason = f"the baseline artifact {match.artifact.path} no longer exists"
+        else:
+            reason = artifact_changed(match.artifact)
+        if reason:
+            self.baseline_notes.append(f"{case.label}: not paired with the baseline: {reason}")
+            return None
+        return replace(current.spec, artifact_path=match.artifact.path)
+
+    def _measure_once(self, item: _Progress, do_parity: bool) -> None:
+        log = self._log(f"measure-{item.case.label.replace(' ', '-')}")
+        outcome = run_isolated(
+            measure_case, (item.spec, do_parity), self.profile.measure.timeout_s, None, log, exit_at_once=True
+        )
+        unavailable = outcome.first(Unavailable)
+        if unavailable is not None:
+            item.skipped = unavailable.reason
+            return
+        measured = outcome.first(Measured)
+        if outcome.failure is not None or measured is None:
+            item.failure = f"measurement {outcome.failure or 'worker sent no result'} (log: {log})"
+            return
+        if item.spec.calls_per_sample is None:
+            item.spec = replace(item.spec, calls_per_sample=measured.calls_per_sample)
+        if measured.parity is not None:
+            item.parity = ParityResult(**measured.parity)
+            if not item.parity.passed and item.case.variant.format == "onnx":
+                item.parity.diagnosis = with_trace_notes(self._diagnose(item), item.artifact.notes)
+            elif not item.parity.passed and item.case.variant.format == "executorch":
+                item.parity.diagnosis = executorch_not_diagnosed(item.artifact.notes)
+        item.samples.append(measured.samples_ms)
+        item.measured.append(measured)
+
+    def _diagnose(self, item: _Progress) -> dict[str, Any]:
+        """Layer-by-layer comparison of a failing ONNX variant, in a worker of its own."""
+        tolerance = item.spec.gate.get("snr_db_min", DEFAULT_TOLERANCE_DB)
+        log = self._log(f"diagnose-{item.case.label.replace(' ', '-')}")
+        arguments = (item.case.model.ref, item.weights_path, item.spec.artifact_path, item.spec.parity_path, tolerance)
+        target = diagnose_generation if item.spec.task == "generation" else diagnose
+        outcome = run_isolated(target, arguments, self.profile.measure.timeout_s, None, log)
+        found = outcome.first(Diagnosis)
+        return found.diagnosis if found else {"summary": f"diagnosis failed: {outcome.failure} (log: {log})"}
+
+    def _finish(self, item: _Progress, interrupted: bool = False) -> Result:
+        measure = self.profile.measure
+        runs = item.measured
+        latency = summarise(item.samples, item.spec.calls_per_sample or 1, seed=measure.seed)
+        result = _result(item.case, "ok", None, item.artifact)
+        result.latency_ms = latency
+        result.samples_ms = item.samples
+        result.load_ms = LoadTimes(
+            cold=float(np.median([m.cold_ms for m in runs])), warm=float(np.median([m.warm_ms for m in runs]))
+        )
+        result.first_inference_ms = float(np.median([m.first_inference_ms for m in runs]))
+        peak_run = max(runs, key=lambda m: m.memory["peak_rss_bytes"] or 0)
+        result.memory = MemoryStats(**peak_run.memory)
+        energies = [m.energy for m in runs]
+        millijoules = [e["mj_per_inference"] for e in energies if e["mj_per_inference"] is not None]
+        result.energy = EnergyStats(
+            source=energies[0]["source"],
+            cpu_ms_per_inference=float(np.median([e["cpu_ms_per_inference"] for e in energies])),
+            mj_per_inference=float(np.median(millijoules)) if millijoules else None,
+            idle_subtracted=energies[0]["idle_subtracted"],
+            idle_mw=energies[0]["idle_mw"],
+            note=energies[0].get("note"),
+            missing_channels=energies[0].get("missing_channels", []),
+        )
+        result.parity = item.parity
+        result.runtime = runs[0].runtime
+        placements = sorted((m.placement for m in runs if m.placement), key=lambda p: "error" in p)
+        result.placement = placements[0] if placements else {}  # one that did not fail, where any
+        result.thermal_states = [m.thermal_state for m in runs]
+        if runs[0].generation:
+            result.generation = summarise_generation([m.generation for m in runs], seed=measure.seed)
+        result.warnings += latency_warnings(latency, item.samples)
+        result.warnings += sorted({m.thermal for m in runs if m.thermal})
+        if interrupted:
+            result.warnings.append(f"interrupted: {len(runs)} of {measure.processes} processes measured")
+        return result
+
+
+def artifact_changed(artifact: ArtifactInfo) -> str | None:
+    """Why an artifact's files on disk are not the ones its record hashed, or None when they are: the
+    baseline gate pairs the build the baseline measured, never whatever now sits at that path."""
+    if not artifact.sha256 or not artifact.files:
+        return f"the baseline records no sha256 of {artifact.path} to check it by"
+    entry = Path(artifact.path or "").parent
+    try:
+        found = combined_sha256({name: file_sha256(entry / name) for name in artifact.files})
+    except OSError as exc:
+        return f"the baseline artifact {artifact.path} cannot be read: {exc.strerror or exc}"
+    if found != artifact.sha256:
+        return f"the baseline artifact {artifact.path} no longer matches its sha256 (it changed after the baseline run)"
+    return None
+
+
+def current_key(case: Case) -> tuple[str, str, str, str]:
+    return (case.model.name, case.variant.name, case.device, case.backend)
+
+
+def exit_code(record: RunRecord) -> int:
+    """0 when every case ran or was skipped with a reason and every enforced parity gate held, else 1."""
+    enforce = record.profile.get("parity", {}).get("enforce", True)
+    for result in record.results:
+        if result.status == "failed" or (enforce and result.parity is not None and not result.parity.passed):
+            return 1
+    return 0
+
+
+__all__ = ["Observer", "Runner", "exit_code"]

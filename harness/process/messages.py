@@ -1,0 +1,125 @@
+"""What crosses the process boundary: one dataclass per message a worker sends its parent.
+
+They pickle as they are (every field is a plain value, a list, a dict or another of these records), so
+the parent receives typed records instead of dicts to splat into dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkerError:
+    """The target raised: the exception's type and first line (the traceback is in the worker's log)."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a preparation worker is doing now; `variant` while it converts one."""
+
+    stage: str
+    variant: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelChecked:
+    """A user model's module imported and named a callable factory."""
+
+    ref: str
+
+
+@dataclass(frozen=True)
+class ModelRejected:
+    """A user model's reference cannot be used: the module does not import, or has no such factory."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """A model built and its reference outputs saved (paths are empty for `bench convert`)."""
+
+    fingerprint: str
+    inputs_path: str
+    parity_path: str
+    weights_path: str
+    parity_source: str
+    task: str
+
+
+@dataclass(frozen=True)
+class ArtifactBuilt:
+    """One variant's conversion: `info` holds `harness.results.schema.ArtifactInfo` keys when status is ok (and
+    for a skip whose artifact exists)."""
+
+    variant: str
+    status: str  # ok | skipped | failed
+    reason: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    diagnosis: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PairedMeasured:
+    """One paired process: the arms' creation order (indices), calls per block of each arm, and every
+    block of each arm in time order (milliseconds per call). Blocks come in rounds: a random order of
+    the arms, then its mirror image, so a round holds two consecutive blocks of each arm's list, and
+    2 * `reference_blocks` (the plan's) of arm 0, the reference."""
+
+    created: list[int]
+    calls: list[int]
+    blocks_ms: list[list[float]]
+    rounds: int
+    lead_in: list[int]  # untimed calls of each arm before each of its blocks
+
+
+@dataclass(frozen=True)
+class PairedRefused:
+    """An arm of a paired process that cannot be paired (its index in the plan's arms, and why)."""
+
+    arm: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """The runtime declined the requested device when loading: the case is skipped with this reason."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One unpaired measurement process of one case. `memory` and `energy` hold the keys of
+    `harness.results.schema.MemoryStats` and `EnergyStats`, `parity` those of `ParityResult` (or None)."""
+
+    cold_ms: float
+    warm_ms: float
+    first_inference_ms: float
+    calls_per_sample: int
+    samples_ms: list[float]
+    memory: dict[str, Any]
+    energy: dict[str, Any]
+    parity: dict[str, Any] | None
+    runtime: dict[str, Any]
+    thermal: str | None
+    thermal_state: dict[str, Any]
+    placement: dict[str, Any]
+    generation: dict[str, Any] | None = None  # decoders: the keys `harness.generation.measure` summarises
+
+
+@dataclass(frozen=True)
+class ProgramStaged:
+    """One ExecuTorch program staged for a device (`harness.orchestrate.staging`): its path, or why it could not be."""
+
+    index: int
+    path: str | None
+    error: str | None = None

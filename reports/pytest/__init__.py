@@ -1,0 +1,1 @@
+"""pytest integration: the plugin and pytest-benchmark's JSON."""

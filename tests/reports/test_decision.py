@@ -1,0 +1,74 @@
+"""The shipping decision: the paired ratios decide, ties are stated and broken by size then memory."""
+
+from __future__ import annotations
+
+from harness.results.schema import load_results
+from reports.decision import decide
+from tests.synthetic import CLASSIFIERS, case, record
+
+
+def test_paired_ratios_decide_where_the_unpaired_medians_disagree() -> None:
+    """`onnx-fast-median` has the lowest unpaired median (its processes ran while the machine was quiet)
+    but the paired ratio puts it clearly behind `et-paired-winner`."""
+    run = record(
+        [
+            case("torch-fp32", 1.00, 160_000),
+            case("onnx-fast-median", 0.20, 150_000, (0.40, 0.38, 0.42)),
+            case("et-paired-winner", 0.30, 150_000, (0.25, 0.24, 0.26)),
+        ]
+    )
+    (decision,) = decide(run)
+    assert min(run.results, key=lambda r: r.latency_ms.median).variant == "onnx-fast-median"
+    assert decision.basis == "paired"
+    assert decision.variant == "et-paired-winner"
+    assert decision.tied == []
+    assert decision.sentence().startswith("et-paired-winner: 0.25x [0.24, 0.26] of torch-fp32, fastest")
+
+
+def test_a_tie_on_latency_is_stated_and_broken_by_size() -> None:
+    run = record(
+        [
+            case("torch-fp32", 1.00, 160_000),
+            case("onnx-fp32", 0.20, 163_000, (0.20, 0.19, 0.20)),
+            case("et-xnnpack-int8", 0.21, 50_000, (0.21, 0.20, 0.22)),
+            case("onnx-fp16", 0.30, 40_000, (0.30, 0.29, 0.31)),  # smallest, but clearly slower
+            case("onnx-broken", 0.10, 10_000, (0.10, 0.09, 0.11), passed=False),  # fastest, fails parity
+        ]
+    )
+    (decision,) = decide(run)
+    assert decision.variant == "et-xnnpack-int8"
+    assert [c.result.variant for c in decision.tied] == ["onnx-fp32"]
+    assert decision.tie_break == "size"
+    assert decision.excluded == {"onnx-broken": "failed its parity gate"}
+    assert decision.sentence() == (
+        "et-xnnpack-int8: 0.21x [0.20, 0.22] of torch-fp32, tied on latency with onnx-fp32 (0.20x [0.19, 0.20]),"
+        " chosen for size 0.31x of onnx-fp32's"
+    )
+
+
+def test_equal_size_ties_fall_to_peak_memory() -> None:
+    run = record(
+        [
+            case("torch-fp32", 1.00, 160_000),
+            case("a-fp32", 0.50, 100_000, (0.50, 0.45, 0.55), peak_rss=90_000_000),
+            case("b-fp32", 0.52, 100_000, (0.52, 0.47, 0.57), peak_rss=45_000_000),
+        ]
+    )
+    (decision,) = decide(run)
+    assert decision.variant == "b-fp32" and decision.tie_break == "peak memory"
+    assert "chosen for peak memory 0.50x of a-fp32's" in decision.sentence()
+
+
+def test_without_pairing_the_medians_decide_and_the_decision_says_so() -> None:
+    run = record([case("torch-fp32", 1.00, 160_000), case("onnx-fp32", 0.20, 160_000), case("onnx-x", 0.5, 1)])
+    (decision,) = decide(run)
+    assert decision.basis == "unpaired median"
+    assert decision.variant == "onnx-fp32"
+    assert "by unpaired medians (no paired ratio: a weaker basis than pairing)" in decision.sentence()
+
+
+def test_committed_run_skips_excluded_and_no_interval_said() -> None:
+    (decision,) = decide(load_results(CLASSIFIERS))
+    assert decision.basis == "paired" and decision.variant == "et-xnnpack-fp32"
+    assert decision.excluded == {"coreml-fp16": "skipped", "coreml-w8": "skipped"}
+    assert "no interval: too few paired processes" in decision.sentence()
