@@ -7,6 +7,7 @@ from pathlib import Path
 
 from converters.base import ConversionContext, Converted, Converter
 from profiles.catalog import Variant
+from profiles.paths import save_torch
 from profiles.zoo import LoadedModel
 
 
@@ -14,9 +15,7 @@ class TorchStateDict(Converter):
     format = "torch"
 
     def convert(self, model: LoadedModel, variant: Variant, out_dir: Path, ctx: ConversionContext) -> Converted:
-        import torch
-
-        torch.save(model.module.state_dict(), out_dir / "model.pt")
+        save_torch(model.module.state_dict(), out_dir / "model.pt")
         return Converted("model.pt", "state_dict")
 
     def inspect(self, main_file: Path) -> tuple[dict[str, int], dict[str, int]]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
+from typing import Any
 
 CACHE_ENV = "ONDEVICE_BENCH_CACHE"
 
@@ -21,3 +23,18 @@ def cache_root() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("ondevice-bench"))
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    """`torch.save` through a buffer, then one ordinary write: a full disk or a read-only folder is an
+    `OSError` that names the file and the cause (`[Errno 28] No space left on device: '.../weights.pt'`),
+    where torch's own writer reports `inline_container.cc:672 ... unexpected pos`, naming neither."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    try:
+        with open(path, "wb") as out:
+            out.write(buffer.getbuffer())
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Session
+from profiles.paths import save_torch
 
 DEVICES = ("cpu", "gpu", "ane")
 WARMUP_CALLS = 5
@@ -155,10 +156,8 @@ def _onnx_artifact(workdir: Path) -> str:
 
 
 def _torch_artifact(workdir: Path) -> str:
-    import torch
-
     path = workdir / "probe.pt"
-    torch.save(probe_model()[0].state_dict(), path)
+    save_torch(probe_model()[0].state_dict(), path)
     return str(path)
 
 

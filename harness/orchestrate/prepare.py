@@ -18,6 +18,7 @@ import numpy as np
 
 from harness.process.isolation import run_isolated
 from harness.process.messages import ArtifactBuilt, ModelChecked, ModelRejected, PreparedModel, Stage
+from profiles.paths import save_torch
 from profiles.schema import Profile
 
 Send = Callable[[Any], None]
@@ -134,16 +135,12 @@ def prepare_model(
     decoder = decoder_info(loaded)
     task, parity_file = ("generation", "generation.npz") if decoder else (spec.task, "parity.npz")
     if with_reference and decoder is not None:
-        import torch
-
         from harness.generation.measure import prepare_reference
 
         send(Stage("computing reference generations"))
         source = prepare_reference(spec, loaded, decoder, generation, parity_samples, seed, out)
-        torch.save(loaded.module.state_dict(), out / "weights.pt")
+        save_torch(loaded.module.state_dict(), out / "weights.pt")
     elif with_reference:
-        import torch
-
         send(Stage("computing reference outputs"))
         inputs, labels, source = model_inputs(spec, loaded, parity_samples, "parity", seed)
         references = _reference_outputs(loaded, inputs)
@@ -152,7 +149,7 @@ def prepare_model(
         if labels is not None:
             parity["labels"] = np.asarray(labels)
         np.savez(out / "parity.npz", **parity)
-        torch.save(loaded.module.state_dict(), out / "weights.pt")
+        save_torch(loaded.module.state_dict(), out / "weights.pt")
     send(
         PreparedModel(
             fingerprint=fingerprint.digest,

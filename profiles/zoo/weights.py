@@ -14,6 +14,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from profiles.paths import save_torch
+
 log = logging.getLogger(__name__)
 
 DAMAGE = (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile)
@@ -39,9 +41,8 @@ def load_cached(path: Path, model: Any) -> bool:
 def save_cached(path: Path, model: Any) -> None:
     """Write the state dict through a temp file of this process, then rename: a reader sees the whole
     file or none, even with two processes training at once."""
-    import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(model.state_dict(), tmp)
+    save_torch(model.state_dict(), tmp)
     tmp.replace(path)
