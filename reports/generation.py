@@ -38,9 +38,38 @@ def _divergence(metrics: dict[str, Any], key: str) -> str:
 DEFAULT_COLUMNS = ("variant", "TTFT", "tok/s", "next-tok agree", "1st diverg.", "ppl ratio", "parity")
 
 
-def generation_table(model: str, results: list[Result], enforced: bool = True, wide: bool = False) -> Table | None:
+def generation_table(
+    model: str, results: list[Result], enforced: bool = True, wide: bool = False, width: int | None = None
+) -> Table | None:
     """None when no result of the model has generation figures; skipped cases have no row (the model's
-    skip lines name them)."""
+    skip lines name them). Within `width` (a terminal narrower than the table) each header breaks onto
+    two lines before any cell is cut: a header is wider than its figures."""
+    table = _generation_table(model, results, enforced, wide, stacked=False)
+    if table is None or width is None or wide or _fits(table, width):
+        return table
+    return _generation_table(model, results, enforced, wide, stacked=True)
+
+
+def _fits(table: Table, width: int) -> bool:
+    from io import StringIO
+
+    from rich.console import Console
+
+    probe = Console(width=width, file=StringIO(), color_system=None)
+    probe.print(table)
+    return "…" not in probe.file.getvalue()  # type: ignore[attr-defined]
+
+
+def _stack(name: str) -> str:
+    """A header on two lines, broken at the space nearest its middle."""
+    spaces = [i for i, c in enumerate(name) if c == " "]
+    if not spaces:
+        return name
+    cut = min(spaces, key=lambda i: abs(i - len(name) / 2))
+    return name[:cut] + "\n" + name[cut + 1 :]
+
+
+def _generation_table(model: str, results: list[Result], enforced: bool, wide: bool, stacked: bool) -> Table | None:
     measured = [r for r in results if r.generation]
     if not measured:
         return None
@@ -72,7 +101,8 @@ def generation_table(model: str, results: list[Result], enforced: bool = True, w
     kept = [i for i, (name, _) in enumerate(columns) if wide or name.startswith(DEFAULT_COLUMNS)]
     for index in kept:
         name, justify = columns[index]
-        table.add_column(name, justify=justify, no_wrap=name != "parity")  # type: ignore[arg-type]
+        header = _stack(name) if stacked else name
+        table.add_column(header, justify=justify, no_wrap=name != "parity")  # type: ignore[arg-type]
     for result in results:
         gen = result.generation
         if result.status == "skipped":

@@ -155,6 +155,9 @@ def model_table(
     for dropped in DROP_ORDER:
         if _fits(table, width):
             return table
+        edgeless = _table(model, columns, rows, kept, edge=False)  # the outer margins go before a column does
+        if _fits(edgeless, width):
+            return edgeless
         kept = [i for i in kept if columns[i][0] != dropped]
         table = _table(model, columns, rows, kept)
     if not _fits(table, width):
@@ -163,12 +166,18 @@ def model_table(
 
 
 def _table(
-    model: str, columns: list[tuple[str, str]], rows: list[list[Any]], kept: list[int], compact: bool = False
+    model: str,
+    columns: list[tuple[str, str]],
+    rows: list[list[Any]],
+    kept: list[int],
+    compact: bool = False,
+    edge: bool = True,
 ) -> Table:
     """The table of the `kept` columns, ruled under the header only and one space between columns (a
     column's borders and padding would cost characters each); `compact`: no rule, headers no wider
-    than their cells."""
+    than their cells; `edge=False`: no margin column left and right of the table."""
     table = Table(
+        show_edge=edge,
         title=Text(printable(model)),
         title_justify="left",
         show_lines=False,
@@ -210,7 +219,7 @@ def render(record: RunRecord, console: Console, wide: bool = False) -> None:
     for model, results in by_model.items():
         table = model_table(model, results, record, enforced, console.width, wide)
         _print_table(console, table, wide)
-        generation = generation_table(model, results, enforced, wide)
+        generation = generation_table(model, results, enforced, wide, console.width)
         if generation is not None:
             _print_table(console, generation, wide)
         for line in skipped_lines(results):
