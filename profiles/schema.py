@@ -153,6 +153,19 @@ class Generation(_Strict):
         return sorted(set(value))
 
 
+class Decide(_Strict):
+    """Limits a variant must meet to be a candidate for shipping, beside its parity gate; unset: no limit.
+    Each is what a product requirement states (an app-size budget, a memory ceiling, a latency target
+    relative to today's model, an accuracy floor relative to it)."""
+
+    max_size_mb: float | None = Field(None, gt=0, description="artifact size on disk, MB")
+    max_peak_memory_mb: float | None = Field(None, gt=0, description="peak resident memory while measured, MB")
+    max_latency_ratio: float | None = Field(None, gt=0, description="paired latency ratio to the reference")
+    min_accuracy_ratio: float | None = Field(
+        None, gt=0, description="task metric (accuracy, agreement, cosine) over the reference's"
+    )
+
+
 class Profile(_Strict):
     description: str = ""
     models: list[str] = Field(min_length=1)
@@ -163,6 +176,7 @@ class Profile(_Strict):
     convert: Convert = Field(default_factory=Convert)
     parity: Parity = Field(default_factory=Parity)
     generation: Generation = Field(default_factory=Generation)
+    decide: Decide = Field(default_factory=Decide)
 
     @field_validator("variants")
     @classmethod

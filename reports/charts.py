@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.results.queries import measured
 from harness.results.schema import Result
-from reports.summary import measured
 
 MAX_BOX_POINTS = 4000
 
@@ -84,7 +84,7 @@ def _legend_outside(ax: Any, **kwargs: Any) -> None:
 def headline(model: str, results: list[Result], decisions: list[Any]) -> str | None:
     """The first screen's chart: per variant, how much faster (paired latency ratio) and how much
     smaller than the reference, with the task metric's cost in the label; the variant to ship marked."""
-    from reports.decision import pareto_points
+    from reports.pareto import pareto_points
 
     points = sorted(pareto_points(results), key=lambda p: p.ratio)
     if not points:

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
 
+from harness.results.decision import RULE, decide
+from harness.results.queries import ordered_results
 from harness.results.schema import Result, RunRecord
 from reports import charts
-from reports.decision import RULE, decide, pareto_points
-from reports.summary import ordered_results, shown, skipped_lines, versus_text
+from reports.pareto import pareto_points
+from reports.summary import shown, skipped_lines, versus_text
 from reports.terminal import bytes_text, latency_text, ms_text, size_text
 
 CLASSIFIER_METRICS = ("max_abs_err", "cosine", "snr_db", "top1_agreement", "task_accuracy", "accuracy_ratio")

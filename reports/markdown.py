@@ -6,9 +6,10 @@ import html
 import re
 from pathlib import Path
 
+from harness.results.decision import RULE, decide
+from harness.results.queries import ordered_results
 from harness.results.schema import Result, RunRecord
-from reports.decision import RULE, decide
-from reports.summary import ordered_results, shown, skipped_lines, versus_text
+from reports.summary import shown, skipped_lines, versus_text
 from reports.terminal import latency_text, size_text
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")

@@ -7,10 +7,6 @@ from harness.results.schema import Result, RunRecord
 SPEED_WORDS = {"improvement": "faster", "regression": "slower", "no change": "same speed"}
 
 
-def measured(result: Result) -> bool:
-    return result.status == "ok" and result.latency_ms is not None
-
-
 def references(record: RunRecord) -> set[tuple[str, str, str]]:
     """(model, device, variant) of every case another case was paired with as its reference."""
     return {(r.model, r.device, r.versus.against) for r in record.results if r.versus is not None}
@@ -29,18 +25,6 @@ def versus_text(result: Result, record: RunRecord, named: bool = False) -> tuple
     return f"{comparison.ratio:.2f}x{interval} {words}{than}", comparison.verdict
 
 
-def accuracy_metric(result: Result) -> tuple[str, float] | None:
-    """The parity figure a Pareto view plots: task accuracy, else a decoder's next-token agreement, else
-    top-1 agreement, else cosine."""
-    if result.parity is None:
-        return None
-    for key in ("task_accuracy", "next_token_agreement", "top1_agreement", "cosine"):
-        value = result.parity.metrics.get(key)
-        if value is not None:
-            return key, float(value)
-    return None
-
-
 def size_vs_fp32(result: Result, results: list[Result]) -> float | None:
     """Artifact size over the fp32 artifact of the same model and format; None for fp32 itself."""
     size = result.artifact.size_bytes
@@ -55,17 +39,6 @@ def size_vs_fp32(result: Result, results: list[Result]) -> float | None:
         None,
     )
     return size / fp32 if fp32 else None
-
-
-def ordered_results(record: RunRecord) -> list[Result]:
-    """Results in the profile's model and variant order, whatever order they finished in."""
-    models = list(record.profile.get("models", []))
-    variants = list(record.profile.get("variants", []))
-
-    def rank(values: list[str], value: str) -> int:
-        return values.index(value) if value in values else len(values)
-
-    return sorted(record.results, key=lambda r: (rank(models, r.model), r.model, rank(variants, r.variant), r.device))
 
 
 BACKEND_NAMES = {"coreml": "Core ML", "executorch": "ExecuTorch", "onnxruntime": "ONNX Runtime", "torch": "PyTorch"}

@@ -11,11 +11,12 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from harness.results.decision import decide
+from harness.results.queries import ordered_results
 from harness.results.schema import Result, RunRecord
-from reports.decision import decide
 from reports.generation import generation_table
 from reports.plain import printable
-from reports.summary import ordered_results, shown, size_vs_fp32, skipped_lines, versus_text
+from reports.summary import shown, size_vs_fp32, skipped_lines, versus_text
 
 if TYPE_CHECKING:
     from harness.results.schema import ConvertRow

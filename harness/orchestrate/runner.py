@@ -34,6 +34,7 @@ from harness.process.isolation import run_isolated
 from harness.process.messages import Diagnosis, Measured, Unavailable
 from harness.process.scratch import run_environment
 from harness.process.specs import WorkerSpec
+from harness.results.decision import decide
 from harness.results.schema import (
     REFERENCE_ORDER,
     ArtifactInfo,
@@ -223,6 +224,8 @@ class Runner:
                 progress = self._stage_programs(progress, work_dir)
                 self._measure_interleaved(progress)
                 self._pair(progress)
+                self.record.decisions = [decision.record() for decision in decide(self.record)]
+                self._write_json()
             except KeyboardInterrupt:
                 for item in progress:
                     if not item.done and item.measured and not self._is_emitted(item):

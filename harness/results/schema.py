@@ -193,6 +193,32 @@ class Environment:
 
 
 @dataclass
+class RankedVariant:
+    """A candidate as the decision ranked it: its latency ratio to the reference, with the interval."""
+
+    variant: str
+    ratio: float
+    ci95: list[float] = field(default_factory=list)  # empty: the comparison has no interval
+
+
+@dataclass
+class DecisionRecord:
+    """Which variant to ship for one model on one device (`harness.results.decision`), as the results
+    file keeps it: what every renderer prints, for a dashboard to read without recomputing."""
+
+    model: str
+    device: str
+    reference: str | None
+    basis: Literal["paired", "unpaired median"] | None  # None: no candidate
+    variant: str | None
+    sentence: str
+    tie_break: Literal["size", "peak memory", "latency"] | None = None
+    ranked: list[RankedVariant] = field(default_factory=list)
+    tied: list[str] = field(default_factory=list)  # the variants latency could not separate from the chosen
+    excluded: dict[str, str] = field(default_factory=dict)  # variant -> why it was no candidate
+
+
+@dataclass
 class RunRecord:
     run_id: str
     created_at: str
@@ -200,6 +226,7 @@ class RunRecord:
     profile: dict[str, Any]
     results: list[Result] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
+    decisions: list[DecisionRecord] = field(default_factory=list)  # written when the run ends
 
 
 def headline_figures(result: Result) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.results.queries import measured
 from harness.results.schema import Result, RunRecord
-from reports.summary import measured
 
 FORMAT_VERSION = "5.1.0"  # the pytest-benchmark version whose JSON layout this follows
 

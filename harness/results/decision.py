@@ -1,6 +1,7 @@
 """Which variant to ship, per model and device: one decision, computed once, that every renderer prints.
 
-The rule: candidates are the measured variants whose parity gate passed. They are ranked by the paired
+The rule: candidates are the measured variants whose parity gate passed and that meet the profile's
+`[decide]` limits (size, peak memory, latency ratio, task metric over the reference's). They are ranked by the paired
 ratio to the model's reference (`Result.versus`, measured in one process, alternated), the statistic
 the harness trusts most; the reference itself stands at exactly 1. A candidate whose interval is not
 wholly above another's cannot be told apart from the fastest on latency: those are tied, and a tie is
@@ -14,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from harness.results.schema import Result, RunRecord
-from reports.summary import accuracy_metric, measured, ordered_results
+from harness.results.queries import accuracy_metric, measured, ordered_results
+from harness.results.schema import DecisionRecord, RankedVariant, Result, RunRecord
 
 Basis = Literal["paired", "unpaired median"]
 TieBreak = Literal["size", "peak memory", "latency"]
@@ -60,6 +61,21 @@ class Decision:
     @property
     def variant(self) -> str | None:
         return self.chosen.result.variant if self.chosen else None
+
+    def record(self) -> DecisionRecord:
+        """What the results file keeps of this decision."""
+        return DecisionRecord(
+            model=self.model,
+            device=self.device,
+            reference=self.reference,
+            basis=self.basis,
+            variant=self.variant,
+            sentence=self.sentence(),
+            tie_break=self.tie_break,
+            ranked=[RankedVariant(c.result.variant, c.ratio, list(c.interval or ())) for c in self.ranked],
+            tied=[c.result.variant for c in self.tied],
+            excluded=dict(self.excluded),
+        )
 
     def sentence(self) -> str:
         """E.g. `et-xnnpack-int8: 0.21x [0.21, 0.22], tied on latency with onnx-fp32 (0.20x [0.19, 0.20]),
@@ -112,8 +128,45 @@ def _missing_last(value: int | None) -> float:
     return float("inf") if value is None else float(value)
 
 
-def decide_group(model: str, device: str, results: list[Result]) -> Decision:
+@dataclass(frozen=True)
+class Limits:
+    """The profile's `[decide]` section (`profiles.schema.Decide`), read from the run's profile."""
+
+    max_size_mb: float | None = None
+    max_peak_memory_mb: float | None = None
+    max_latency_ratio: float | None = None
+    min_accuracy_ratio: float | None = None
+
+    @classmethod
+    def of(cls, record: RunRecord) -> Limits:
+        section = record.profile.get("decide") or {}
+        return cls(**{key: section.get(key) for key in cls.__dataclass_fields__})
+
+
+def _over_limits(result: Result, reference: Result | None, limits: Limits) -> str | None:
+    """Why a measured, passing variant is no candidate under the limits, or None."""
+    size, peak = result.artifact.size_bytes, result.memory.peak_rss_bytes
+    if limits.max_size_mb is not None and size is not None and size > limits.max_size_mb * 1e6:
+        return f"over [decide] max_size_mb = {limits.max_size_mb:g} ({size / 1e6:.1f} MB)"
+    if limits.max_peak_memory_mb is not None and peak is not None and peak > limits.max_peak_memory_mb * 1e6:
+        return f"over [decide] max_peak_memory_mb = {limits.max_peak_memory_mb:g} ({peak / 1e6:.1f} MB)"
+    ratio = result.versus.ratio if result.versus is not None else None
+    if limits.max_latency_ratio is not None and ratio is not None and ratio > limits.max_latency_ratio:
+        return f"over [decide] max_latency_ratio = {limits.max_latency_ratio:g} ({ratio:.2f}x)"
+    mine, theirs = accuracy_metric(result), accuracy_metric(reference) if reference is not None else None
+    if limits.min_accuracy_ratio is not None and mine and theirs and mine[0] == theirs[0] and theirs[1] > 0:
+        relative = mine[1] / theirs[1]
+        if relative < limits.min_accuracy_ratio:
+            return f"under [decide] min_accuracy_ratio = {limits.min_accuracy_ratio:g} ({mine[0]} {relative:.3f}x)"
+    return None
+
+
+def decide_group(model: str, device: str, results: list[Result], limits: Limits | None = None) -> Decision:
     """The decision for one model on one device, from that group's results."""
+    limits = limits or Limits()
+    against = {r.versus.against for r in results if r.versus is not None}
+    reference = sorted(against)[0] if against else None
+    reference_result = next((r for r in results if r.variant == reference), None)
     excluded: dict[str, str] = {}
     passing: list[Result] = []
     for result in results:
@@ -121,10 +174,10 @@ def decide_group(model: str, device: str, results: list[Result]) -> Decision:
             excluded[result.variant] = result.status if result.status != "ok" else "not measured"
         elif result.parity is not None and not result.parity.passed:
             excluded[result.variant] = "failed its parity gate"
+        elif (why := _over_limits(result, reference_result, limits)) is not None:
+            excluded[result.variant] = why
         else:
             passing.append(result)
-    against = {r.versus.against for r in results if r.versus is not None}
-    reference = sorted(against)[0] if against else None
     basis: Basis = "paired"
     candidates = [c for c in (_paired(r, reference) for r in passing) if c is not None]
     if len(candidates) <= 1:  # nothing paired against the reference: fall back to the medians
@@ -165,47 +218,5 @@ def decide(record: RunRecord) -> list[Decision]:
     groups: dict[tuple[str, str], list[Result]] = {}
     for result in ordered_results(record):
         groups.setdefault((result.model, result.device), []).append(result)
-    return [decide_group(model, device, results) for (model, device), results in groups.items()]
-
-
-@dataclass(frozen=True)
-class ParetoPoint:
-    """A measured case on the three axes a shipping choice trades: latency ratio to the reference
-    (paired where it was, else medians), artifact size, and the task metric (`accuracy_metric`)."""
-
-    result: Result
-    ratio: float
-    size: int
-    metric: str
-    value: float
-    on_front: bool
-
-
-def pareto_points(results: list[Result]) -> list[ParetoPoint]:
-    """Every measured case with a size and a task metric, marked on the front when no other case is at
-    least as fast, as small and as accurate, and better in one. Cases with another metric than the
-    first case's are left out (no common axis)."""
-    rows: list[tuple[Result, float, int, str, float]] = []
-    medians = {(r.device, r.variant): r.latency_ms.median for r in results if measured(r)}  # type: ignore[union-attr]
-    against = {r.device: r.versus.against for r in results if r.versus is not None}
-    for result in results:
-        metric = accuracy_metric(result)
-        if not measured(result) or metric is None or not result.artifact.size_bytes:
-            continue
-        reference = against.get(result.device)
-        if result.versus is not None:
-            ratio = result.versus.ratio
-        elif result.variant == reference:
-            ratio = 1.0
-        elif (result.device, reference) in medians:
-            ratio = result.latency_ms.median / medians[(result.device, reference)]  # type: ignore[union-attr]
-        else:
-            ratio = result.latency_ms.median / min(medians.values())  # type: ignore[union-attr]
-        rows.append((result, ratio, result.artifact.size_bytes, *metric))
-    rows = [row for row in rows if row[3] == rows[0][3]] if rows else []
-
-    def dominates(a: tuple[Result, float, int, str, float], b: tuple[Result, float, int, str, float]) -> bool:
-        no_worse = a[1] <= b[1] and a[2] <= b[2] and a[4] >= b[4]
-        return no_worse and (a[1] < b[1] or a[2] < b[2] or a[4] > b[4])
-
-    return [ParetoPoint(*row, not any(dominates(other, row) for other in rows)) for row in rows]
+    limits = Limits.of(record)
+    return [decide_group(model, device, results, limits) for (model, device), results in groups.items()]

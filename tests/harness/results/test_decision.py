@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from harness.results.decision import decide
 from harness.results.schema import load_results
-from reports.decision import decide
 from tests.synthetic import CLASSIFIERS, case, record
 
 
@@ -72,3 +72,47 @@ def test_committed_run_skips_excluded_and_no_interval_said() -> None:
     assert decision.basis == "paired" and decision.variant == "et-xnnpack-fp32"
     assert decision.excluded == {"coreml-fp16": "skipped", "coreml-w8": "skipped"}
     assert "no interval: too few paired processes" in decision.sentence()
+
+
+def test_decide_limits_exclude_a_faster_variant_with_the_limit_named() -> None:
+    run = record(
+        [
+            case("torch-fp32", 1.00, 160_000, accuracy=0.95),
+            case("onnx-big", 0.20, 2_500_000, (0.20, 0.19, 0.21)),  # fastest, over the size limit
+            case("onnx-hungry", 0.22, 100_000, (0.22, 0.21, 0.23), peak_rss=400_000_000),
+            case("onnx-inaccurate", 0.24, 100_000, (0.24, 0.23, 0.25), accuracy=0.80),
+            case("onnx-slow", 0.90, 100_000, (0.90, 0.89, 0.91)),
+            case("onnx-fp16", 0.40, 120_000, (0.40, 0.39, 0.41)),
+        ]
+    )
+    run.profile["decide"] = {
+        "max_size_mb": 1.0,
+        "max_peak_memory_mb": 200.0,
+        "min_accuracy_ratio": 0.98,
+        "max_latency_ratio": 0.5,
+    }
+    (decision,) = decide(run)
+    assert decision.variant == "onnx-fp16"
+    assert decision.excluded == {
+        "onnx-big": "over [decide] max_size_mb = 1 (2.5 MB)",
+        "onnx-hungry": "over [decide] max_peak_memory_mb = 200 (400.0 MB)",
+        "onnx-inaccurate": "under [decide] min_accuracy_ratio = 0.98 (task_accuracy 0.842x)",
+        "onnx-slow": "over [decide] max_latency_ratio = 0.5 (0.90x)",
+    }
+
+
+def test_a_run_writes_its_decisions_into_the_results_file(tmp_path) -> None:
+    """The file keeps the decision the renderers print: the same sentence, the ranking and the basis."""
+    from harness.results.schema import load_results as load
+    from tests.conftest import bench
+
+    out = tmp_path / "smoke.json"
+    proc = bench("run", "smoke", "--json", str(out), "--db", f"sqlite:///{tmp_path / 's.sqlite'}")
+    assert proc.returncode == 0, proc.stderr
+    run = load(out)
+    assert [d.sentence for d in run.decisions] == [d.sentence() for d in decide(run)]
+    (stored,) = run.decisions
+    assert stored.basis == "paired" and stored.reference == "torch-fp32"
+    assert stored.variant in {r.variant for r in run.results}
+    assert {r.variant for r in stored.ranked} == {r.variant for r in run.results if r.status == "ok"}
+    assert f"ship on cpu: {stored.sentence}" in " ".join(proc.stdout.split())
