@@ -234,6 +234,7 @@ def run(
 ) -> None:
     """Convert, check parity and measure every case of a profile."""
     from harness.orchestrate.runner import Runner, exit_code
+    from harness.results.timing import breakdown_line
     from profiles.schema import load_profile
     from reports.terminal import render
 
@@ -289,6 +290,7 @@ def run(
                     record = runner.run(observer)
         except BenchError as exc:
             _fail(exc)
+    reporting_started = time.monotonic()
     render(record, out)
     code = exit_code(record)
     if baseline_run is not None:
@@ -303,8 +305,11 @@ def run(
             code = 1
         if _print_regressions(changes):
             code = 1
-    outcomes = [_results_outcome(runner, runner_json), *_write_reports([record], html_path, markdown_path, None)]
-    outputs_written = _print_outcomes(outcomes)
+    reports = _write_reports([record], html_path, markdown_path, None)
+    runner.finish_timing(time.monotonic() - reporting_started)
+    if record.timing is not None:
+        out.print(Text(breakdown_line(record.timing)), soft_wrap=True)
+    outputs_written = _print_outcomes([_results_outcome(runner, runner_json), *reports])
     store_complete = _print_store(runner, store.url)
     if not (outputs_written and store_complete):
         code = max(code, 1)

@@ -11,3 +11,7 @@ from harness.backends.torch_eager import TorchBackend
 BACKENDS: dict[str, type[Backend]] = {
     cls.name: cls for cls in (TorchBackend, OnnxRuntimeBackend, CoreMLBackend, ExecuTorchBackend)
 }
+
+# What the measuring children's template imports before it forks them (`harness.process.isolation`):
+# one module, which imports the runtimes and the backends.
+TEMPLATE_PRELOAD = ("harness.backends.preload",)

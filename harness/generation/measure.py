@@ -427,6 +427,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     lengths = [int(n) for n in data["lengths"]]
     budget = int(data["new_tokens"])
     memory = PeakTracker()
+    load_at = time.time()
     try:
         session, cold = load_cold(backend, request, memory)
     except DeviceUnavailable as exc:
@@ -446,6 +447,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     energy.measure_idle()
     thermal_start = read_thermal()
     energy.begin()
+    sampling_started = time.perf_counter()
     for n in lengths:  # first round, shortest context first: memory per context length
         _generate_timed(step, prompt[:n], budget, empty, timing, memory)
     deadline = time.perf_counter() + spec.budget_s
@@ -454,6 +456,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
         for n in lengths:
             _generate_timed(step, prompt[:n], budget, empty, timing)
         rounds += 1
+    sampling_s = time.perf_counter() - sampling_started
     energy_stats = energy.end(timing.generated)
     thermal_end = read_thermal()
     peak = max(timing.peak_bytes.values())
@@ -482,6 +485,8 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
             thermal=thermal_warning(thermal_start, thermal_end),
             thermal_state=thermal_record(thermal_start, thermal_end),
             placement=placement,
+            load_at=load_at,
+            sampling_s=sampling_s,
             generation={
                 "lengths": lengths,
                 "new_tokens": budget,

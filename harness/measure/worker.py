@@ -46,6 +46,7 @@ def measure_unpaired(backend: Backend, spec: WorkerSpec, do_parity: bool, send: 
     backend.prepare(request)
     inputs = npz_arrays(spec.inputs_path, "arr_")
     memory = PeakTracker()
+    load_at = time.time()
     try:
         session, cold = load_cold(backend, request, memory)
     except DeviceUnavailable as exc:
@@ -68,7 +69,9 @@ def measure_unpaired(backend: Backend, spec: WorkerSpec, do_parity: bool, send: 
     energy.measure_idle()
     thermal_start = read_thermal()
     energy.begin()
+    sampling_started = time.perf_counter()
     samples = sample(call, session.sync, calls, spec.budget_s)
+    sampling_s = time.perf_counter() - sampling_started
     energy_stats = energy.end(len(samples) * calls)
     thermal_end = read_thermal()
     peak = memory.peak()
@@ -97,5 +100,7 @@ def measure_unpaired(backend: Backend, spec: WorkerSpec, do_parity: bool, send: 
             thermal=thermal_warning(thermal_start, thermal_end),
             thermal_state=thermal_record(thermal_start, thermal_end),
             placement=placement,
+            load_at=load_at,
+            sampling_s=sampling_s,
         )
     )

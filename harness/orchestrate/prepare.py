@@ -18,6 +18,7 @@ import numpy as np
 
 from harness.process.isolation import run_isolated
 from harness.process.messages import ArtifactBuilt, ModelChecked, ModelRejected, PreparedModel, Stage
+from harness.results.schema import ProcessTiming
 from profiles.paths import save_torch
 from profiles.schema import Profile
 
@@ -208,6 +209,7 @@ class Prepared:
     failure: str | None = None  # the model itself failed (factory, reference outputs): all its cases fail
     rejected: str | None = None  # the model breaks the protocol (bad input): the command stops, exit 2
     artifacts: dict[str, ArtifactBuilt] = field(default_factory=dict)
+    timings: list[ProcessTiming] = field(default_factory=list)  # its worker processes
 
 
 def prepare_isolated(
@@ -260,6 +262,8 @@ def prepare_isolated(
         outcome = run_isolated(
             prepare_model, arguments, profile.measure.timeout_s, on_message, log_path, per_message=True, cancel=cancel
         )
+        startup = outcome.ready_at - outcome.spawned_at if outcome.ready_at else None
+        prepared.timings.append(ProcessTiming("prepare", model_ref, outcome.wall_s, startup))
         if outcome.failure is None or (cancel is not None and cancel.is_set()):
             return prepared
         current = stage[0] if stage else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import closing
@@ -42,8 +43,10 @@ from harness.results.schema import (
     LoadTimes,
     MemoryStats,
     ParityResult,
+    ProcessTiming,
     Result,
     RunRecord,
+    RunTiming,
     write_results,
 )
 from harness.results.stats import latency_warnings, summarise
@@ -133,6 +136,7 @@ class Runner:
         )
         self.baseline = baseline
         self.baseline_notes: list[str] = []
+        self.timing = RunTiming()
 
     def _emit(self, result: Result) -> None:
         """Append a result and write it to the results file and to the store; each write fails alone."""
@@ -195,6 +199,7 @@ class Runner:
 
         work_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))
         progress: list[_Progress] = []
+        started = time.monotonic()
         with run_environment(work_dir):
             try:
                 unimportable = check_user_models(list(per_model), self.profile.measure.timeout_s, self._log_dir())
@@ -216,14 +221,21 @@ class Runner:
                             self.observer.step(f"{model_ref}: cannot import")
                             continue
                         _, prepared = next(ready)
+                        self.timing.processes += prepared.timings
                         if prepared.rejected:
                             raise ProtocolError(prepared.rejected)
                         self.observer.step(f"{model_ref}: prepared")
                         for case in cases:
                             progress += self._plan_measurement(case, prepared)
                 progress = self._stage_programs(progress, work_dir)
+                self.timing.prepare_s = time.monotonic() - started
                 self._measure_interleaved(progress)
+                self.timing.unpaired_s = time.monotonic() - started - self.timing.prepare_s
                 self._pair(progress)
+                self.timing.paired_s = time.monotonic() - started - self.timing.prepare_s - self.timing.unpaired_s
+                self.timing.wall_s = time.monotonic() - started
+                self.timing.conversions_s = _conversions_s(self.record.results)
+                self.record.timing = self.timing
                 self.record.decisions = [decision.record() for decision in decide(self.record)]
                 self._write_json()
             except KeyboardInterrupt:
@@ -234,6 +246,12 @@ class Runner:
             finally:
                 shutil.rmtree(work_dir, ignore_errors=True)
         return self.record
+
+    def finish_timing(self, reporting_s: float) -> None:
+        """The reporting phase's time, once the caller has rendered the run: the results file again."""
+        if self.record.timing is not None:
+            self.record.timing.reporting_s = reporting_s
+            self._write_json()
 
     def _is_emitted(self, item: _Progress) -> bool:
         return any(r.case_key == current_key(item.case) for r in self.record.results)
@@ -395,6 +413,8 @@ class Runner:
                 self._update(result)
 
         run_series(series, self.profile.paired.max_s * len(series), write_finished)
+        for one in series:
+            self.timing.processes += one.timings
 
     def _baseline_spec(self, current: _Progress) -> WorkerSpec | None:
         """The current case's spec with the baseline's artifact, or None (and a note saying why)."""
@@ -418,13 +438,21 @@ class Runner:
     def _measure_once(self, item: _Progress, do_parity: bool) -> None:
         log = self._log(f"measure-{item.case.label.replace(' ', '-')}")
         outcome = run_isolated(
-            measure_case, (item.spec, do_parity), self.profile.measure.timeout_s, None, log, exit_at_once=True
+            measure_case,
+            (item.spec, do_parity),
+            self.profile.measure.timeout_s,
+            None,
+            log,
+            exit_at_once=True,
         )
         unavailable = outcome.first(Unavailable)
         if unavailable is not None:
             item.skipped = unavailable.reason
             return
         measured = outcome.first(Measured)
+        startup = measured.load_at - outcome.spawned_at if measured is not None and measured.load_at else None
+        sampling = sum(measured.samples_ms) * measured.calls_per_sample / 1e3 if measured is not None else 0.0
+        self.timing.processes.append(ProcessTiming("unpaired", item.case.label, outcome.wall_s, startup, sampling))
         if outcome.failure is not None or measured is None:
             item.failure = f"measurement {outcome.failure or 'worker sent no result'} (log: {log})"
             return
@@ -516,3 +544,10 @@ def exit_code(record: RunRecord) -> int:
 
 
 __all__ = ["Observer", "Runner", "exit_code"]
+
+
+def _conversions_s(results: list[Result]) -> float:
+    """Seconds inside converters for the artifacts built this run, each once (a variant measured on two
+    devices is one artifact; a cache hit cost nothing)."""
+    built = {r.artifact.sha256 or r.artifact.path: r.artifact.conversion_s for r in results if not r.artifact.cache_hit}
+    return sum(seconds for seconds in built.values() if seconds)

@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.backends.registry import TEMPLATE_PRELOAD
 from harness.pairing.sequential import FAST_THIRD_STATISTIC, LOOKS, PROCESS_STATISTICS, ROUNDS_STATISTIC, decide
 from harness.pairing.worker import Arm, PairedPlan, measure_paired, reference_share
-from harness.process.isolation import run_isolated
+from harness.process.isolation import WorkerOutcome, run_isolated
 from harness.process.messages import PairedMeasured, PairedRefused
-from harness.results.schema import PairedComparison, PairedProcess
+from harness.results.schema import PairedComparison, PairedProcess, ProcessTiming
 from profiles.schema import Profile
 
 
@@ -106,6 +107,15 @@ class Series:
         self.processes = 0
         self.elapsed_s = 0.0  # in its processes, start to end
         self.last_s = 0.0  # its last process: the next loads no more arms, so it takes about as long
+        self.timings: list[ProcessTiming] = []  # one per paired process, for the run's time breakdown
+
+    def _time(self, outcome: WorkerOutcome) -> None:
+        measured = outcome.first(PairedMeasured)
+        startup, sampling = None, 0.0
+        if measured is not None:
+            startup = measured.load_at - outcome.spawned_at if measured.load_at else None
+            sampling = sum(sum(b) * c for b, c in zip(measured.blocks_ms, measured.calls, strict=True)) / 1e3
+        self.timings.append(ProcessTiming("paired", self.label, outcome.wall_s, startup, sampling))
 
     def step(self) -> None:
         """One paired process of the arms still open; then every one of them decided at a look (or, at the
@@ -127,9 +137,18 @@ class Series:
             reference_blocks=shares,
         )
         began = time.monotonic()
-        outcome = run_isolated(measure_paired, (plan,), settings.timeout_s, None, self.log_path, exit_at_once=True)
+        outcome = run_isolated(
+            measure_paired,
+            (plan,),
+            settings.timeout_s,
+            None,
+            self.log_path,
+            exit_at_once=True,
+            preload=TEMPLATE_PRELOAD,
+        )
         self.last_s = time.monotonic() - began
         self.elapsed_s += self.last_s
+        self._time(outcome)
         refused = outcome.first(PairedRefused)
         if refused is not None:
             self.leave_out(keys, refused)

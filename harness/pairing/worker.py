@@ -171,6 +171,7 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
     backends: list[Any] = []
     runners: dict[int, tuple[Callable[[], Any], Callable[[], None]]] = {}
     sessions = []
+    load_at = 0.0
     try:
         for index in order:
             spec = plan.arms[index].spec
@@ -178,6 +179,7 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
             backends.append(backend)
             request = LoadRequest(spec.artifact_path, spec.device, plan.threads, spec.model_ref)
             backend.prepare(request)
+            load_at = load_at or time.time()
             session = backend.load(request)
             sessions.append(session)
             try:
@@ -199,7 +201,11 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
                     runners[index][0]()
                 blocks[index].append(timed_block(*runners[index], calls[index]))
             rounds += 1
-        send(PairedMeasured(created=order, calls=calls, blocks_ms=blocks, rounds=rounds, lead_in=lead_in))
+        send(
+            PairedMeasured(
+                created=order, calls=calls, blocks_ms=blocks, rounds=rounds, lead_in=lead_in, load_at=load_at
+            )
+        )
     finally:
         del sessions, runners
         for backend in backends:

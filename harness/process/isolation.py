@@ -11,6 +11,16 @@ parent, which then kills its child; no half-started worker prints a traceback on
 A child leads a process group of its own, and when it ends the parent kills that whole group: whatever
 the child started (a user's factory that runs `sleep 150`, a runtime's helper) ends with it, instead of
 being orphaned and outliving the case.
+
+Measuring children start from a template (`preload`): on Linux, multiprocessing's forkserver, which
+imports the runtimes once and forks a fresh child per case, so a process that times milliseconds no
+longer pays seconds of imports (torch, ONNX Runtime and ExecuTorch's extension; `docs/performance.md`).
+Every child is still a process of its own that dies with its case. What a fork would share is set in
+the child: its environment is the parent's at the call (the template's is the one it started with),
+and each runtime's thread count is set through the runtime's own call (`torch.set_num_threads`, ONNX
+Runtime's session options, ExecuTorch's thread pool reset), since the variables read at import were
+read in the template. The template is not used on macOS: Core ML and Metal are not fork-safe, so the
+Mac path spawns every child afresh, as before (`template_start_method`).
 """
 
 from __future__ import annotations
@@ -20,16 +30,17 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing import resource_tracker
+from multiprocessing import forkserver, resource_tracker
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.process.messages import WorkerError
+from harness.process.messages import Ready, WorkerError
 
 T = TypeVar("T")
 PR_SET_PDEATHSIG = 1
@@ -40,10 +51,39 @@ WATCHDOG_INTERVAL_S = 0.5
 class WorkerOutcome:
     messages: list[Any] = field(default_factory=list)
     failure: str | None = None  # None when the child finished normally
+    spawned_at: float = 0.0  # wall-clock times: the parent's start of the child, the child's `Ready`, the end
+    ready_at: float | None = None
+    ended_at: float = 0.0
+
+    @property
+    def wall_s(self) -> float:
+        return self.ended_at - self.spawned_at
 
     def first(self, kind: type[T]) -> T | None:
         """The first message of a type, or None."""
         return next((m for m in self.messages if isinstance(m, kind)), None)
+
+
+def template_start_method() -> str:
+    """`forkserver` where a forked child of a process that imported the runtimes is safe (Linux), else
+    `spawn`: on macOS, Core ML, Metal and the Objective-C runtime must not be initialised before a fork."""
+    return "forkserver" if sys.platform.startswith("linux") else "spawn"
+
+
+def _template(preload: tuple[str, ...]) -> Any:
+    """The forkserver context with `preload` imported in the server. One server per parent process and
+    one preload list: a second list stops the first server, which the next start replaces."""
+    global _preloaded
+    context = mp.get_context("forkserver")
+    if _preloaded != preload:
+        if _preloaded is not None:
+            forkserver._forkserver._stop()
+        context.set_forkserver_preload(list(preload))
+        _preloaded = preload
+    return context
+
+
+_preloaded: tuple[str, ...] | None = None
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -71,14 +111,22 @@ def _child(
     log_path: str | None,
     parent_pid: int,
     exit_at_once: bool,
+    environment: dict[str, str] | None = None,
 ) -> None:
     os.setpgid(0, 0)
+    if environment is not None:  # forked from the template: the parent's environment now, not the template's
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        os.environ.clear()
+        os.environ.update(environment)
+        tempfile.tempdir = None
+        parent_pid = os.getppid()  # the template: it ends when the parent does, and this child with it
     _die_with_parent(parent_pid)
     if log_path:
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
     try:
+        conn.send(Ready(time.time()))
         target(*args, conn.send)
     except BaseException as exc:
         traceback.print_exc()
@@ -148,6 +196,7 @@ def run_isolated(
     per_message: bool = False,
     cancel: threading.Event | None = None,
     exit_at_once: bool = False,
+    preload: tuple[str, ...] | None = None,
 ) -> WorkerOutcome:
     """Call ``target(*args, send)`` in a spawned process; `send` takes picklable messages (the records of
     `harness.process.messages`).
@@ -159,20 +208,27 @@ def run_isolated(
     child ends as soon as `target` returns, without Python's finalisation: for a measuring worker, which
     writes no files and holds nothing the OS does not release, finalising torch, ONNX Runtime and
     ExecuTorch took 0.5 s of every resnet18 process, time in which the next process could not start.
+    With `preload` (module names) the child is forked from the template that imported them, where the
+    platform allows (`template_start_method`).
     """
-    context = mp.get_context("spawn")
+    forked = preload is not None and template_start_method() == "forkserver"
+    context = _template(preload) if forked and preload is not None else mp.get_context("spawn")
     parent_conn, child_conn = context.Pipe(duplex=False)
     log = str(log_path) if log_path else None
+    environment = dict(os.environ) if forked else None
     process = context.Process(
-        target=_child, args=(target, args, child_conn, log, os.getpid(), exit_at_once), daemon=True
+        target=_child, args=(target, args, child_conn, log, os.getpid(), exit_at_once, environment), daemon=True
     )
+    outcome = WorkerOutcome(spawned_at=time.time())
     _start_without_sigint(process)
     child_conn.close()
-    outcome = WorkerOutcome()
     deadline = time.monotonic() + timeout_s
 
     def receive(message: Any) -> None:
         nonlocal deadline
+        if isinstance(message, Ready):
+            outcome.ready_at = message.at
+            return
         if per_message:
             deadline = time.monotonic() + timeout_s
         if isinstance(message, WorkerError):
@@ -220,3 +276,4 @@ def run_isolated(
             process.join()
         _kill_group(process.pid)
         parent_conn.close()
+        outcome.ended_at = time.time()

@@ -18,6 +18,14 @@ class WorkerError:
 
 
 @dataclass(frozen=True)
+class Ready:
+    """The child is up (interpreter started, target unpickled): its wall-clock time, for the start-up
+    figure of `harness.results.schema.ProcessTiming`. The parent keeps it out of the outcome's messages."""
+
+    at: float
+
+
+@dataclass(frozen=True)
 class Stage:
     """What a preparation worker is doing now; `variant` while it converts one."""
 
@@ -79,6 +87,7 @@ class PairedMeasured:
     blocks_ms: list[list[float]]
     rounds: int
     lead_in: list[int]  # untimed calls of each arm before each of its blocks
+    load_at: float = 0.0  # wall-clock time the first arm's load began (imports done): ends the start-up
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,8 @@ class Measured:
     thermal_state: dict[str, Any]
     placement: dict[str, Any]
     generation: dict[str, Any] | None = None  # decoders: the keys `harness.generation.measure` summarises
+    load_at: float = 0.0  # wall-clock time the cold load began (imports done): ends the start-up
+    sampling_s: float = 0.0  # wall time inside timed sampling
 
 
 @dataclass(frozen=True)

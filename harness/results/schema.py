@@ -219,6 +219,31 @@ class DecisionRecord:
 
 
 @dataclass
+class ProcessTiming:
+    """One worker process of a run: its wall time, spawn to the first load (interpreter, imports, the
+    runtime's set-up: what a process pays before it measures anything), and its time in timed sampling."""
+
+    kind: Literal["prepare", "unpaired", "paired"]
+    label: str
+    wall_s: float
+    startup_s: float | None = None  # None: the process ended before it loaded anything
+    sampling_s: float = 0.0
+
+
+@dataclass
+class RunTiming:
+    """Where a run's wall time went, by phase, and per worker process (`harness.results.timing`)."""
+
+    wall_s: float = 0.0
+    prepare_s: float = 0.0  # preparing the models: reference outputs and every conversion
+    unpaired_s: float = 0.0
+    paired_s: float = 0.0
+    reporting_s: float = 0.0  # the tables, HTML and Markdown after the measuring
+    conversions_s: float = 0.0  # inside converters, artifacts built this run (a cache hit costs none)
+    processes: list[ProcessTiming] = field(default_factory=list)
+
+
+@dataclass
 class RunRecord:
     run_id: str
     created_at: str
@@ -227,6 +252,7 @@ class RunRecord:
     results: list[Result] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     decisions: list[DecisionRecord] = field(default_factory=list)  # written when the run ends
+    timing: RunTiming | None = None  # None in files written before it was recorded
 
 
 def headline_figures(result: Result) -> dict[str, Any]:

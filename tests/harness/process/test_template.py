@@ -1,0 +1,62 @@
+"""Children forked from the template (the paired processes' start-up path) keep the isolation of a
+spawned child: a crash, a hang or memory exhaustion fails only its own call, and the next child starts
+clean. The template holds the runtimes but never Core ML, and a child sees the parent's environment as
+it is at the call, not as it was when the template started."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+from harness.backends.registry import TEMPLATE_PRELOAD
+from harness.process.isolation import run_isolated, template_start_method
+
+pytestmark = pytest.mark.skipif(template_start_method() != "forkserver", reason="the template is Linux's path")
+
+
+def _case(mode: str, send) -> None:
+    """What a measuring child would do, or fail doing."""
+    if mode == "segv":
+        import ctypes
+
+        ctypes.string_at(0)
+    if mode == "hang":
+        time.sleep(120)
+    if mode == "oom":
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        hoard = [bytearray(256 << 20) for _ in range(64)]  # 16 GiB, far past the 2 GiB limit
+        send({"kind": "allocated", "blocks": len(hoard)})
+    send(
+        {
+            "kind": "state",
+            "preloaded": sorted(m for m in ("torch", "onnxruntime") if m in sys.modules),
+            "coreml": sorted(m for m in sys.modules if m.startswith("coremltools")),
+            "marker": os.environ.get("BENCH_TEMPLATE_MARKER"),
+            "pid": os.getpid(),
+        }
+    )
+
+
+def test_a_crash_a_hang_and_memory_exhaustion_each_fail_only_their_own_child(monkeypatch) -> None:
+    first = run_isolated(_case, ("ok",), 120, preload=TEMPLATE_PRELOAD)
+    assert first.failure is None
+    segv = run_isolated(_case, ("segv",), 120, preload=TEMPLATE_PRELOAD)
+    hang = run_isolated(_case, ("hang",), 3, preload=TEMPLATE_PRELOAD)
+    oom = run_isolated(_case, ("oom",), 120, preload=TEMPLATE_PRELOAD)
+    assert segv.failure == "worker was killed by SIGSEGV"
+    assert hang.failure == "timed out after 3 s"
+    assert oom.failure is not None and oom.failure.startswith("MemoryError")
+    monkeypatch.setenv("BENCH_TEMPLATE_MARKER", "set after the template started")
+    after = run_isolated(_case, ("ok",), 120, preload=TEMPLATE_PRELOAD)
+    assert after.failure is None
+    (state,) = after.messages
+    assert state["preloaded"] == ["onnxruntime", "torch"]  # forked from the template: nothing imported here
+    assert state["coreml"] == []
+    assert state["marker"] == "set after the template started"
+    assert state["pid"] != first.messages[0]["pid"]  # a fresh process per call
+    assert after.ready_at is not None and after.spawned_at <= after.ready_at <= after.ended_at
