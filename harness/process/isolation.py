@@ -158,7 +158,7 @@ def run_isolated(
     reports each step (one conversion after another) gets `timeout_s` per step. With `exit_at_once` the
     child ends as soon as `target` returns, without Python's finalisation: for a measuring worker, which
     writes no files and holds nothing the OS does not release, finalising torch, ONNX Runtime and
-    ExecuTorch took 0.5 s of every resnet18 process, time in which the next process could not start.
+    ExecuTorch is time in which the next process cannot start (`docs/performance.md`).
     """
     context = mp.get_context("spawn")
     parent_conn, child_conn = context.Pipe(duplex=False)
