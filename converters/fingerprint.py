@@ -10,12 +10,12 @@ share it, and the second build would be measured with the first one's artifact. 
   the user modules that define the model's classes and factory: a flag read from the environment at
   import time lands there.
 
-Why not the `torch.export` graph, which would also see what `forward` reads at call time? Measured on
-resnet18 here: the first export in a process costs 2.2 s (importing torch.export and dynamo) plus 0.35 s
-per model, which took the cache hit path for its 13 variants from 5.0 s to 8.2 s against a 61 s cold
-conversion: 7.4x, below the 10x the cache must keep. The walk above costs 0.06 s. What it cannot see
-is a value `forward` reads from outside the model at call time (`os.environ` inside `forward`); keep
-such switches in attributes or module-level settings.
+Why not the `torch.export` graph, which would also see what `forward` reads at call time? Exporting
+costs seconds per process (importing torch.export and dynamo) plus a fraction of one per model, which
+would take a cache hit below the 10x speed-up over a cold conversion that the cache must keep; the walk
+above costs a small fraction of a second (figures in `docs/cache.md`). What it cannot see is a value
+`forward` reads from outside the model at call time (`os.environ` inside `forward`); keep such switches
+in attributes or module-level settings.
 
 The parts are kept apart in a short summary (`inputs`, plus one line per attribute), which the cache
 stores beside each entry so `bench convert --explain` can say why a lookup missed.

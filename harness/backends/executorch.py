@@ -2,8 +2,8 @@
 delegate with compute units per device.
 
 The runtime is ExecuTorch's C extension (`executorch.extension.pybindings._C`) loaded directly: the
-public `executorch.runtime` wrapper imports the whole exporter first, 7-12 s per worker process here,
-where the extension itself loads in milliseconds once torch is imported.
+public `executorch.runtime` wrapper imports the whole exporter first, seconds per worker process
+(`docs/performance.md`), where the extension itself loads in milliseconds once torch is imported.
 
 Device truth: an XNNPACK program runs only `cpu`. A Core ML program's compute units are a compile spec
 baked into the `.pte` (the Python runtime takes no load-time backend options), so a Core ML program is

@@ -289,8 +289,8 @@ def prepare_many(
     requests: list[PrepareRequest], work_dir: Path, profile: Profile, with_reference: bool = True
 ) -> Iterator[tuple[PrepareRequest, Prepared]]:
     """Prepare several models, `profile.convert.jobs` at once (each in its own worker processes), and yield
-    them in the order asked as each is ready. Much of a conversion is single-threaded Python: on the 2-core
-    VM two at a time took the default profile's conversions from 8 min to 5 min. Nothing is measured
+    them in the order asked as each is ready. Much of a conversion is single-threaded Python, so two at a
+    time shorten a profile's conversions even on two cores (`docs/performance.md`). Nothing is measured
     meanwhile. Leaving early (Ctrl-C, an error) kills every worker still converting."""
     cancel = threading.Event()
     pool = ThreadPoolExecutor(max_workers=profile.convert.jobs, thread_name_prefix="prepare")

@@ -2,28 +2,24 @@
 
 Per process, the statistic is the median over rounds of the log-ratio of B's to A's mean block time in
 that round (`process_log_ratio`). The validation study favours it over the log-ratio of the two arms'
-medians: over 200 A/A processes its spread was 0.99 % against 1.38 %. A round's blocks sit next to
+medians: its spread over A/A processes is smaller (`docs/measurement.md`). A round's blocks sit next to
 each other in time, so a burst of a neighbour that lands on a few blocks moves a few rounds, and the
 median drops them, where a median over each arm's blocks alone shifts when a burst hits one arm's
-blocks more than the other's (under load one process read +18 % that way and +0.5 % per round).
+blocks more than the other's.
 
 Between different variants (the vs-reference column, `bench ab`) the statistic is instead the log-ratio of
 the mean of the fastest third of each arm's blocks (`fast_third_log_ratio`). Interference from a shared
-host hits two runtimes unequally: in noisy default-profile runs torch eager's resnet18 blocks slowed
-from 57-61 ms to 60-87 ms for a few processes while XNNPACK's and ONNX Runtime's stayed within a few
-percent, so it did not cancel in a round's ratio. Interference only ever adds time, so the fastest
+host hits two runtimes unequally (one runtime's blocks slow down for a few processes while the other's
+hold), so it does not cancel in a round's ratio. Interference only ever adds time, so the fastest
 blocks of an arm are those it missed (BenchmarkTools.jl and conbench take the minimum for this reason);
-a third rather than the single fastest block, whose value among many blocks of a fast arm wanders. Over
-124 vs-reference cells of seven default-profile and ExecuTorch runs on this VM (recomputed from their
-stored blocks), the 90th percentile of the per-process spread was, median of per-round ratios against
-fastest third: resnet18 6.8 % / 3.8 %, vit_small 3.3 % / 2.5 %, digits_cnn 3.7 % / 3.0 %,
-mobilenet_v3_small 2.7 % / 1.9 % (by minimum: 3.8, 3.4, 3.3, 3.4 %). The ratios it reads sit 0.5-2.3 %
-higher: the reference's typical block was the more inflated. Two builds of one variant (the baseline
-gate, the validation study) keep the median of per-round ratios: interference hits both alike, and
-that is the statistic the study validated.
+a third rather than the single fastest block, whose value among many blocks of a fast arm wanders.
+Recomputed from stored blocks, it narrowed the per-process spread of the vs-reference ratios of each
+of the four models tried (`docs/measurement.md` has the figures). Two builds of one variant (the baseline gate, the
+validation study) keep the median of per-round ratios: interference hits both alike, and that is the
+statistic the study validated.
 
 Across processes, the mean log-ratio and its t interval, with the creation order taken out: the
-second-created of two sessions ran 0.3-3 % faster than the first on this VM (2.2 % in the study), so the
+second-created of two sessions runs a little faster than the first (`docs/measurement.md`), so the
 parent mirrors the order from one process to the next, and the estimate is the average of the two
 order groups' means with their pooled spread (df = n - 2). The order effect then neither biases the
 mean (the looks fall on even counts, where the groups are equal) nor widens the interval.
@@ -40,7 +36,7 @@ the chance that any of K intervals misses is at most K * alpha/K = alpha, whatev
 between looks and whenever the budget stops the series (a stop between two looks is read as one more
 look, replacing those not taken). It is conservative, since the looks are strongly correlated, which
 costs a few processes; an O'Brien-Fleming spending function would decide later at the early looks,
-where the cheap decisions (a 10 % regression at 6 processes) are made.
+where the cheap decisions (a large regression at the first look) are made.
 """
 
 from __future__ import annotations

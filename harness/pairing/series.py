@@ -7,11 +7,10 @@ process loads all arms still open; an arm leaves the series once its verdict is 
 interval within the precision goal, when the profile sets one: a team choosing a variant wants the
 ratio, a CI gate only the verdict), so the processes get lighter as it goes. The reference's noise
 enters every ratio of the series, so it runs about sqrt(K) blocks for each contender's one
-(`harness.pairing.worker.reference_share`): in seven-arm resnet18 processes with one reference block per
-half-round, the part of the per-process spread that all six ratios shared (the reference's) was 1.85 %,
-against about 1 % that was each contender's own. The creation order is mirrored from one process to
-the next (a seeded random order, then its reverse, ...), so every pair of arms meets in both orders
-equally often.
+(`harness.pairing.worker.reference_share`): with one reference block per half-round, the part of the
+per-process spread that all ratios share (the reference's) outweighed each contender's own
+(`docs/measurement.md`). The creation order is mirrored from one process to the next (a seeded random
+order, then its reverse, ...), so every pair of arms meets in both orders equally often.
 """
 
 from __future__ import annotations

@@ -1,21 +1,21 @@
 """Paired in-process measurement: several artifacts loaded in one process, their blocks of calls alternated.
 
 What moves one process's speed (memory placement, frequency, the neighbours of a shared VM) moves every
-arm of that process alike, so it cancels in their ratio: on the 2-core VM the per-process log-ratio of
-two sessions of one artifact had a standard deviation of about 0.8 %, against a 13-19 % spread of one
-arm's per-process median. Pairing is for latency ratios; load time, memory, energy and parity stay with
+arm of that process alike, so it cancels in their ratio: the per-process log-ratio of two sessions of one
+artifact spreads a small fraction of what one arm's per-process median does (the figures are in
+`docs/measurement.md`). Pairing is for latency ratios; load time, memory, energy and parity stay with
 the unpaired workers of `harness.measure.worker`, one case per process.
 
 The schedule, per process:
-- the arms are created in the order the parent gives (the second-created session of two ran 0.3-3 %
-  faster than the first here, consistently, so the parent mirrors the order from one process to the
-  next, and the verdict takes the order effect out: `harness.pairing.sequential`);
+- the arms are created in the order the parent gives (the second-created session of two runs a little
+  faster than the first, consistently, so the parent mirrors the order from one process to the next,
+  and the verdict takes the order effect out: `harness.pairing.sequential`);
 - every arm is warmed up the same number of calls, interleaved and each timed, for at most half the
-  process's sampling time (ten calls of seven resnet18 arms took 5.3 s, more than their 3.5 s of
-  sampling). An arm whose warm call lasts at least two blocks (`SLOW_CALL_BLOCKS`) runs one call per
-  block, and its interleaved timings stand; a faster arm then runs a few calls in a row, timed as a
-  block's calls would be, and they set its calls per block, so a block lasts at least `min_block_ms` (far
-  above the timer's resolution);
+  process's sampling time (the warm-up calls of many slow arms can outlast their sampling). An arm whose
+  warm call lasts at least two blocks (`SLOW_CALL_BLOCKS`) runs one call per block, and its interleaved
+  timings stand; a faster arm then runs a few calls in a row, timed as a block's calls would be, and
+  they set its calls per block, so a block lasts at least `min_block_ms` (far above the timer's
+  resolution);
 - then rounds until the budget is spent: a seeded random order of the arms followed by its mirror image
   (A B B A, C A B B A C, ...), so within a round every arm sits at the same mean position and a linear
   drift over the round hits all alike. Compared with K arms at once, the reference (arm 0) appears
@@ -23,13 +23,11 @@ The schedule, per process:
   every ratio. Every block of every arm is recorded, in time order;
 - with a lead-in (`lead_in_ms`), each block is preceded by untimed calls of its arm. Switching from one
   runtime to another leaves the caches and branch predictors cold, and the cost falls on each runtime
-  differently: in eight-arm processes of digits_cnn with 1 ms blocks (`tools/lead_in_study.py`), onnx-fp32
-  read 0.157x of torch-fp32 without a lead-in and 0.185x with 1 ms of it (0.191x with 30 ms blocks, 0.184x
-  unpaired), and the per-process spread fell from 10.0 % to 3.6 %, since that cost varied from process to
-  process. An arm whose one call takes `LEAD_IN_SKIP_MS` or more gets none: the switch (about 0.3 ms) is
-  then at most 1.5 % of a block, and a lead-in call would double the arm's cost (resnet18: 18 s per
-  process against 13 s, with no narrower spread). The baseline gate pairs two builds of one variant,
-  whose switches cost alike, and runs without one, as the validation study did.
+  differently and varies from process to process, so it biases the ratio and widens its spread
+  (`tools/lead_in_study.py` measures both). An arm whose one call takes `LEAD_IN_SKIP_MS` or more gets
+  none: the switch is then a small share of a block, and a lead-in call would double the arm's cost
+  without narrowing the spread. The baseline gate pairs two builds of one variant, whose switches cost
+  alike, and runs without one, as the validation study did.
 """
 
 from __future__ import annotations
@@ -118,7 +116,7 @@ def warm_up(
     `CALIBRATION_CALLS` calls in a row, timed, and those set its calls per block: an interleaved call
     carries the switch from another runtime, which would overstate a fast arm's call and shorten its
     blocks. A slower arm runs one call per block either way, and its interleaved timings stand: calls in
-    a row spent 1.4 s of every seven-arm resnet18 process on confirming that."""
+    a row would spend seconds of a many-armed process confirming them (`docs/measurement.md`)."""
     timed: dict[int, list[float]] = {index: [] for index in order}
     started = time.perf_counter()
     for done in range(max(calls, 1)):

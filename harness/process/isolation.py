@@ -12,9 +12,9 @@ A child leads a process group of its own, and when it ends the parent kills that
 the child started (a user's factory that runs `sleep 150`, a runtime's helper) ends with it, instead of
 being orphaned and outliving the case.
 
-Measuring children start from a template (`preload`): on Linux, multiprocessing's forkserver, which
+Paired processes start from a template (`preload`): on Linux, multiprocessing's forkserver, which
 imports the runtimes once and forks a fresh child per case, so a process that times milliseconds no
-longer pays seconds of imports (torch, ONNX Runtime and ExecuTorch's extension; `docs/performance.md`).
+longer pays seconds of imports (torch, ONNX Runtime and ExecuTorch's extension).
 Every child is still a process of its own that dies with its case. What a fork would share is set in
 the child: its environment is the parent's at the call (the template's is the one it started with),
 and each runtime's thread count is set through the runtime's own call (`torch.set_num_threads`, ONNX
@@ -207,7 +207,7 @@ def run_isolated(
     reports each step (one conversion after another) gets `timeout_s` per step. With `exit_at_once` the
     child ends as soon as `target` returns, without Python's finalisation: for a measuring worker, which
     writes no files and holds nothing the OS does not release, finalising torch, ONNX Runtime and
-    ExecuTorch took 0.5 s of every resnet18 process, time in which the next process could not start.
+    ExecuTorch is time in which the next process cannot start (`docs/performance.md`).
     With `preload` (module names) the child is forked from the template that imported them, where the
     platform allows (`template_start_method`).
     """

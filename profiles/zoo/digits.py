@@ -30,7 +30,7 @@ class DigitsSplit:
 
 def digits_split() -> DigitsSplit:
     """A fixed train/test split of the 1,797 digits, pixels scaled to [0, 1], shaped N x 1 x 8 x 8. Cached
-    as arrays on first use: importing scikit-learn costs 1.8 s, and every worker that builds digits_cnn
+    as arrays on first use: importing scikit-learn costs seconds, and every worker that builds digits_cnn
     (each torch measuring process, each paired process) would pay it."""
     key = hashlib.sha256(f"{inspect.getsource(_split_from_sklearn)}{SPLIT_SEED}:{TEST_SIZE}".encode()).hexdigest()
     path = cache_root() / "weights" / f"digits-split-{key[:16]}.npz"

@@ -73,7 +73,7 @@ def test_a_run_against_itself_is_no_change(runs: dict[str, Path]) -> None:
 def test_a_repeat_run_is_not_a_regression(runs: dict[str, Path]) -> None:
     # Unpaired, two runs apart: a CI runner once read this repeat 1.084x [1.056, 1.140], every process of the
     # second run slower than every one of the first (p = 2/70, the least four a side allow), a false
-    # regression at the default 5%. That is the weaker test's known limit (the README says so and
+    # regression at the default 5%. That is the weaker test's known limit (docs/ci-gating.md says so and
     # `--baseline` is the gate); this asserts an unchanged build is not flagged beyond the 3-25 % a
     # process wanders here, which a mis-matched case (the 2x build below) would be.
     proc = bench("compare", str(runs["base"]), str(runs["again"]), "--threshold", "20")
