@@ -13,8 +13,9 @@ the child started (a user's factory that runs `sleep 150`, a runtime's helper) e
 being orphaned and outliving the case.
 
 Paired processes start from a template (`preload`): on Linux, multiprocessing's forkserver, which
-imports the runtimes once and forks a fresh child per case, so a process that times milliseconds no
-longer pays seconds of imports (torch, ONNX Runtime and ExecuTorch's extension).
+imports the runtimes once and forks a fresh child per paired process, so a process that times
+milliseconds no longer pays seconds of imports (torch, ONNX Runtime and ExecuTorch's extension). The
+unpaired processes, whose memory figures a fork would change, spawn afresh (`harness.backends.preload`).
 Every child is still a process of its own that dies with its case. What a fork would share is set in
 the child: its environment is the parent's at the call (the template's is the one it started with),
 and each runtime's thread count is set through the runtime's own call (`torch.set_num_threads`, ONNX
