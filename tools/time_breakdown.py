@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from harness.results.schema import SchemaError, load_results
-from harness.results.timing import breakdown_line, phase_lines
+from harness.results.timing import breakdown_line, phase_lines, slowest_conversions
 
 
 def main(paths: list[str]) -> int:
@@ -29,6 +29,9 @@ def main(paths: list[str]) -> int:
         print(f"{path}: {breakdown_line(record.timing)}")
         for line in phase_lines(record.timing):
             print(f"  {line}")
+        slowest = slowest_conversions(record)
+        if slowest:
+            print(f"  slowest conversions: {'; '.join(slowest)}")
     return 0
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 
-from harness.results.schema import RunTiming
+from harness.results.schema import RunRecord, RunTiming
 
 
 def measured_s(timing: RunTiming) -> float:
@@ -46,3 +46,15 @@ def phase_lines(timing: RunTiming) -> list[str]:
             f" sampling {sum(p.sampling_s for p in group):.1f} s"
         )
     return lines
+
+
+def slowest_conversions(record: RunRecord, count: int = 3) -> list[str]:
+    """The conversions of this run that took longest, each once (`resnet18 et-xnnpack-int8 120.4 s`):
+    where a cold run's preparing goes."""
+    built: dict[tuple[str, str], float] = {}
+    for result in record.results:
+        seconds = result.artifact.conversion_s
+        if seconds and not result.artifact.cache_hit:
+            built[(result.model, result.variant)] = seconds
+    ranked = sorted(built.items(), key=lambda item: -item[1])[:count]
+    return [f"{model} {variant} {seconds:.1f} s" for (model, variant), seconds in ranked]
