@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -34,6 +34,9 @@ from bench.outputs import check_cache, check_directory, check_distinct, check_wr
 from harness.process.scratch import quiet_telemetry
 from profiles.errors import BenchError, ConfigError, SchemaError
 from reports.plain import printable
+
+if TYPE_CHECKING:
+    from harness.results.schema import Statistic
 
 quiet_telemetry()  # before anything starts ONNX Runtime (harness.process.scratch says why)
 
@@ -518,6 +521,12 @@ def compare(
     raise typer.Exit(1 if _print_regressions(changes) else 0)
 
 
+PAIRED_AS: dict[Statistic, str] = {
+    "median of per-round log-ratios": "two builds of one variant, as --baseline",
+    "log-ratio of the fastest third of each arm's blocks": "two variants",
+}
+
+
 @app.command()
 def ab(
     a: Annotated[str, typer.Argument(help="A: a variant of the model (e.g. onnx-fp32) or an artifact file")],
@@ -540,10 +549,7 @@ def ab(
     """B against A, loaded in the same processes and alternated: a ratio, its interval and a verdict;
     exit 1 when B is slower than A by more than the threshold (as compare). Two artifact files for one
     runtime are paired as two builds of one variant (as --baseline), anything else as two variants."""
-    from dataclasses import asdict
-
     from harness.orchestrate.ab import run_ab
-    from harness.pairing.sequential import ROUNDS_STATISTIC
     from harness.results.schema import json_safe
     from profiles.schema import load_profile
 
@@ -570,13 +576,12 @@ def ab(
         soft_wrap=True,
         markup=False,  # a detail may hold brackets (a log path, an error) that are not markup
     )
-    builds = comparison.statistic == ROUNDS_STATISTIC
-    paired_as = "two builds of one variant, as --baseline" if builds else "two variants"
+    paired_as = PAIRED_AS[comparison.statistic]
     lead_in = "with" if any(max(p.lead_in) for p in comparison.processes) else "no"
     how = f"paired as {paired_as}, {lead_in} lead-in; per process: {comparison.statistic}"
     out.print(how, highlight=False, soft_wrap=True)
     if json_path:
-        json_path.write_text(json.dumps(json_safe(asdict(comparison)), indent=1), encoding="utf-8")
+        json_path.write_text(json.dumps(json_safe(comparison), indent=1), encoding="utf-8")
     raise typer.Exit(1 if comparison.verdict == "regression" else 0)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -173,9 +172,9 @@ class ResultsStore:
                     "run_id": run.run_id,
                     "created_at": run.created_at,
                     "hostname": run.environment.hostname,
-                    "profile_name": str(run.profile.get("name", "")),
+                    "profile_name": run.profile.name,
                     "schema_version": run.schema_version,
-                    "environment_json": json.dumps(json_safe(asdict(run.environment)), allow_nan=False),
+                    "environment_json": json.dumps(json_safe(run.environment), allow_nan=False),
                     "profile_json": json.dumps(json_safe(run.profile), allow_nan=False),
                 },
             )
@@ -186,7 +185,7 @@ class ResultsStore:
         row = {
             "run_id": run_id,
             **{key: figures[key] for key in CASE_COLUMNS},
-            "result_json": json.dumps(json_safe(asdict(result)), allow_nan=False),
+            "result_json": json.dumps(json_safe(result), allow_nan=False),
         }
         columns = ", ".join(row)
         values = ", ".join(f":{key}" for key in row)
@@ -214,7 +213,7 @@ class ResultsStore:
                     " AND variant = :variant AND device = :device AND backend = :backend"
                 ),
                 {
-                    "json": json.dumps(json_safe(asdict(result)), allow_nan=False),
+                    "json": json.dumps(json_safe(result), allow_nan=False),
                     "run_id": run_id,
                     "model": model,
                     "variant": variant,

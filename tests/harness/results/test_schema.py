@@ -18,6 +18,7 @@ from harness.results.schema import (
 )
 from harness.results.stats import summarise
 from profiles.errors import SchemaError
+from profiles.schema import load_profile
 from tests.conftest import CONTRACT_RESULT_KEYS
 
 
@@ -25,7 +26,7 @@ def record() -> RunRecord:
     env = Environment("Linux", "x86_64", "cpu", 2, "3.11", {"torch": "2.13.0"}, {"intra_op": 1})
     result = Result("m", "onnx-fp32", "onnx", "cpu", "onnxruntime", "ok")
     result.latency_ms = summarise([[1.0, 1.1, 0.9, 1.0, 1.05]], 1)
-    return RunRecord("abc", "2026-11-22T00:00:00+00:00", env, {"name": "smoke"}, [result])
+    return RunRecord("abc", "2026-11-22T00:00:00+00:00", env, load_profile("smoke"), [result])
 
 
 def test_round_trip_keeps_every_contract_key(tmp_path: Path) -> None:
