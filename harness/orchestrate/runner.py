@@ -46,7 +46,7 @@ from harness.results.schema import (
 )
 from harness.results.stats import latency_warnings, summarise
 from harness.results.store import ResultsStore
-from profiles.errors import ProtocolError
+from profiles.errors import ProtocolError, StoreError
 from profiles.paths import cache_root, file_name
 from profiles.schema import ResolvedProfile
 
@@ -167,13 +167,13 @@ class Runner:
         self._write_json()
 
     def _to_store(self, write: Callable[[ResultsStore], None]) -> None:
-        """A store that fails stops being written to; the results file still has every result."""
+        """A store that refuses a write stops being written to; the results file still has every result."""
         if self.store is None or self.store_error is not None:
             return
         try:
             write(self.store)
-        except Exception as exc:
-            self.store_error = f"results store {self.store.url}: {type(exc).__name__}: {exc}".splitlines()[0]
+        except StoreError as exc:
+            self.store_error = str(exc)
 
     def _log_dir(self) -> Path:
         self.logs.mkdir(parents=True, exist_ok=True)

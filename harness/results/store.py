@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from harness.results.schema import Result, RunRecord, headline_figures, json_safe, parse_results
-from profiles.errors import ConfigError, SchemaError
+from profiles.errors import ConfigError, SchemaError, StoreError
 
 DEFAULT_URL = "sqlite:///bench-results/results.sqlite"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -160,8 +162,18 @@ class ResultsStore:
         with self.engine.connect() as conn:
             return int(conn.execute(self.sa.text("SELECT MAX(version) FROM schema_migrations")).scalar() or 0)
 
+    @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """One write transaction; a write the database refuses is a `StoreError` naming the store and
+        the database's reason (a bug in the bench is not caught here: it stays itself)."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except (self.sa.exc.SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"results store {self.url}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+
     def add_run(self, run: RunRecord) -> None:
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(
                 self.sa.text(
                     "INSERT INTO runs (run_id, created_at, hostname, profile_name, schema_version, environment_json,"
@@ -189,7 +201,7 @@ class ResultsStore:
         }
         columns = ", ".join(row)
         values = ", ".join(f":{key}" for key in row)
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             insert = sa.text(f"INSERT INTO cases ({columns}) VALUES ({values}) RETURNING id")
             case_id = conn.execute(insert, row).scalar_one()
             samples = [
@@ -206,7 +218,7 @@ class ResultsStore:
     def update_result(self, run_id: str, result: Result) -> None:
         """Replace the stored document of a case already added (its paired comparisons came later)."""
         model, variant, device, backend = result.case_key
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(
                 self.sa.text(
                     "UPDATE cases SET result_json = :json WHERE run_id = :run_id AND model = :model"
