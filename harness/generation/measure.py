@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.accuracy.parity import check_gate
-from harness.process.messages import GenerationTiming, KvCache
+from harness.process.messages import Diagnosis, GenerationTiming, KvCache
 from harness.results.schema import Divergence, GenerationSummary, ParityResult
 
 if TYPE_CHECKING:
@@ -582,13 +582,9 @@ def diagnose_generation(
         path = Path(directory) / "divergence.npz"
         np.savez(path, input_0=sequence, input_1=empty, input_2=empty, ref_0=reference_logits)
 
-        def forward(message: Any) -> None:
-            summary = f"at prompt #{index}, generated token {position}: {message.diagnosis.summary}"
-            send(
-                replace(
-                    message,
-                    diagnosis=replace(message.diagnosis, summary=summary, divergence=Divergence(index, position)),
-                )
-            )
+        def forward(message: Diagnosis) -> None:
+            report = message.diagnosis
+            summary = f"at prompt #{index}, generated token {position}: {report.summary}"
+            send(Diagnosis(replace(report, summary=summary, divergence=Divergence(index, position))))
 
         diagnose(model_ref, weights_path, artifact_path, str(path), tolerance_db, forward)

@@ -170,10 +170,10 @@ def test_matching_layers_with_diverging_outputs_say_the_structure_differs() -> N
     """Issue 25 item 13: when every compared layer is within the tolerance yet parity failed, the summary
     said only that no layer left the tolerance; it says the graph's structure differs (or the difference
     lies between the compared layers)."""
-    layers = [{"layer": "a", "tensor": "t0", "snr_db": 60.0, "max_abs_err": 0.0, "nonfinite": 0}]
+    layers = [LayerComparison("a", "t0", 60.0, 0.0, 0)]
     result = summarise(layers, [0], np.array([-0.47]), tolerance_db=30.0)
-    assert result["first_divergent_layer"] is None
-    assert result["summary"].startswith(
+    assert result.first_divergent_layer is None
+    assert result.summary.startswith(
         "every compared layer is within the 30 dB tolerance on the 1 worst samples, yet the outputs diverge: "
         "the graph's structure differs from the model's"
     )
