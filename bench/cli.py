@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -34,6 +34,9 @@ from bench.outputs import check_cache, check_directory, check_distinct, check_wr
 from harness.process.scratch import quiet_telemetry
 from profiles.errors import BenchError, ConfigError, SchemaError
 from reports.plain import printable
+
+if TYPE_CHECKING:
+    from harness.results.schema import Statistic
 
 quiet_telemetry()  # before anything starts ONNX Runtime (harness.process.scratch says why)
 
@@ -164,12 +167,15 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     return {OVERRIDE_KEYS[flag]: value for flag, value in flags.items() if value not in (None, [])}
 
 
-def _fail(exc: BenchError) -> None:
-    if exc.exit_code == 0:  # nothing to do, and that is not a mistake
-        err.print(Text(f"nothing to do: {printable(exc)}"), soft_wrap=True)
-    else:
-        err.print(Text.assemble(("error:", "bold red"), " ", printable(exc)), soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
+def _error_text(message: object) -> Text:
+    """Every error line of the CLI in one form: the red label, then the message as typed."""
+    return Text.assemble(("error:", "bold red"), " ", printable(message))
+
+
+def _error(message: object) -> None:
+    """The one printer of error lines (stderr): a `BenchError` that ends a command (`main`), and an
+    output the command could not complete, each on one line."""
+    err.print(_error_text(message), soft_wrap=True)
 
 
 class Terminated(KeyboardInterrupt):
@@ -251,45 +257,46 @@ def run(
     run_id = uuid.uuid4().hex[:12]  # in the default results name: two runs started in one second differ
     runner_json = json_path or Path("bench-results") / f"run-{datetime.now():%Y%m%d-%H%M%S}-{run_id}.json"
     with _interruptible(lambda: _interrupted_note(runner_json)):
-        try:
-            check_cache()
-            resolved = load_profile(profile, overrides, OVERRIDE_FLAGS)
-            from harness.results.store import DEFAULT_URL, ResultsStore, sqlite_file
+        check_cache()
+        resolved = load_profile(profile, overrides, OVERRIDE_FLAGS)
+        from harness.results.store import DEFAULT_URL, ResultsStore, sqlite_file
 
-            store_url = db or DEFAULT_URL
-            check_distinct(
-                {
-                    "--json": runner_json,
-                    "--html": html_path,
-                    "--markdown": markdown_path,
-                    "--db": sqlite_file(store_url),
-                },
-                {"--baseline": baseline, "profile": Path(resolved.source) if resolved.source == profile else None},
-            )
-            for path, flag in ((runner_json, "--json"), (html_path, "--html"), (markdown_path, "--markdown")):
-                check_writable(path, flag)
-            columns = (
-                TextColumn("{task.description}", markup=False),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-            )
-            from harness.orchestrate.plan import parse_shard
-            from harness.results.schema import load_results
+        store_url = db or DEFAULT_URL
+        check_distinct(
+            {
+                "--json": runner_json,
+                "--html": html_path,
+                "--markdown": markdown_path,
+                "--db": sqlite_file(store_url),
+            },
+            {"--baseline": baseline, "profile": Path(resolved.source) if resolved.source == profile else None},
+        )
+        for path, flag in ((runner_json, "--json"), (html_path, "--html"), (markdown_path, "--markdown")):
+            check_writable(path, flag)
+        columns = (
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        )
+        from harness.orchestrate.plan import empty_shard, parse_shard
+        from harness.results.schema import load_results
 
-            baseline_run = load_results(baseline) if baseline else None
-            store = ResultsStore(store_url)
-            runner = Runner(resolved, runner_json, store, parse_shard(shard) if shard else None, baseline_run, run_id)
-            if err.is_terminal and out.is_terminal:
-                with Progress(*columns, console=err, transient=True) as progress:
-                    record = runner.run(_RichObserver(progress))
-            else:  # a log: plain lines on stdout, with the results table that follows them
-                with _LogObserver(out) as observer:
-                    record = runner.run(observer)
-        except BenchError as exc:
-            _fail(exc)
+        baseline_run = load_results(baseline) if baseline else None
+        store = ResultsStore(store_url)
+        slice_ = parse_shard(shard) if shard else None
+        runner = Runner(resolved, runner_json, store, slice_, baseline_run, run_id)
+        if slice_ is not None and not runner.cases:  # not a mistake: another shard has the cases
+            err.print(Text(f"nothing to do: {printable(empty_shard(resolved.profile, slice_))}"), soft_wrap=True)
+            raise typer.Exit(0)
+        if err.is_terminal and out.is_terminal:
+            with Progress(*columns, console=err, transient=True) as progress:
+                record = runner.run(_RichObserver(progress))
+        else:  # a log: plain lines on stdout, with the results table that follows them
+            with _LogObserver(out) as observer:
+                record = runner.run(observer)
     reporting_started = time.monotonic()
     render(record, out)
     code = exit_code(record)
@@ -301,7 +308,7 @@ def run(
         changes = [c for c in compare_runs(baseline_run, record, paired=True) if c.presence == "both"]
         render_comparison(changes, out, "baseline -> current, paired in one process")
         if not changes:
-            err.print(NO_MATCH, highlight=False, soft_wrap=True)
+            _error(NO_MATCH)
             code = 1
         if _print_regressions(changes):
             code = 1
@@ -343,8 +350,7 @@ def _print_outcomes(outcomes: list[_Outcome]) -> bool:
             out.print(Text(f"{outcome.label}: {printable(outcome.path)}"), soft_wrap=True)
     failed = [outcome for outcome in outcomes if outcome.problem is not None]
     for outcome in failed:
-        line = f"{outcome.flag} {printable(outcome.path)}: {printable(outcome.problem)}"
-        err.print(Text.assemble(("error:", "bold red"), " ", line), soft_wrap=True)
+        _error(f"{outcome.flag} {outcome.path}: {outcome.problem}")
     return not failed
 
 
@@ -355,12 +361,12 @@ def _print_store(runner: Any, url: str) -> bool:
     if runner.store_error is None:
         out.print(Text(held), soft_wrap=True)
         return True
-    err.print(Text.assemble(("error:", "bold red"), " ", printable(runner.store_error)), soft_wrap=True)
+    _error(runner.store_error)
     err.print(Text(held), soft_wrap=True)
     return False
 
 
-NO_MATCH = "error: no case of the current run matches one of the baseline (model, variant, device, backend)"
+NO_MATCH = "no case of the current run matches one of the baseline (model, variant, device, backend)"
 
 
 def _print_regressions(changes: list[Any]) -> bool:
@@ -415,13 +421,10 @@ def report(
     from reports.terminal import render
 
     outputs = {"--html": html_path, "--markdown": markdown_path, "--pytest-benchmark": pytest_benchmark_path}
-    try:
-        check_distinct(outputs, {f"results file {index + 1}": path for index, path in enumerate(results)})
-        for flag, path in outputs.items():
-            check_writable(path, flag)
-        runs = [load_results(path) for path in results]
-    except BenchError as exc:
-        _fail(exc)
+    check_distinct(outputs, {f"results file {index + 1}": path for index, path in enumerate(results)})
+    for flag, path in outputs.items():
+        check_writable(path, flag)
+    runs = [load_results(path) for path in results]
     for run in runs:
         render(run, out, wide)
     if not _print_outcomes(_write_reports(runs, html_path, markdown_path, pytest_benchmark_path)):
@@ -443,14 +446,11 @@ def convert(
 
     overrides = _overrides(model=model, variant=variant)
     with _interruptible(lambda: Text("interrupted: the artifacts built so far are in the cache")):
-        try:
-            check_cache()
-            check_directory(out_dir, "--out")
-            resolved = load_profile(profile, overrides, OVERRIDE_FLAGS)
-            with err.status("converting") as status:
-                rows, elapsed = convert_profile(resolved, out_dir, lambda stage: status.update(printable(stage)))
-        except BenchError as exc:
-            _fail(exc)
+        check_cache()
+        check_directory(out_dir, "--out")
+        resolved = load_profile(profile, overrides, OVERRIDE_FLAGS)
+        with err.status("converting") as status:
+            rows, elapsed = convert_profile(resolved, out_dir, lambda stage: status.update(printable(stage)))
     render_conversions(rows, out, explain)
     jobs = min(resolved.profile.convert.jobs, len(resolved.profile.models))
     at_once = (
@@ -496,31 +496,34 @@ def compare(
     )
 
     if not 0 < threshold < 100:
-        _fail(ConfigError(f"--threshold {threshold}: expected a percentage between 0 and 100, e.g. 5"))
+        raise ConfigError(f"--threshold {threshold}: expected a percentage between 0 and 100, e.g. 5")
     if not (memory_tolerance >= 0 and math.isfinite(memory_tolerance)):
-        _fail(ConfigError(f"--memory-tolerance {memory_tolerance}: expected a percentage of 0 or more, e.g. 10"))
-    try:
-        check_writable(markdown_path, "--markdown")
-        before, after = _load_run(baseline, db), _load_run(current, db)
-        check_latencies(before, baseline)
-        check_latencies(after, current)
-    except BenchError as exc:
-        _fail(exc)
+        raise ConfigError(f"--memory-tolerance {memory_tolerance}: expected a percentage of 0 or more, e.g. 10")
+    check_writable(markdown_path, "--markdown")
+    before, after = _load_run(baseline, db), _load_run(current, db)
+    check_latencies(before, baseline)
+    check_latencies(after, current)
     for run, role, source in ((before, "baseline", baseline), (after, "current", current)):
         if not run.results:
-            _fail(SchemaError(f"{role} {source}: the run has no results; there is nothing to compare"))
+            raise SchemaError(f"{role} {source}: the run has no results; there is nothing to compare")
     differences = environment_differences(before, after)
     if differences and not allow_env_mismatch:
-        _fail(ConfigError(f"the runs differ in {'; '.join(differences)}; pass --allow-env-mismatch to compare anyway"))
+        raise ConfigError(f"the runs differ in {'; '.join(differences)}; pass --allow-env-mismatch to compare anyway")
     changes = compare_runs(before, after, threshold / 100, memory_tolerance / 100)
     render_comparison(changes, out)
     out.print(UNPAIRED_NOTE, highlight=False, soft_wrap=True)
     if markdown_path:
         markdown_path.write_text(comparison_markdown(changes), encoding="utf-8")
     if not any(change.presence == "both" for change in changes):
-        err.print(NO_MATCH, highlight=False, soft_wrap=True)
+        _error(NO_MATCH)
         raise typer.Exit(1)
     raise typer.Exit(1 if _print_regressions(changes) else 0)
+
+
+PAIRED_AS: dict[Statistic, str] = {
+    "median of per-round log-ratios": "two builds of one variant, as --baseline",
+    "log-ratio of the fastest third of each arm's blocks": "two variants",
+}
 
 
 @app.command()
@@ -545,26 +548,19 @@ def ab(
     """B against A, loaded in the same processes and alternated: a ratio, its interval and a verdict;
     exit 1 when B is slower than A by more than the threshold (as compare). Two artifact files for one
     runtime are paired as two builds of one variant (as --baseline), anything else as two variants."""
-    from dataclasses import asdict
-
     from harness.orchestrate.ab import run_ab
-    from harness.pairing.sequential import ROUNDS_STATISTIC
     from harness.results.schema import json_safe
     from profiles.schema import load_profile
 
     overrides = _overrides(model=[model], threshold=threshold, pair_budget=pair_budget, precision=precision)
     with _interruptible(lambda: Text("interrupted before the comparison finished: nothing was written")):
-        try:
-            check_cache()
-            check_writable(json_path, "--json")
-            resolved = load_profile(profile, overrides)
-            with err.status("preparing") as status:
-                comparison, labels = run_ab(resolved, a, b, device, lambda stage: status.update(stage))
-        except BenchError as exc:
-            _fail(exc)
+        check_cache()
+        check_writable(json_path, "--json")
+        resolved = load_profile(profile, overrides)
+        with err.status("preparing") as status:
+            comparison, labels = run_ab(resolved, a, b, device, lambda stage: status.update(stage))
     if comparison.failure:
-        line = f"{printable(labels[1])} vs {printable(labels[0])}: {printable(comparison.failure)}"
-        err.print(Text.assemble(("error:", "bold red"), " ", line), soft_wrap=True)
+        _error(f"{labels[1]} vs {labels[0]}: {comparison.failure}")
         raise typer.Exit(1)
     figure = f"{comparison.ratio:.3f}x" if comparison.processes else "no ratio"
     if comparison.ci95:
@@ -575,13 +571,12 @@ def ab(
         soft_wrap=True,
         markup=False,  # a detail may hold brackets (a log path, an error) that are not markup
     )
-    builds = comparison.statistic == ROUNDS_STATISTIC
-    paired_as = "two builds of one variant, as --baseline" if builds else "two variants"
+    paired_as = PAIRED_AS[comparison.statistic]
     lead_in = "with" if any(max(p.lead_in) for p in comparison.processes) else "no"
     how = f"paired as {paired_as}, {lead_in} lead-in; per process: {comparison.statistic}"
     out.print(how, highlight=False, soft_wrap=True)
     if json_path:
-        json_path.write_text(json.dumps(json_safe(asdict(comparison)), indent=1), encoding="utf-8")
+        json_path.write_text(json.dumps(json_safe(comparison), indent=1), encoding="utf-8")
     raise typer.Exit(1 if comparison.verdict == "regression" else 0)
 
 
@@ -618,9 +613,10 @@ def _check_devices() -> int:
             out.print(Text(current, style="bold"))
         if probe.placed is not None:
             line = Text(f"  {probe.device}: {printable(probe.placed)}, {ms_text(probe.ms)} ms")
+        elif probe.error:
+            line = Text.assemble(f"  {probe.device}: ", _error_text(probe.reason or ""))
         else:
-            error = ("error: ", "red") if probe.error else ""
-            line = Text.assemble(f"  {probe.device}: ", error, printable(probe.reason or ""))
+            line = Text(f"  {probe.device}: {printable(probe.reason or '')}")
         out.print(line, soft_wrap=True)
         failed = failed or probe.error
     return 1 if failed else 0
@@ -660,8 +656,10 @@ def list_profiles() -> None:
 
 
 def main() -> None:
+    """The CLI boundary: a `BenchError` from any command ends it here, as one `error:` line and the error's
+    exit code (2 for bad input); every other outcome's exit code is the command's own."""
     try:
         app()
-    except BenchError as exc:  # raised outside a command's own handler
-        err.print(Text(f"error: {printable(exc)}"), soft_wrap=True)
+    except BenchError as exc:
+        _error(exc)
         sys.exit(exc.exit_code)

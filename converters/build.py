@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from typing import Any
@@ -15,6 +16,8 @@ from profiles.errors import ConversionError
 from profiles.zoo import LoadedModel
 
 __all__ = ["build_artifact"]
+
+log = logging.getLogger(__name__)
 
 HIT = "hit: same model fingerprint, recipe, calibration inputs and library versions"
 
@@ -49,7 +52,8 @@ def build_artifact(
             raise
         except ConversionError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # the plug-in boundary: a converter's failure fails its variant, not the run
+            log.exception("converting %s failed", variant.name)
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise ConversionError(f"{type(exc).__name__}: {message}") from exc
         elapsed = time.perf_counter() - started

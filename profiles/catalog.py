@@ -8,13 +8,18 @@ each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+# The closed vocabularies every layer names: here, in the bottom layer, so profiles, converters and the
+# harness share one definition (`harness.results.schema` re-exports them beside the results' own).
+Format = Literal["torch", "onnx", "coreml", "executorch"]
+Device = Literal["cpu", "gpu", "ane"]  # a profile may also say "all" (`profiles.schema.DeviceChoice`)
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
-    format: str  # "torch" | "onnx" | "coreml" | "executorch"
+    format: Format
     family: str  # parity gate family: "fp32" | "fp16" | "int8" | "int4" | "palettized"
     summary: str
     recipe: dict[str, Any] = field(default_factory=dict)

@@ -1,16 +1,21 @@
-"""One exception tree for the whole project; the CLI catches `BenchError` and prints one line.
+"""One exception tree for the whole project: every error a user can cause is a `BenchError`, and the CLI
+boundary (`bench.cli.main`) is the one place that prints it, as `error: <message>` on one line, and exits
+with its `exit_code`.
 
 It lives in `profiles`, the bottom layer, because every other package imports from it.
 
-    BenchError
-    ├── ConfigError        a profile or a flag is wrong (exit 2)
+    BenchError             (exit 1)
+    ├── ConfigError        a profile, a flag or an output path is wrong (exit 2)
     ├── ModelError         a model reference cannot be resolved (exit 2)
     │   └── ProtocolError  the model's factory returned what the model protocol does not allow (exit 2)
     ├── SchemaError        a results file cannot be read (exit 2)
     ├── NothingToRun       every case was refused by this host (exit 2)
-    ├── NothingToDo        the request selects no work, which is not a mistake (exit 0): an empty shard
     ├── ConversionError    a converter failed (one failed result, the run goes on)
-    └── BackendError       a backend failed to load or run an artifact (one failed result)
+    └── StoreError         the results store could not take a write (the run goes on without it, exit 1)
+
+What is not an error is not here: a variant a converter cannot build on this host and a device a runtime
+declines are skipped cases (`converters.base.VariantSkipped`, `harness.backends.base.DeviceUnavailable`
+carry the reason to the one place that records it), and an empty shard is a run with nothing to do.
 
 Third-party exceptions are translated at the plug-in boundary with ``raise XError(msg) from exc``.
 """
@@ -18,20 +23,19 @@ Third-party exceptions are translated at the plug-in boundary with ``raise XErro
 from __future__ import annotations
 
 __all__ = [
-    "BackendError",
     "BenchError",
     "ConfigError",
     "ConversionError",
     "ModelError",
-    "NothingToDo",
     "NothingToRun",
     "ProtocolError",
     "SchemaError",
+    "StoreError",
 ]
 
 
 class BenchError(Exception):
-    """Base of every error this project raises on purpose."""
+    """Base of every error this project raises on purpose; its message is one line a user can act on."""
 
     exit_code = 1
 
@@ -57,13 +61,9 @@ class NothingToRun(BenchError):
     exit_code = 2
 
 
-class NothingToDo(BenchError):
-    exit_code = 0
-
-
 class ConversionError(BenchError):
     pass
 
 
-class BackendError(BenchError):
-    pass
+class StoreError(BenchError):
+    """A write the results store refused (the database is gone, locked past its timeout, or full)."""

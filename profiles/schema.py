@@ -7,9 +7,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from profiles.catalog import VARIANTS
+from profiles.catalog import VARIANTS, Device
 from profiles.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -17,11 +29,27 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-Device = Literal["cpu", "gpu", "ane", "all"]
+DeviceChoice = Device | Literal["all"]
+
+RECORDED = "recorded"  # validation context of a profile read back from a results file
+
+
+def _recorded(info: ValidationInfo) -> bool:
+    """True while validating a profile a results file recorded: it was valid for the bench that wrote it,
+    so keys, variants or families that bench knew and this one does not are dropped or kept, never an
+    error (schema_version 1 adds keys freely)."""
+    return bool(info.context and info.context.get(RECORDED))
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_when_recorded(cls, data: Any, info: ValidationInfo) -> Any:
+        if _recorded(info) and isinstance(data, dict):
+            return {key: value for key, value in data.items() if key in cls.model_fields}
+        return data
 
 
 class Measure(_Strict):
@@ -101,6 +129,13 @@ def _default_gates() -> dict[str, Gate]:
 Family = Literal["fp32", "fp16", "int8", "int4", "palettized"]
 
 
+def _known_families(gates: Any, info: ValidationInfo) -> Any:
+    """A recorded profile's gates without the families this bench does not know."""
+    if _recorded(info) and isinstance(gates, dict):
+        return {family: gate for family, gate in gates.items() if family in get_args(Family)}
+    return gates
+
+
 class Parity(_Strict):
     samples: StrictInt = Field(
         64, ge=1, le=100_000, description="parity inputs per model (dataset rows, else synthetic)"
@@ -113,10 +148,17 @@ class Parity(_Strict):
 
     @field_validator("gates", mode="before")
     @classmethod
-    def _keep_other_families(cls, value: Any) -> Any:
+    def _keep_other_families(cls, value: Any, info: ValidationInfo) -> Any:
         """A profile's [parity.gates.FAMILY] table replaces that family's default, not the others'."""
         if isinstance(value, dict):
-            return {**{k: g.model_dump() for k, g in _default_gates().items()}, **value}
+            return {**{k: g.model_dump() for k, g in _default_gates().items()}, **_known_families(value, info)}
+        return value
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _known_override_families(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, dict):
+            return {model: _known_families(gates, info) for model, gates in value.items()}
         return value
 
     def gate_for(self, model: str, family: str) -> dict[str, float]:
@@ -170,7 +212,7 @@ class Profile(_Strict):
     description: str = ""
     models: list[str] = Field(min_length=1)
     variants: list[str] = Field(default_factory=lambda: ["torch-fp32", "onnx-fp32"], min_length=1)
-    devices: list[Device] = Field(default_factory=lambda: ["cpu"], min_length=1)
+    devices: list[DeviceChoice] = Field(default_factory=lambda: ["cpu"], min_length=1)
     measure: Measure = Field(default_factory=Measure)
     paired: Paired = Field(default_factory=Paired)
     convert: Convert = Field(default_factory=Convert)
@@ -180,7 +222,9 @@ class Profile(_Strict):
 
     @field_validator("variants")
     @classmethod
-    def _known_variants(cls, value: list[str]) -> list[str]:
+    def _known_variants(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if _recorded(info):
+            return value
         if value == ["all"]:
             return list(VARIANTS)
         for name in value:
@@ -190,8 +234,8 @@ class Profile(_Strict):
 
     @field_validator("models", "devices")
     @classmethod
-    def _no_repeats(cls, value: list[str]) -> list[str]:
-        return _unique(value)
+    def _no_repeats(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return value if _recorded(info) else _unique(value)
 
 
 def _unique(values: list[str]) -> list[str]:
@@ -203,9 +247,28 @@ def _unique(values: list[str]) -> list[str]:
 
 
 class ResolvedProfile(BaseModel):
+    """A validated profile with where it came from. A results file records it flat, `name` and `source`
+    beside the profile's own keys (`{"name", "source", "models", ...}`): one shape to write and read."""
+
+    model_config = ConfigDict(frozen=True)
+
     name: str
     source: str
     profile: Profile
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flat(cls, data: Any) -> Any:
+        """The recorded shape nested: a profile has no key `profile`, so a dict without one is flat."""
+        if isinstance(data, dict) and "profile" not in data:
+            rest = {key: value for key, value in data.items() if key not in ("name", "source")}
+            return {"name": data.get("name", ""), "source": data.get("source", ""), "profile": rest}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _to_flat(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        nested = handler(self)
+        return {"name": nested["name"], "source": nested["source"], **nested["profile"]}
 
 
 BUILTIN_DIR = "builtin"

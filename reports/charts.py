@@ -282,12 +282,12 @@ def generation(model: str, results: list[Result]) -> str | None:
     plt = _pyplot()
     fig, (ttft_ax, speed_ax, memory_ax) = plt.subplots(1, 3, figsize=(13, 4.2))
     labels = [f"{r.variant} ({r.device})" for r in rows]
-    for result, label in zip(rows, labels, strict=True):
-        gen = result.generation or {}
-        lengths = [int(n) for n in gen["ttft_ms"]]
-        ttft_ax.plot(lengths, [gen["ttft_ms"][str(n)]["median"] for n in lengths], marker="o", label=label)
-        contexts = sorted(int(c) for c in gen.get("decode_peak_rss_bytes_by_context", {}))
-        peaks = [gen["decode_peak_rss_bytes_by_context"][str(c)] / 1e6 for c in contexts]
+    summaries = [r.generation for r in rows if r.generation is not None]
+    for gen, label in zip(summaries, labels, strict=True):
+        lengths = [int(n) for n in gen.ttft_ms]
+        ttft_ax.plot(lengths, [gen.ttft_ms[str(n)].median for n in lengths], marker="o", label=label)
+        contexts = sorted(int(c) for c in gen.decode_peak_rss_bytes_by_context)
+        peaks = [gen.decode_peak_rss_bytes_by_context[str(c)] / 1e6 for c in contexts]
         memory_ax.plot(contexts, peaks, marker="o", label=label)
     ttft_ax.set_xscale("log")
     ttft_ax.set_yscale("log")
@@ -295,9 +295,9 @@ def generation(model: str, results: list[Result]) -> str | None:
     _plain_log(ttft_ax.yaxis)
     ttft_ax.set_xlabel("prompt tokens")
     ttft_ax.set_ylabel("time to first token, ms (median)")
-    first = str(rows[0].generation["prompt_lengths"][0])  # type: ignore[index]
+    first = str(summaries[0].prompt_lengths[0])
     sizes = [(r.artifact.size_bytes or 0) / 1e6 for r in rows]
-    speeds = [r.generation["tokens_per_s"][first] or 0 for r in rows]  # type: ignore[index]
+    speeds = [gen.tokens_per_s[first] or 0 for gen in summaries]
     speed_ax.scatter(sizes, speeds, s=60, alpha=0.6)
     speed_ax.margins(x=0.35, y=0.3)
     speed_ax.set_xlabel("artifact MB")

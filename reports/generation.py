@@ -70,11 +70,11 @@ def _stack(name: str) -> str:
 
 
 def _generation_table(model: str, results: list[Result], enforced: bool, wide: bool, stacked: bool) -> Table | None:
-    measured = [r for r in results if r.generation]
+    measured = [r.generation for r in results if r.generation]
     if not measured:
         return None
-    lengths = [str(n) for n in measured[0].generation["prompt_lengths"]]  # type: ignore[index]
-    budget = measured[0].generation["new_tokens"]  # type: ignore[index]
+    lengths = [str(n) for n in measured[0].prompt_lengths]
+    budget = measured[0].new_tokens
     table = Table(
         title=Text(
             f"{printable(model)}: generation (greedy, {budget} new tokens;"
@@ -111,16 +111,16 @@ def _generation_table(model: str, results: list[Result], enforced: bool, wide: b
             cells: list[Any] = [result.variant, *["-"] * (len(columns) - 2), Text(result.status, style="yellow")]
             table.add_row(*[cells[i] for i in kept])
             continue
-        decode = [gen["decode_ms_per_token"][n] for n in lengths]
+        decode = [gen.decode_ms_per_token[n] for n in lengths]
         metrics = result.parity.metrics if result.parity else {}
         parity = "-"  # the failures themselves are in the model's main table
         if result.parity is not None:
             parity = "pass" if result.parity.passed else ("FAIL" if enforced else "fail (report only)")
         agreement = metrics.get("next_token_agreement")
         ratio = metrics.get("perplexity_ratio")
-        kv = gen.get("kv_cache_bytes_per_1k_tokens")
-        state = gen.get("kv_state_bytes")
-        growth = _mb(gen.get("memory_growth_bytes_per_1k_tokens"))
+        kv = gen.kv_cache_bytes_per_1k_tokens
+        state = gen.kv_state_bytes
+        growth = _mb(gen.memory_growth_bytes_per_1k_tokens)
         if kv:
             kv_text = f"{growth} ({kv / 1e6:.1f} MB)"
         elif state:  # a Core ML state: allocated whole at load, so it does not grow
@@ -129,11 +129,11 @@ def _generation_table(model: str, results: list[Result], enforced: bool, wide: b
             kv_text = "-"
         cells = [
             result.variant,
-            "/".join(_ms(gen["ttft_ms"][n]["median"]) for n in lengths),
-            *[f"{_ms(d['median'])} [{_ms(d['ci95'][0])}, {_ms(d['ci95'][1])}]" for d in decode],
-            "/".join(f"{gen['tokens_per_s'][n]:.0f}" if gen["tokens_per_s"][n] else "-" for n in lengths),
+            "/".join(_ms(gen.ttft_ms[n].median) for n in lengths),
+            *[f"{_ms(d.median)} [{_ms(d.ci95[0])}, {_ms(d.ci95[1])}]" for d in decode],
+            "/".join(f"{gen.tokens_per_s[n]:.0f}" if gen.tokens_per_s[n] else "-" for n in lengths),
             kv_text,
-            _ms(gen.get("cpu_ms_per_token")),
+            _ms(gen.cpu_ms_per_token),
             f"{agreement:.1%}" if agreement is not None else "-",
             f"{_divergence(metrics, 'first_divergence_median')}/{_divergence(metrics, 'first_divergence_worst')}",
             f"{ratio:.4f}" if ratio is not None else "-",

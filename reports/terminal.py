@@ -215,7 +215,7 @@ def render(record: RunRecord, console: Console, wide: bool = False) -> None:
     by_model: dict[str, list[Result]] = {}
     for result in ordered_results(record):
         by_model.setdefault(result.model, []).append(result)
-    enforced = bool(record.profile.get("parity", {}).get("enforce", True))
+    enforced = record.profile.profile.parity.enforce
     decisions = decide(record)
     for model, results in by_model.items():
         table = model_table(model, results, record, enforced, console.width, wide)
@@ -233,7 +233,7 @@ def render(record: RunRecord, console: Console, wide: bool = False) -> None:
             for warning in result.warnings:
                 notes.setdefault(("warning", warning), []).append(where)
             if result.parity is not None and result.parity.diagnosis:
-                notes.setdefault(("diagnosis", result.parity.diagnosis["summary"]), []).append(where)
+                notes.setdefault(("diagnosis", result.parity.diagnosis.summary), []).append(where)
         for (kind, text), cases in notes.items():
             style = STATUS_STYLE.get(kind, "yellow")
             console.print(Text(f"  {kind} ({', '.join(cases)}): {printable(text)}", style=style))

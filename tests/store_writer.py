@@ -6,6 +6,7 @@ from typing import Any
 
 from harness.results.schema import Environment, Result, RunRecord
 from harness.results.store import ResultsStore
+from profiles.schema import load_profile
 
 
 def open_and_write(url: str, run_id: str, ready: Any, go: Any) -> None:
@@ -13,7 +14,7 @@ def open_and_write(url: str, run_id: str, ready: Any, go: Any) -> None:
     ready.release()
     go.wait(120)
     env = Environment("Linux 6", "x86_64", "cpu", 2, "3.11", {}, {"intra_op": 1}, "host-a")
-    run = RunRecord(run_id, "2026-11-22T00:00:00+00:00", env, {"name": "t"})
+    run = RunRecord(run_id, "2026-11-22T00:00:00+00:00", env, load_profile("smoke"))
     store = ResultsStore(url)
     store.add_run(run)
     store.add_result(run_id, Result("m", "onnx-fp32", "onnx", "cpu", "onnxruntime", "skipped", reason="test"))

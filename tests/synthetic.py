@@ -72,7 +72,10 @@ def record(results: list[Result], name: str = "synthetic") -> RunRecord:
     run.run_id = name
     run.results = results
     models = sorted({r.model for r in results})
-    run.profile = {**run.profile, "models": models, "variants": [r.variant for r in results]}
+    variants = [r.variant for r in results]
+    run.profile = run.profile.model_copy(
+        update={"profile": run.profile.profile.model_copy(update={"models": models, "variants": variants})}
+    )
     return run
 
 

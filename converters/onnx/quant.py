@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import heapq
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from converters.base import VariantSkipped
+
+log = logging.getLogger(__name__)
 
 
 def topologically_sort(graph: Any) -> None:
@@ -64,7 +67,8 @@ def preprocessed(source: Path, scratch: Path) -> Path:
         onnx.save(onnx.load(str(source)), str(inline))
         try:
             quant_pre_process(str(inline), str(pre))
-        except Exception:
+        except Exception:  # the symbolic inference raises what its failing op raises: any type
+            log.warning("symbolic shape inference failed; pre-processing with ONNX's own", exc_info=True)
             quant_pre_process(str(inline), str(pre), skip_symbolic_shape=True)
     return pre
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.results.schema import DiagnosisReport, JsonValue, LayerComparison, SnrDrop, WorstSample
+
 WORST_SAMPLES = 4
 TOP_DROPS = 5
 DEFAULT_TOLERANCE_DB = 30.0
@@ -152,89 +154,91 @@ def diagnose(
         actual = onnx_values[tensor].reshape(torch_values[name].shape)
         nonfinite = int(actual.size - np.isfinite(actual).sum())
         finite = np.nan_to_num(actual.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        report.append({
-            "layer": name,
-            "tensor": tensor,
-            "snr_db": None if nonfinite else snr_db(torch_values[name], finite),
-            "max_abs_err": float(np.max(np.abs(finite - torch_values[name]))) if actual.size else 0.0,
-            "nonfinite": nonfinite,
-        })  # fmt: skip
+        report.append(LayerComparison(
+            layer=name,
+            tensor=tensor,
+            snr_db=None if nonfinite else snr_db(torch_values[name], finite),
+            max_abs_err=float(np.max(np.abs(finite - torch_values[name]))) if actual.size else 0.0,
+            nonfinite=nonfinite,
+        ))  # fmt: skip
     send(Diagnosis(summarise(report, worst, cosines, tolerance_db)))
 
 
-def summarise(layers: list[dict[str, Any]], worst: list[int], cosines: np.ndarray, tolerance_db: float) -> dict:
-    def bad(row: dict[str, Any]) -> bool:
-        return row["nonfinite"] > 0 or (row["snr_db"] is not None and row["snr_db"] < tolerance_db)
+def summarise(
+    layers: list[LayerComparison], worst: list[int], cosines: np.ndarray, tolerance_db: float
+) -> DiagnosisReport:
+    def bad(row: LayerComparison) -> bool:
+        return row.nonfinite > 0 or (row.snr_db is not None and row.snr_db < tolerance_db)
 
     first = next((row for row in layers if bad(row)), None)
     drops = []
     previous: float | None = None
     for row in layers:
-        current = row["snr_db"]
+        current = row.snr_db
         if current is not None and previous is not None:
-            drops.append({"layer": row["layer"], "drop_db": previous - current, "snr_db": current})
+            drops.append(SnrDrop(row.layer, previous - current, current))
         if current is not None:
             previous = current
-    drops.sort(key=lambda d: d["drop_db"], reverse=True)
-    samples = [{"index": i, "cosine": float(cosines[i])} for i in worst]
+    drops.sort(key=lambda d: d.drop_db, reverse=True)
+    samples = [WorstSample(i, float(cosines[i])) for i in worst]
     if first is None:
         summary = (
             f"every compared layer is within the {tolerance_db:g} dB tolerance on the {len(worst)} worst samples, "
             "yet the outputs diverge: the graph's structure differs from the model's (a branch or value frozen "
             "at export), or the difference lies in operations between the compared layers"
         )
-    elif first["nonfinite"]:
-        summary = f"first NaN/Inf at layer '{first['layer']}' ({first['nonfinite']} values)"
+    elif first.nonfinite:
+        summary = f"first NaN/Inf at layer '{first.layer}' ({first.nonfinite} values)"
     else:
-        summary = f"first layer below {tolerance_db:g} dB: '{first['layer']}' at {first['snr_db']:.1f} dB"
+        summary = f"first layer below {tolerance_db:g} dB: '{first.layer}' at {first.snr_db:.1f} dB"
     if drops[:TOP_DROPS]:
-        summary += "; largest SNR drops: " + ", ".join(
-            f"{d['layer']} -{d['drop_db']:.1f} dB" for d in drops[:TOP_DROPS]
-        )
-    summary += "; worst samples: " + ", ".join(f"#{s['index']} (cosine {s['cosine']:.4f})" for s in samples)
-    return {
-        "first_divergent_layer": first["layer"] if first else None,
-        "tolerance_db": tolerance_db,
-        "largest_drops": drops[:TOP_DROPS],
-        "worst_samples": samples,
-        "layers": layers,
-        "summary": summary,
-    }
+        summary += "; largest SNR drops: " + ", ".join(f"{d.layer} -{d.drop_db:.1f} dB" for d in drops[:TOP_DROPS])
+    summary += "; worst samples: " + ", ".join(f"#{s.index} (cosine {s.cosine:.4f})" for s in samples)
+    return DiagnosisReport(
+        first_divergent_layer=first.layer if first else None,
+        tolerance_db=tolerance_db,
+        largest_drops=drops[:TOP_DROPS],
+        worst_samples=samples,
+        layers=layers,
+        summary=summary,
+    )
 
 
-def with_trace_notes(diagnosis: dict[str, Any], notes: dict[str, Any]) -> dict[str, Any]:
+def with_trace_notes(diagnosis: DiagnosisReport, notes: dict[str, JsonValue]) -> DiagnosisReport:
     """A diagnosis that found no divergent layer, told what the artifact's trace froze where it froze
     something (`converters.tracing`): the layers match because the graph computes the branch the example
     took, and no layer comparison can show a branch that is not in the graph."""
     from converters.tracing import NOTE_KEY
 
     frozen = notes.get(NOTE_KEY, [])
-    if not frozen or diagnosis.get("first_divergent_layer") is not None or "layers" not in diagnosis:
+    if not isinstance(frozen, list) or not frozen or diagnosis.first_divergent_layer is not None:
         return diagnosis
-    summary = diagnosis["summary"]
-    cut = summary.find("; worst samples: ")
-    tail = summary[cut:] if cut >= 0 else ""
-    tolerance = diagnosis.get("tolerance_db", DEFAULT_TOLERANCE_DB)
-    diagnosis["summary"] = (
-        f"the graph's structure differs from the model's: {'; '.join(frozen)} (every compared layer is within "
-        f"the {tolerance:g} dB tolerance){tail}"
+    if diagnosis.layers is None:
+        return diagnosis
+    cut = diagnosis.summary.find("; worst samples: ")
+    tail = diagnosis.summary[cut:] if cut >= 0 else ""
+    tolerance = DEFAULT_TOLERANCE_DB if diagnosis.tolerance_db is None else diagnosis.tolerance_db
+    diagnosis.summary = (
+        f"the graph's structure differs from the model's: {'; '.join(map(str, frozen))} (every compared layer "
+        f"is within the {tolerance:g} dB tolerance){tail}"
     )
     return diagnosis
 
 
-def executorch_not_diagnosed(notes: dict[str, Any]) -> dict[str, Any]:
+def executorch_not_diagnosed(notes: dict[str, JsonValue]) -> DiagnosisReport:
     """Why a failing ExecuTorch variant is not diagnosed layer by layer. Checked with executorch 1.5.1: with
     an ETRecord and an ETDump debug buffer, the Inspector gets one output per delegate call and only timing
     for the ops inside it, so no layer between the input and the delegate's output can be compared."""
-    split = notes.get("delegation", {})
+    split = notes.get("delegation")
+    split = split if isinstance(split, dict) else {}
     inside = split.get("delegated_nodes", "?")
-    total = inside + split.get("non_delegated_nodes", 0) if isinstance(inside, int) else "?"
+    outside = split.get("non_delegated_nodes", 0)
+    total = inside + outside if isinstance(inside, int) and isinstance(outside, int) else "?"
     delegate = notes.get("delegate", "the delegate")
-    return {
-        "first_divergent_layer": None,
-        "summary": (
+    return DiagnosisReport(
+        summary=(
             f"no layer-by-layer diagnosis: {inside} of {total} nodes run inside {delegate}, and ETDump records "
             "only each delegate call's output (per-op timing, no intermediate outputs); the same model's onnx "
             "variants are diagnosed layer by layer"
-        ),
-    }
+        )
+    )

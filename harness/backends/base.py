@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.results.schema import GpuMemory
+
 
 @dataclass(frozen=True)
 class LoadRequest:
@@ -43,7 +45,7 @@ class Session(ABC):
         """Ops per device where the runtime can tell; empty where it cannot."""
         return {}
 
-    def gpu_memory(self) -> dict[str, Any] | None:
+    def gpu_memory(self) -> GpuMemory | None:
         """Device memory in use or at peak, labelled with its source; None where no GPU ran the case."""
         return None
 

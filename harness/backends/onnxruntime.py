@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Session
+from harness.results.schema import GpuMemory
 
 PROVIDERS: dict[str, list[tuple[str, dict[str, str]]]] = {
     "cpu": [("CPUExecutionProvider", {})],
@@ -78,7 +79,7 @@ class OrtSession(Session):
         run = self.session.run
         return lambda: run(None, feed)
 
-    def gpu_memory(self) -> dict[str, Any] | None:
+    def gpu_memory(self) -> GpuMemory | None:
         """This process's memory on the GPU by NVML, where the CUDA provider ran the case."""
         if "CUDAExecutionProvider" not in self.session.get_providers():
             return None
@@ -92,8 +93,8 @@ class OrtSession(Session):
             processes = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
             used = [p.usedGpuMemory for p in processes if p.pid == os.getpid()]
         except Exception as exc:  # no NVML library or no permission: say so rather than guess
-            return {"source": f"unavailable: {type(exc).__name__}: {exc}"}
-        return {"source": "nvml (process)", "used_bytes": int(used[0]) if used and used[0] else None}
+            return GpuMemory(f"unavailable: {type(exc).__name__}: {exc}")
+        return GpuMemory("nvml (process)", used_bytes=int(used[0]) if used and used[0] else None)
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort

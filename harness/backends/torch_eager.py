@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness.backends.base import Backend, LoadRequest, Session
+from harness.results.schema import GpuMemory
 
 
 def _outputs_to_numpy(outputs: Any) -> list[np.ndarray]:
@@ -57,18 +58,18 @@ class TorchSession(Session):
         elif self.device.type == "mps":
             torch.mps.synchronize()
 
-    def gpu_memory(self) -> dict[str, Any] | None:
+    def gpu_memory(self) -> GpuMemory | None:
         """CUDA: the caching allocator's peaks since load; MPS: memory the Metal driver holds for us."""
         import torch
 
         if self.device.type == "cuda":
-            return {
-                "source": "torch.cuda allocator",
-                "peak_allocated_bytes": int(torch.cuda.max_memory_allocated(self.device)),
-                "peak_reserved_bytes": int(torch.cuda.max_memory_reserved(self.device)),
-            }
+            return GpuMemory(
+                "torch.cuda allocator",
+                peak_allocated_bytes=int(torch.cuda.max_memory_allocated(self.device)),
+                peak_reserved_bytes=int(torch.cuda.max_memory_reserved(self.device)),
+            )
         if self.device.type == "mps":
-            return {"source": "torch.mps driver", "driver_allocated_bytes": int(torch.mps.driver_allocated_memory())}
+            return GpuMemory("torch.mps driver", driver_allocated_bytes=int(torch.mps.driver_allocated_memory()))
         return None
 
     def describe(self) -> dict[str, Any]:

@@ -21,14 +21,15 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.accuracy.parity import check_gate
-from harness.results.schema import ParityResult
+from harness.process.messages import Diagnosis, GenerationTiming, KvCache
+from harness.results.schema import Divergence, GenerationSummary, ParityResult
 
 if TYPE_CHECKING:
     from harness.backends.base import Backend, Session
@@ -69,7 +70,7 @@ class GenerationSettings:
         return [n for n in self.prompt_lengths if n + self.new_tokens <= max_context]
 
 
-def gate_for(family: str, profile_gate: dict[str, Any]) -> dict[str, float]:
+def gate_for(family: str, profile_gate: dict[str, float]) -> dict[str, float]:
     """The family's generation defaults with the profile's generation keys on top (others do not apply)."""
     gate = dict(DEFAULT_GATES.get(family, {}))
     gate.update({k: float(v) for k, v in profile_gate.items() if k in GATE_KEYS and v is not None})
@@ -139,19 +140,15 @@ def empty_cache(inputs_path: str) -> np.ndarray:
     return np.zeros((*shape[:3], 0, shape[4]), np.float32)
 
 
-def kv_cache_record(session: Any, cache_shape: tuple[int, ...]) -> dict[str, Any]:
+def kv_cache_record(session: Any, cache_shape: tuple[int, ...]) -> KvCache:
     """The KV cache as this backend holds it: a stateful Core ML decoder allocates its fp16 state at
     `max_context` up front (`state_bytes`, whatever context is used); a graph with the cache as inputs and
     outputs holds fp32 keys and values that grow with the context (layers x heads x head_dim each)."""
     held = getattr(session, "state_bytes", None)
     if held is not None:
-        return {
-            "kv_cache": "Core ML state, fp16, allocated at max_context",
-            "kv_state_bytes": int(held),
-            "kv_bytes_per_token": None,
-        }
+        return KvCache("Core ML state, fp16, allocated at max_context", state_bytes=int(held))
     per_token = int(2 * cache_shape[1] * cache_shape[2] * cache_shape[4] * 4)
-    return {"kv_cache": "graph inputs and outputs, fp32, grows with the context", "kv_bytes_per_token": per_token}
+    return KvCache("graph inputs and outputs, fp32, grows with the context", bytes_per_token=per_token)
 
 
 def decode_step_call(session: Any, parity_path: str | None, inputs_path: str) -> Callable[[], Any]:
@@ -325,7 +322,9 @@ def _npz(path: str) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def evaluate_parity(step: Step, data: dict[str, np.ndarray], empty: np.ndarray, gate: dict[str, float], source: str):
+def evaluate_parity(
+    step: Step, data: dict[str, np.ndarray], empty: np.ndarray, gate: dict[str, float], source: str
+) -> ParityResult:
     """Token-level parity against the torch fp32 reference on the held-out prompts and text."""
     budget = int(data["new_tokens"])
     divergences = []
@@ -436,7 +435,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     step = checked_step(session_step(session), int(data["vocab_size"]), spec.model_ref)
     empty = empty_cache(spec.inputs_path)
 
-    parity = asdict(evaluate_parity(step, data, empty, spec.gate, spec.parity_source)) if do_parity else None
+    parity = evaluate_parity(step, data, empty, spec.gate, spec.parity_source) if do_parity else None
     prompt = data["timing_prompt"].astype(np.int64)
     warm_timing = _Timing({n: [] for n in lengths}, {n: [] for n in lengths}, {}, {})
     for n in lengths:  # warmup: one generation per length, untimed in the result
@@ -479,7 +478,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
             calls_per_sample=1,
             samples_ms=timing.decode_ms[first],
             memory=memory_figures(memory.source, cold, peak, None),
-            energy=asdict(energy_stats),
+            energy=energy_stats,
             parity=parity,
             runtime=describe,
             thermal=thermal_warning(thermal_start, thermal_end),
@@ -487,17 +486,17 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
             placement=placement,
             load_at=load_at,
             sampling_s=sampling_s,
-            generation={
-                "lengths": lengths,
-                "new_tokens": budget,
-                "rounds": rounds,
-                "ttft_ms": {str(n): v for n, v in timing.ttft_ms.items()},
-                "decode_ms": {str(n): v for n, v in timing.decode_ms.items()},
-                "peak_bytes": {str(n + budget): v for n, v in timing.peak_bytes.items()},
-                "decode_peak_bytes": {str(n + budget): v for n, v in timing.decode_peak_bytes.items()},
-                "decode_cpu_ms_per_token": timing.decode_cpu_ms / max(timing.decode_tokens, 1),
-                **kv,
-            },
+            generation=GenerationTiming(
+                lengths=lengths,
+                new_tokens=budget,
+                rounds=rounds,
+                ttft_ms=timing.ttft_ms,
+                decode_ms=timing.decode_ms,
+                peak_bytes={n + budget: v for n, v in timing.peak_bytes.items()},
+                decode_peak_bytes={n + budget: v for n, v in timing.decode_peak_bytes.items()},
+                decode_cpu_ms_per_token=timing.decode_cpu_ms / max(timing.decode_tokens, 1),
+                kv=kv,
+            ),
         )
     )
 
@@ -505,7 +504,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
 # ---- parent side ----------------------------------------------------------------------------------------
 
 
-def growth_per_1k(peaks: dict[str, int]) -> float | None:
+def growth_per_1k(peaks: dict[int, int]) -> float | None:
     """Least-squares slope of peak memory against context length, in bytes per 1,000 tokens."""
     if len(peaks) < 2:
         return None
@@ -514,40 +513,36 @@ def growth_per_1k(peaks: dict[str, int]) -> float | None:
     return float(np.polyfit(contexts, values, 1)[0] * 1000)
 
 
-def summarise_generation(runs: Sequence[dict[str, Any]], seed: int) -> dict[str, Any]:
+def summarise_generation(runs: Sequence[GenerationTiming], seed: int) -> GenerationSummary:
     """Across a case's processes: TTFT and decode ms/token stats per prompt length (median of process
     medians, bootstrap CI), tokens/s, memory per context and its growth per 1k tokens, CPU ms per token."""
     from harness.results.stats import summarise
 
-    lengths = runs[0]["lengths"]
-    ttft, decode, tokens_per_s = {}, {}, {}
-    for n in map(str, lengths):
-        ttft[n] = asdict(summarise([r["ttft_ms"][n] for r in runs], 1, seed=seed))
-        decode[n] = asdict(summarise([r["decode_ms"][n] for r in runs], 1, seed=seed))
-        tokens_per_s[n] = 1000.0 / decode[n]["median"] if decode[n]["median"] > 0 else None
-    contexts = runs[0]["peak_bytes"]
-    peaks = {c: int(np.median([r["peak_bytes"][c] for r in runs])) for c in contexts}
-    decode_peaks = {c: int(np.median([r["decode_peak_bytes"][c] for r in runs])) for c in contexts}
-    kv = runs[0].get("kv_bytes_per_token")
-    return {
-        "prompt_lengths": lengths,
-        "new_tokens": runs[0]["new_tokens"],
-        "decoding": "greedy, fixed token budget",
-        "ttft_ms": ttft,
-        "decode_ms_per_token": decode,
-        "tokens_per_s": tokens_per_s,
-        "peak_rss_bytes_by_context": peaks,  # context = prompt + token budget; prefill's scratch included
-        "decode_peak_rss_bytes_by_context": decode_peaks,
-        # measured while decoding; includes what allocators keep from the prefill (ORT's arena does not shrink)
-        "memory_growth_bytes_per_1k_tokens": growth_per_1k(decode_peaks),
-        "peak_growth_bytes_per_1k_tokens": growth_per_1k(peaks),  # measured, prefill included
-        # computed from the cache's shape and dtype as the backend holds it (`kv_cache_record`)
-        "kv_cache": runs[0].get("kv_cache"),
-        "kv_cache_bytes_per_1k_tokens": kv * 1000 if kv is not None else None,
-        "kv_state_bytes": runs[0].get("kv_state_bytes"),
-        "cpu_ms_per_token": float(np.median([r["decode_cpu_ms_per_token"] for r in runs])),
-        "latency_ms_is": f"decode ms/token at a {lengths[0]}-token prompt",
-    }
+    lengths = runs[0].lengths
+    ttft = {str(n): summarise([r.ttft_ms[n] for r in runs], 1, seed=seed) for n in lengths}
+    decode = {str(n): summarise([r.decode_ms[n] for r in runs], 1, seed=seed) for n in lengths}
+    tokens_per_s = {n: 1000.0 / stats.median if stats.median > 0 else None for n, stats in decode.items()}
+    contexts = runs[0].peak_bytes
+    peaks = {c: int(np.median([r.peak_bytes[c] for r in runs])) for c in contexts}
+    decode_peaks = {c: int(np.median([r.decode_peak_bytes[c] for r in runs])) for c in contexts}
+    kv = runs[0].kv
+    return GenerationSummary(
+        prompt_lengths=lengths,
+        new_tokens=runs[0].new_tokens,
+        decoding="greedy, fixed token budget",
+        ttft_ms=ttft,
+        decode_ms_per_token=decode,
+        tokens_per_s=tokens_per_s,
+        peak_rss_bytes_by_context={str(c): v for c, v in peaks.items()},
+        decode_peak_rss_bytes_by_context={str(c): v for c, v in decode_peaks.items()},
+        memory_growth_bytes_per_1k_tokens=growth_per_1k(decode_peaks),
+        peak_growth_bytes_per_1k_tokens=growth_per_1k(peaks),
+        kv_cache=kv.kind,
+        kv_cache_bytes_per_1k_tokens=kv.bytes_per_token * 1000 if kv.bytes_per_token is not None else None,
+        kv_state_bytes=kv.state_bytes,
+        cpu_ms_per_token=float(np.median([r.decode_cpu_ms_per_token for r in runs])),
+        latency_ms_is=f"decode ms/token at a {lengths[0]}-token prompt",
+    )
 
 
 def diagnose_generation(
@@ -592,10 +587,9 @@ def diagnose_generation(
         path = Path(directory) / "divergence.npz"
         np.savez(path, input_0=sequence, input_1=empty, input_2=empty, ref_0=reference_logits)
 
-        def forward(message: Any) -> None:
-            summary = message.diagnosis["summary"]
-            message.diagnosis["summary"] = f"at prompt #{index}, generated token {position}: {summary}"
-            message.diagnosis["divergence"] = {"prompt": index, "token": position}
-            send(message)
+        def forward(message: Diagnosis) -> None:
+            report = message.diagnosis
+            summary = f"at prompt #{index}, generated token {position}: {report.summary}"
+            send(Diagnosis(replace(report, summary=summary, divergence=Divergence(index, position))))
 
         diagnose(model_ref, weights_path, artifact_path, str(path), tolerance_db, forward)

@@ -4,13 +4,17 @@ worker and the generative one."""
 from __future__ import annotations
 
 import gc
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.results.schema import GpuMemory, JsonValue, MemoryStats, ThermalState
+
 if TYPE_CHECKING:
     from harness.backends.base import Backend
+    from harness.measure.thermal import ThermalReading
 
 MAX_CALLS_PER_SAMPLE = 1 << 16
 MIN_SAMPLES = 5
@@ -43,9 +47,9 @@ def sample(call: Callable[[], Any], sync: Callable[[], None], calls: int, budget
     return values
 
 
-def thermal_record(start: Any, end: Any) -> dict[str, Any]:
+def thermal_record(start: ThermalReading, end: ThermalReading) -> ThermalState:
     """The thermal level at the start and end of sampling, and where it was read."""
-    return {"source": end.source, "start": start.level, "end": end.level}
+    return ThermalState(end.source, start.level, end.level)
 
 
 @dataclass(frozen=True)
@@ -73,23 +77,25 @@ def load_cold(backend: Backend, request: Any, memory: Any) -> tuple[Any, ColdLoa
     return session, cold
 
 
-def memory_figures(source: str, cold: ColdLoad, peak: int | None, gpu: Any) -> dict[str, Any]:
-    """The keys of `harness.results.schema.MemoryStats` from one process's readings."""
-    return {
-        "source": source,
-        "before_load_bytes": cold.before_load,
-        "after_load_bytes": cold.after_load,
-        "load_delta_bytes": cold.after_load - cold.before_load,
-        "load_peak_bytes": cold.load_peak,
-        "peak_rss_bytes": peak,
-        "gpu": gpu,
-    }
+def memory_figures(source: str, cold: ColdLoad, peak: int | None, gpu: GpuMemory | None) -> MemoryStats:
+    """One process's memory readings as the results hold them."""
+    return MemoryStats(
+        source=source,
+        before_load_bytes=cold.before_load,
+        after_load_bytes=cold.after_load,
+        load_delta_bytes=cold.after_load - cold.before_load,
+        load_peak_bytes=cold.load_peak,
+        peak_rss_bytes=peak,
+        gpu=gpu,
+    )
 
 
-def reported(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def reported(read: Callable[[], Mapping[str, JsonValue]]) -> dict[str, JsonValue]:
     """What a session reports after sampling, or the error in its place: a failing `describe()` or
-    `placement()` never discards the measurement."""
+    `placement()` (a runtime's own call, which may raise anything) never discards the measurement. The
+    traceback goes to the case's log; the result says which call failed and how."""
     try:
-        return read()
+        return dict(read())
     except Exception as exc:
+        logging.getLogger(__name__).exception("%s failed; the measurement is kept without it", read.__name__)
         return {"error": f"{type(exc).__name__}: {exc}"}

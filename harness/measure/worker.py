@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,10 +15,11 @@ from harness.measure.loop import calibrate, load_cold, memory_figures, reported,
 from harness.process.specs import WorkerSpec, npz_arrays
 
 if TYPE_CHECKING:
-    from harness.backends.base import Backend
+    from harness.backends.base import Backend, Session
+    from harness.results.schema import ParityResult
 
 
-def _parity(session: Any, spec: WorkerSpec) -> dict[str, Any] | None:
+def _parity(session: Session, spec: WorkerSpec) -> ParityResult | None:
     from harness.accuracy.parity import evaluate
 
     if spec.parity_path is None:
@@ -30,8 +30,7 @@ def _parity(session: Any, spec: WorkerSpec) -> dict[str, Any] | None:
         labels = data["labels"] if "labels" in data.files else None
     rows = [session.run([x[i : i + 1] for x in inputs]) for i in range(len(inputs[0]))]
     actuals = [np.concatenate([row[j] for row in rows]) for j in range(len(references))]
-    result = evaluate(references, actuals, labels, spec.task, spec.gate, spec.parity_source)
-    return asdict(result)
+    return evaluate(references, actuals, labels, spec.task, spec.gate, spec.parity_source)
 
 
 def measure_unpaired(backend: Backend, spec: WorkerSpec, do_parity: bool, send: Callable[[Any], None]) -> None:
@@ -94,7 +93,7 @@ def measure_unpaired(backend: Backend, spec: WorkerSpec, do_parity: bool, send: 
             calls_per_sample=calls,
             samples_ms=samples,
             memory=memory_figures(memory.source, cold, peak, gpu_memory),
-            energy=asdict(energy_stats),
+            energy=energy_stats,
             parity=parity,
             runtime=describe,
             thermal=thermal_warning(thermal_start, thermal_end),

@@ -183,7 +183,7 @@ def run_ab(
                 if built is None or built.status != "ok":
                     why = built.reason if built else "not built"
                     raise ConfigError(f"{side.label} of {spec.name}: {why}")
-                side = replace(side, path=built.info["path"])
+                side = replace(side, path=built.info.path if built.info else None)
             built_sides.append(side)
         staged = stage_programs(built_sides, device, Path(work), profile.measure.timeout_s, logs / "staging.log")
         arms = []

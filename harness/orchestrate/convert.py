@@ -57,7 +57,7 @@ def convert_profile(
                 model_name = names[request.model_ref]
                 for name in profile.variants:
                     message = prepared.artifacts.get(name, ArtifactBuilt(name, "failed", prepared.failure))
-                    artifact = ArtifactInfo(**message.info) if message.info else ArtifactInfo()
+                    artifact = message.info or ArtifactInfo()
                     status, reason = message.status, message.reason
                     rows[request.model_ref].append(
                         ConvertRow(model_name, name, VARIANTS[name].format, status, reason, artifact)

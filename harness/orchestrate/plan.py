@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from harness.backends.registry import BACKENDS
 from profiles.catalog import FORMAT_BACKEND, VARIANTS, Variant
-from profiles.errors import ConfigError, NothingToDo, NothingToRun
+from profiles.errors import ConfigError, NothingToRun
 from profiles.schema import Profile
 from profiles.zoo import ModelSpec, resolve_model
 
@@ -48,8 +48,9 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def plan(profile: Profile, shard: tuple[int, int] | None = None) -> list[Case]:
-    """Every model x variant x device (or one shard of them). Raises `ModelError` for an unknown model,
-    `NothingToRun` when this host can run none of the cases, and `NothingToDo` for an empty shard."""
+    """Every model x variant x device (or one shard of them; none for an empty shard, which is not a
+    mistake: `empty_shard`). Raises `ModelError` for an unknown model and `NothingToRun` when this host
+    can run none of the cases."""
     models = [resolve_model(ref) for ref in profile.models]
     backends = sorted({FORMAT_BACKEND[VARIANTS[v].format] for v in profile.variants})
     reasons = {b: device_reasons(b, list(profile.devices)) for b in backends}
@@ -61,11 +62,16 @@ def plan(profile: Profile, shard: tuple[int, int] | None = None) -> list[Case]:
             for device in profile.devices:
                 cases.append(Case(model, variant, device, backend, reasons[backend][device]))
     if shard is not None:
-        total = len(cases)
         cases = shard_of(cases, shard)
         if not cases:
-            raise NothingToDo(f"shard {shard[0]}/{shard[1]} is empty: this profile has only {total} cases")
+            return []
     if all(c.skip_reason for c in cases):
         why = sorted({f"{c.backend} on {c.device}: {c.skip_reason}" for c in cases})
         raise NothingToRun(f"nothing can run on this host: {'; '.join(why)}")
     return cases
+
+
+def empty_shard(profile: Profile, shard: tuple[int, int]) -> str:
+    """Why a shard that `plan` left empty has nothing to do (a run then exits 0)."""
+    total = len(profile.models) * len(profile.variants) * len(profile.devices)
+    return f"shard {shard[0]}/{shard[1]} is empty: this profile has only {total} cases"

@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.process.isolation import run_isolated
 from harness.process.messages import ArtifactBuilt, ModelChecked, ModelRejected, PreparedModel, Stage
-from harness.results.schema import ProcessTiming
+from harness.results.schema import ArtifactInfo, ProcessTiming
 from profiles.paths import save_torch
 from profiles.schema import Profile
 
@@ -177,7 +177,7 @@ def prepare_model(
             send(Stage(f"converting {name}", name))
             try:
                 info = build_artifact(loaded, fingerprint, VARIANTS[name], ctx, cache)
-                send(ArtifactBuilt(name, "ok", info=info))
+                send(ArtifactBuilt(name, "ok", info=ArtifactInfo(**info)))
             except VariantSkipped as exc:
                 send(ArtifactBuilt(name, "skipped", str(exc)))
             except ConversionError as exc:

@@ -12,7 +12,6 @@ from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -39,19 +38,19 @@ from harness.results.decision import decide
 from harness.results.schema import (
     REFERENCE_ORDER,
     ArtifactInfo,
-    EnergyStats,
+    DiagnosisReport,
     LoadTimes,
-    MemoryStats,
     ParityResult,
     ProcessTiming,
     Result,
     RunRecord,
     RunTiming,
+    Status,
     write_results,
 )
 from harness.results.stats import latency_warnings, summarise
 from harness.results.store import ResultsStore
-from profiles.errors import ProtocolError
+from profiles.errors import ProtocolError, StoreError
 from profiles.paths import cache_root, file_name
 from profiles.schema import ResolvedProfile
 
@@ -85,20 +84,21 @@ class _Progress:
         return self.failure is not None or self.skipped is not None
 
 
-def _result(case: Case, status: str, reason: str | None = None, artifact: ArtifactInfo | None = None) -> Result:
+def _result(case: Case, status: Status, reason: str | None = None, artifact: ArtifactInfo | None = None) -> Result:
     """A case's result; what the artifact's trace froze (`converters.tracing`) is among its warnings, on
     every status: a Core ML artifact that cannot be measured here still carries it."""
     artifact = artifact or ArtifactInfo()
+    frozen = artifact.notes.get(TRACE_NOTES, [])
     return Result(
         model=case.model.name,
         variant=case.variant.name,
         format=case.variant.format,
         device=case.device,
         backend=case.backend,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         reason=reason,
         artifact=artifact,
-        warnings=list(artifact.notes.get(TRACE_NOTES, [])),
+        warnings=[str(note) for note in frozen] if isinstance(frozen, list) else [],
     )
 
 
@@ -132,7 +132,7 @@ class Runner:
             run_id=self.run_id,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             environment=capture(self.profile.measure.threads),
-            profile={"name": resolved.name, "source": resolved.source, **resolved.profile.model_dump()},
+            profile=resolved,
         )
         self.baseline = baseline
         self.baseline_notes: list[str] = []
@@ -172,13 +172,13 @@ class Runner:
         self._write_json()
 
     def _to_store(self, write: Callable[[ResultsStore], None]) -> None:
-        """A store that fails stops being written to; the results file still has every result."""
+        """A store that refuses a write stops being written to; the results file still has every result."""
         if self.store is None or self.store_error is not None:
             return
         try:
             write(self.store)
-        except Exception as exc:
-            self.store_error = f"results store {self.store.url}: {type(exc).__name__}: {exc}".splitlines()[0]
+        except StoreError as exc:
+            self.store_error = str(exc)
 
     def _log_dir(self) -> Path:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -260,7 +260,9 @@ class Runner:
         """A measurable case, or its result now: a failed conversion fails the case on any host; a
         skipped conversion or a device this host lacks makes it skipped, with the artifact if built."""
         message = prepared.artifacts.get(case.variant.name)
-        artifact = ArtifactInfo(**message.info) if message and message.info else ArtifactInfo()
+        artifact = message.info if message and message.info else ArtifactInfo()
+        status: Status
+        reason: str | None
         if message is None:
             status, reason = ("skipped", case.skip_reason) if case.skip_reason else ("failed", prepared.failure)
         elif message.status != "ok":
@@ -343,8 +345,10 @@ class Runner:
                 self.observer.step(f"{item.case.label} (process {round_index + 1}/{measure.processes})")
                 self._measure_once(item, do_parity=round_index == 0)
                 if item.done:
-                    status, reason = ("failed", item.failure) if item.failure else ("skipped", item.skipped)
-                    self._emit(_result(item.case, status, reason, item.artifact))
+                    if item.failure:
+                        self._emit(_result(item.case, "failed", item.failure, item.artifact))
+                    else:
+                        self._emit(_result(item.case, "skipped", item.skipped, item.artifact))
                     self.observer.step(item.case.label, advance=measure.processes - round_index - 1)
                 elif round_index == measure.processes - 1:
                     self._emit(self._finish(item))
@@ -459,7 +463,7 @@ class Runner:
         if item.spec.calls_per_sample is None:
             item.spec = replace(item.spec, calls_per_sample=measured.calls_per_sample)
         if measured.parity is not None:
-            item.parity = ParityResult(**measured.parity)
+            item.parity = measured.parity
             if not item.parity.passed and item.case.variant.format == "onnx":
                 item.parity.diagnosis = with_trace_notes(self._diagnose(item), item.artifact.notes)
             elif not item.parity.passed and item.case.variant.format == "executorch":
@@ -467,7 +471,7 @@ class Runner:
         item.samples.append(measured.samples_ms)
         item.measured.append(measured)
 
-    def _diagnose(self, item: _Progress) -> dict[str, Any]:
+    def _diagnose(self, item: _Progress) -> DiagnosisReport:
         """Layer-by-layer comparison of a failing ONNX variant, in a worker of its own."""
         tolerance = item.spec.gate.get("snr_db_min", DEFAULT_TOLERANCE_DB)
         log = self._log(f"diagnose-{item.case.label.replace(' ', '-')}")
@@ -475,7 +479,9 @@ class Runner:
         target = diagnose_generation if item.spec.task == "generation" else diagnose
         outcome = run_isolated(target, arguments, self.profile.measure.timeout_s, None, log)
         found = outcome.first(Diagnosis)
-        return found.diagnosis if found else {"summary": f"diagnosis failed: {outcome.failure} (log: {log})"}
+        return (
+            found.diagnosis if found else DiagnosisReport(summary=f"diagnosis failed: {outcome.failure} (log: {log})")
+        )
 
     def _finish(self, item: _Progress, interrupted: bool = False) -> Result:
         measure = self.profile.measure
@@ -488,26 +494,23 @@ class Runner:
             cold=float(np.median([m.cold_ms for m in runs])), warm=float(np.median([m.warm_ms for m in runs]))
         )
         result.first_inference_ms = float(np.median([m.first_inference_ms for m in runs]))
-        peak_run = max(runs, key=lambda m: m.memory["peak_rss_bytes"] or 0)
-        result.memory = MemoryStats(**peak_run.memory)
+        result.memory = max(runs, key=lambda m: m.memory.peak_rss_bytes or 0).memory
         energies = [m.energy for m in runs]
-        millijoules = [e["mj_per_inference"] for e in energies if e["mj_per_inference"] is not None]
-        result.energy = EnergyStats(
-            source=energies[0]["source"],
-            cpu_ms_per_inference=float(np.median([e["cpu_ms_per_inference"] for e in energies])),
+        cpu_ms = [e.cpu_ms_per_inference for e in energies if e.cpu_ms_per_inference is not None]
+        millijoules = [e.mj_per_inference for e in energies if e.mj_per_inference is not None]
+        result.energy = replace(  # the first process's source, idle baseline and notes
+            energies[0],
+            cpu_ms_per_inference=float(np.median(cpu_ms)) if cpu_ms else None,
             mj_per_inference=float(np.median(millijoules)) if millijoules else None,
-            idle_subtracted=energies[0]["idle_subtracted"],
-            idle_mw=energies[0]["idle_mw"],
-            note=energies[0].get("note"),
-            missing_channels=energies[0].get("missing_channels", []),
         )
         result.parity = item.parity
         result.runtime = runs[0].runtime
         placements = sorted((m.placement for m in runs if m.placement), key=lambda p: "error" in p)
         result.placement = placements[0] if placements else {}  # one that did not fail, where any
         result.thermal_states = [m.thermal_state for m in runs]
-        if runs[0].generation:
-            result.generation = summarise_generation([m.generation for m in runs], seed=measure.seed)
+        timings = [m.generation for m in runs if m.generation is not None]
+        if timings:
+            result.generation = summarise_generation(timings, seed=measure.seed)
         result.warnings += latency_warnings(latency, item.samples)
         result.warnings += sorted({m.thermal for m in runs if m.thermal})
         if interrupted:
@@ -536,7 +539,7 @@ def current_key(case: Case) -> tuple[str, str, str, str]:
 
 def exit_code(record: RunRecord) -> int:
     """0 when every case ran or was skipped with a reason and every enforced parity gate held, else 1."""
-    enforce = record.profile.get("parity", {}).get("enforce", True)
+    enforce = record.profile.profile.parity.enforce
     for result in record.results:
         if result.status == "failed" or (enforce and result.parity is not None and not result.parity.passed):
             return 1

@@ -42,16 +42,16 @@ where the cheap decisions (a large regression at the first look) are made.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from harness.results.schema import FAST_THIRD_STATISTIC, ROUNDS_STATISTIC, Statistic, Verdict
+
 LOOKS = (6, 8, 10, 12, 16, 20, 24)
 ALPHA = 0.05  # the chance of a wrong verdict over all looks together
-VERDICTS = ("regression", "improvement", "no change", "inconclusive")
-ROUNDS_STATISTIC = "median of per-round log-ratios"
-FAST_THIRD_STATISTIC = "log-ratio of the fastest third of each arm's blocks"
+VERDICTS: tuple[Verdict, ...] = ("regression", "improvement", "no change", "inconclusive")
 
 
 def half_rounds(a_ms: Sequence[float], b_ms: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -93,14 +93,17 @@ def fast_third_log_ratio(a_ms: Sequence[float], b_ms: Sequence[float]) -> float:
     return float(np.log(fastest_third(b)) - np.mean(np.log(fastest_third(slots))))
 
 
-PROCESS_STATISTICS = {ROUNDS_STATISTIC: process_log_ratio, FAST_THIRD_STATISTIC: fast_third_log_ratio}
+PROCESS_STATISTICS: dict[Statistic, Callable[[Sequence[float], Sequence[float]], float]] = {
+    ROUNDS_STATISTIC: process_log_ratio,
+    FAST_THIRD_STATISTIC: fast_third_log_ratio,
+}
 
 
 @dataclass
 class Decision:
     ratio: float  # B/A, exp of the mean log-ratio
     ci95: list[float]  # the simultaneous interval (over the looks) of B/A; empty before the first look
-    verdict: str
+    verdict: Verdict
     processes: int
     detail: str
     decided: bool

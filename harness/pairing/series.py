@@ -28,7 +28,7 @@ from harness.pairing.sequential import FAST_THIRD_STATISTIC, LOOKS, PROCESS_STAT
 from harness.pairing.worker import Arm, PairedPlan, measure_paired, reference_share
 from harness.process.isolation import WorkerOutcome, run_isolated
 from harness.process.messages import PairedMeasured, PairedRefused
-from harness.results.schema import PairedComparison, PairedProcess, ProcessTiming
+from harness.results.schema import PairedComparison, PairedProcess, ProcessTiming, Statistic
 from profiles.schema import Profile
 
 
@@ -46,7 +46,7 @@ class PairingSettings:
     lead_in_ms: float = (
         0.0  # untimed calls before each block (harness.pairing.worker): comparisons of different variants
     )
-    statistic: str = ROUNDS_STATISTIC  # per process (harness.pairing.sequential.PROCESS_STATISTICS)
+    statistic: Statistic = ROUNDS_STATISTIC  # per process (harness.pairing.sequential.PROCESS_STATISTICS)
 
 
 def pairing_settings(profile: Profile, across_variants: bool) -> PairingSettings:

@@ -1,13 +1,24 @@
 """What crosses the process boundary: one dataclass per message a worker sends its parent.
 
-They pickle as they are (every field is a plain value, a list, a dict or another of these records), so
-the parent receives typed records instead of dicts to splat into dataclasses.
+They pickle as they are (every field is a plain value, a list, a str-keyed dict of them, or a typed
+record of `harness.results.schema` or of this module): the child builds the records the results hold,
+and the parent uses them as they come.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from harness.results.schema import (
+    ArtifactInfo,
+    DiagnosisReport,
+    EnergyStats,
+    JsonValue,
+    MemoryStats,
+    ParityResult,
+    Status,
+    ThermalState,
+)
 
 
 @dataclass(frozen=True)
@@ -61,18 +72,17 @@ class PreparedModel:
 
 @dataclass(frozen=True)
 class ArtifactBuilt:
-    """One variant's conversion: `info` holds `harness.results.schema.ArtifactInfo` keys when status is ok (and
-    for a skip whose artifact exists)."""
+    """One variant's conversion: `info` is what was built when status is ok."""
 
     variant: str
-    status: str  # ok | skipped | failed
+    status: Status
     reason: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+    info: ArtifactInfo | None = None
 
 
 @dataclass(frozen=True)
 class Diagnosis:
-    diagnosis: dict[str, Any]
+    diagnosis: DiagnosisReport
 
 
 @dataclass(frozen=True)
@@ -106,23 +116,50 @@ class Unavailable:
 
 
 @dataclass(frozen=True)
+class KvCache:
+    """A decoder's KV cache as its backend holds it (`harness.generation.measure.kv_cache_record`): a
+    stateful Core ML decoder's state, allocated whole; or graph inputs and outputs, so many bytes a token."""
+
+    kind: str
+    state_bytes: int | None = None
+    bytes_per_token: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationTiming:
+    """One generative process's timings, each keyed by prompt length: times to first token and decode
+    steps (ms); peak memory over the whole generation and over its decode phase, keyed by context length
+    (prompt + token budget); CPU ms per decoded token; the KV cache."""
+
+    lengths: list[int]
+    new_tokens: int
+    rounds: int
+    ttft_ms: dict[int, list[float]]
+    decode_ms: dict[int, list[float]]
+    peak_bytes: dict[int, int]
+    decode_peak_bytes: dict[int, int]
+    decode_cpu_ms_per_token: float
+    kv: KvCache
+
+
+@dataclass(frozen=True)
 class Measured:
-    """One unpaired measurement process of one case. `memory` and `energy` hold the keys of
-    `harness.results.schema.MemoryStats` and `EnergyStats`, `parity` those of `ParityResult` (or None)."""
+    """One unpaired measurement process of one case. `runtime` and `placement` are what the session
+    reports of itself, each in its backend's own terms (`{"error": ...}` where reading it failed)."""
 
     cold_ms: float
     warm_ms: float
     first_inference_ms: float
     calls_per_sample: int
     samples_ms: list[float]
-    memory: dict[str, Any]
-    energy: dict[str, Any]
-    parity: dict[str, Any] | None
-    runtime: dict[str, Any]
+    memory: MemoryStats
+    energy: EnergyStats
+    parity: ParityResult | None
+    runtime: dict[str, JsonValue]
     thermal: str | None
-    thermal_state: dict[str, Any]
-    placement: dict[str, Any]
-    generation: dict[str, Any] | None = None  # decoders: the keys `harness.generation.measure` summarises
+    thermal_state: ThermalState
+    placement: dict[str, JsonValue]
+    generation: GenerationTiming | None = None  # decoders
     load_at: float = 0.0  # wall-clock time the cold load began (imports done): ends the start-up
     sampling_s: float = 0.0  # wall time inside timed sampling
 

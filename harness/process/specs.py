@@ -4,7 +4,6 @@ prepare step wrote."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -22,7 +21,7 @@ class WorkerSpec:
     inputs_path: str
     parity_path: str | None
     task: str  # classification | embedding | generation | generic: which parity metrics apply
-    gate: dict[str, Any]
+    gate: dict[str, float]  # the parity gate's thresholds by key (profiles.schema.Gate)
     parity_source: str
     warmup: int
     budget_s: float

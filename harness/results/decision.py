@@ -17,6 +17,7 @@ from typing import Literal
 
 from harness.results.queries import accuracy_metric, measured, ordered_results
 from harness.results.schema import DecisionRecord, RankedVariant, Result, RunRecord
+from profiles.schema import Decide
 
 Basis = Literal["paired", "unpaired median"]
 TieBreak = Literal["size", "peak memory", "latency"]
@@ -128,22 +129,7 @@ def _missing_last(value: int | None) -> float:
     return float("inf") if value is None else float(value)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """The profile's `[decide]` section (`profiles.schema.Decide`), read from the run's profile."""
-
-    max_size_mb: float | None = None
-    max_peak_memory_mb: float | None = None
-    max_latency_ratio: float | None = None
-    min_accuracy_ratio: float | None = None
-
-    @classmethod
-    def of(cls, record: RunRecord) -> Limits:
-        section = record.profile.get("decide") or {}
-        return cls(**{key: section.get(key) for key in cls.__dataclass_fields__})
-
-
-def _over_limits(result: Result, reference: Result | None, limits: Limits) -> str | None:
+def _over_limits(result: Result, reference: Result | None, limits: Decide) -> str | None:
     """Why a measured, passing variant is no candidate under the limits, or None."""
     size, peak = result.artifact.size_bytes, result.memory.peak_rss_bytes
     if limits.max_size_mb is not None and size is not None and size > limits.max_size_mb * 1e6:
@@ -161,9 +147,9 @@ def _over_limits(result: Result, reference: Result | None, limits: Limits) -> st
     return None
 
 
-def decide_group(model: str, device: str, results: list[Result], limits: Limits | None = None) -> Decision:
+def decide_group(model: str, device: str, results: list[Result], limits: Decide | None = None) -> Decision:
     """The decision for one model on one device, from that group's results."""
-    limits = limits or Limits()
+    limits = limits or Decide()
     against = {r.versus.against for r in results if r.versus is not None}
     reference = sorted(against)[0] if against else None
     reference_result = next((r for r in results if r.variant == reference), None)
@@ -218,5 +204,5 @@ def decide(record: RunRecord) -> list[Decision]:
     groups: dict[tuple[str, str], list[Result]] = {}
     for result in ordered_results(record):
         groups.setdefault((result.model, result.device), []).append(result)
-    limits = Limits.of(record)
+    limits = record.profile.profile.decide
     return [decide_group(model, device, results, limits) for (model, device), results in groups.items()]

@@ -12,8 +12,8 @@ def measured(result: Result) -> bool:
 
 def ordered_results(record: RunRecord) -> list[Result]:
     """Results in the profile's model and variant order, whatever order they finished in."""
-    models = list(record.profile.get("models", []))
-    variants = list(record.profile.get("variants", []))
+    models = record.profile.profile.models
+    variants = record.profile.profile.variants
 
     def rank(values: list[str], value: str) -> int:
         return values.index(value) if value in values else len(values)

@@ -3,7 +3,10 @@
 Version history:
   1 - first version: environment, resolved profile, one record per case (see DESIGN.md).
 
-Add keys freely; never rename or drop one without a new version and a loader that still reads 1.
+Add keys freely; never rename or drop one without a new version and a loader that still reads 1. Every
+record here is typed; a field whose keys a record does not fix (a converter's notes, what a runtime says
+of itself) holds `JsonValue`s. A field marked `OMIT_NONE` is left out of the JSON while it is None: the
+keys a file holds are the keys the bench measured, as they were before the records were typed.
 """
 
 from __future__ import annotations
@@ -12,19 +15,31 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import JsonValue as JsonValue  # str | int | float | bool | None, or a list or str-keyed dict of them
 
+from profiles.catalog import Device as Device  # the bottom layer's vocabularies, with the results' own below
+from profiles.catalog import Format as Format
 from profiles.errors import SchemaError
+from profiles.schema import RECORDED, ResolvedProfile
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 REFERENCE_ORDER = ("torch-fp32", "onnx-fp32", "coreml-fp32")  # a model's reference: the first of these measured
 
 Status = Literal["ok", "failed", "skipped"]
+# a paired comparison's (harness.pairing.sequential) and an unpaired one's (harness.results.stats)
+Verdict = Literal["regression", "improvement", "no change", "within noise", "inconclusive"]
+# what one paired process's log-ratio is computed from (harness.pairing.sequential.PROCESS_STATISTICS):
+# two builds of one variant by rounds, two different variants by the fastest third
+Statistic = Literal["median of per-round log-ratios", "log-ratio of the fastest third of each arm's blocks"]
+ROUNDS_STATISTIC: Statistic = "median of per-round log-ratios"
+FAST_THIRD_STATISTIC: Statistic = "log-ratio of the fastest third of each arm's blocks"
+OMIT_NONE = {"omit_none": True}
 
 
 @dataclass
@@ -44,7 +59,7 @@ class ArtifactInfo:
     cache_hit: bool = False
     cache_key: str | None = None
     cache_explanation: str | None = None  # why the cache hit or missed
-    notes: dict[str, Any] = field(default_factory=dict)  # converter-specific, e.g. ExecuTorch's delegation split
+    notes: dict[str, JsonValue] = field(default_factory=dict)  # converter-specific, e.g. ExecuTorch's delegation split
 
 
 @dataclass
@@ -53,8 +68,8 @@ class ConvertRow:
 
     model: str
     variant: str
-    format: str
-    status: str  # ok | skipped | failed
+    format: Format
+    status: Status
     reason: str | None
     artifact: ArtifactInfo
 
@@ -86,6 +101,18 @@ class LatencyStats:
 
 
 @dataclass
+class GpuMemory:
+    """Device memory where a GPU ran the case, labelled with its source; each source reads its own figures
+    (`source` alone says why none could be read)."""
+
+    source: str
+    used_bytes: int | None = field(default=None, metadata=OMIT_NONE)  # NVML: this process's memory
+    peak_allocated_bytes: int | None = field(default=None, metadata=OMIT_NONE)  # torch.cuda's allocator
+    peak_reserved_bytes: int | None = field(default=None, metadata=OMIT_NONE)
+    driver_allocated_bytes: int | None = field(default=None, metadata=OMIT_NONE)  # torch.mps's driver
+
+
+@dataclass
 class MemoryStats:
     """Bytes. `peak_rss_bytes` is the high-water mark during inference; `load_peak_bytes` during load."""
 
@@ -95,7 +122,7 @@ class MemoryStats:
     load_delta_bytes: int | None = None
     load_peak_bytes: int | None = None
     peak_rss_bytes: int | None = None
-    gpu: dict[str, Any] | None = None  # device memory where a GPU ran the case, with its source
+    gpu: GpuMemory | None = None
 
 
 @dataclass
@@ -110,6 +137,53 @@ class EnergyStats:
 
 
 @dataclass
+class LayerComparison:
+    """One layer of the torch reference against the same tensor in the variant's graph."""
+
+    layer: str
+    tensor: str
+    snr_db: float | None  # None where the two are identical
+    max_abs_err: float
+    nonfinite: int
+
+
+@dataclass
+class SnrDrop:
+    layer: str
+    drop_db: float
+    snr_db: float
+
+
+@dataclass
+class WorstSample:
+    index: int
+    cosine: float
+
+
+@dataclass
+class Divergence:
+    """Where a decoder's greedy continuation first left the reference's."""
+
+    prompt: int
+    token: int
+
+
+@dataclass
+class DiagnosisReport:
+    """Where a failing variant leaves the reference (harness.accuracy.diagnose), or why it is not
+    diagnosed: then only `summary` and `first_divergent_layer` (None) are set. Keys in the JSON order the
+    layer-by-layer diagnosis always wrote them."""
+
+    first_divergent_layer: str | None = None
+    tolerance_db: float | None = field(default=None, metadata=OMIT_NONE)
+    largest_drops: list[SnrDrop] | None = field(default=None, metadata=OMIT_NONE)
+    worst_samples: list[WorstSample] | None = field(default=None, metadata=OMIT_NONE)
+    layers: list[LayerComparison] | None = field(default=None, metadata=OMIT_NONE)
+    summary: str = ""  # always set: the one line the reports print
+    divergence: Divergence | None = field(default=None, metadata=OMIT_NONE)  # decoders
+
+
+@dataclass
 class ParityResult:
     passed: bool
     gate: dict[str, float] = field(default_factory=dict)
@@ -117,7 +191,7 @@ class ParityResult:
     failures: list[str] = field(default_factory=list)
     samples: int = 0
     inputs: str = ""  # where the parity inputs came from: "dataset:digits" or "synthetic"
-    diagnosis: dict[str, Any] | None = None  # for a failing ONNX variant: where it left the reference
+    diagnosis: DiagnosisReport | None = None  # for a failing variant: where it left the reference
 
 
 @dataclass
@@ -142,20 +216,54 @@ class PairedComparison:
     against: str  # what A was: the reference variant, or "baseline" (the baseline run's artifact)
     ratio: float
     ci95: list[float]
-    verdict: str  # regression | improvement | no change | inconclusive
+    verdict: Verdict  # regression | improvement | no change | inconclusive
     threshold: float
     detail: str
-    statistic: str
+    statistic: Statistic
     processes: list[PairedProcess] = field(default_factory=list)
     failure: str | None = None  # a paired process failed (its first line): the comparison is an error
+
+
+@dataclass
+class ThermalState:
+    """One process's thermal level at the start and end of sampling, and where it was read."""
+
+    source: str
+    start: str | None
+    end: str | None
+
+
+@dataclass
+class GenerationSummary:
+    """A decoder case across its processes (harness.generation.measure.summarise_generation): per prompt
+    length (keys are the lengths as text) TTFT and decode ms/token, tokens/s; peak memory per context
+    length (prompt + token budget) and its growth; the KV cache as the backend holds it."""
+
+    prompt_lengths: list[int]
+    new_tokens: int
+    decoding: str
+    ttft_ms: dict[str, LatencyStats]
+    decode_ms_per_token: dict[str, LatencyStats]
+    tokens_per_s: dict[str, float | None]
+    peak_rss_bytes_by_context: dict[str, int]  # context = prompt + token budget; prefill's scratch included
+    # measured while decoding; includes what allocators keep from the prefill (ORT's arena does not shrink)
+    decode_peak_rss_bytes_by_context: dict[str, int]
+    memory_growth_bytes_per_1k_tokens: float | None
+    peak_growth_bytes_per_1k_tokens: float | None  # measured, prefill included
+    # computed from the cache's shape and dtype as the backend holds it (`kv_cache_record`)
+    kv_cache: str | None = None
+    kv_cache_bytes_per_1k_tokens: int | None = None
+    kv_state_bytes: int | None = None
+    cpu_ms_per_token: float | None = None
+    latency_ms_is: str = ""
 
 
 @dataclass
 class Result:
     model: str
     variant: str
-    format: str
-    device: str
+    format: Format
+    device: Device
     backend: str
     status: Status
     reason: str | None = None
@@ -167,13 +275,13 @@ class Result:
     memory: MemoryStats = field(default_factory=MemoryStats)
     energy: EnergyStats = field(default_factory=EnergyStats)
     parity: ParityResult | None = None
-    placement: dict[str, Any] = field(default_factory=dict)
+    placement: dict[str, JsonValue] = field(default_factory=dict)  # where the ops ran, as the backend reports it
     warnings: list[str] = field(default_factory=list)
-    runtime: dict[str, Any] = field(default_factory=dict)  # what the backend says it actually used
-    thermal_states: list[dict[str, Any]] = field(default_factory=list)  # per process: source, start, end level
+    runtime: dict[str, JsonValue] = field(default_factory=dict)  # what the backend says it actually used
+    thermal_states: list[ThermalState] = field(default_factory=list)  # per process
     versus: PairedComparison | None = None  # against the model's reference on the same device, paired
     against_baseline: PairedComparison | None = None  # with --baseline: against the baseline's artifact
-    generation: dict[str, Any] | None = None  # decoders: TTFT, decode ms/token, tokens/s, memory per context
+    generation: GenerationSummary | None = None  # decoders: TTFT, decode ms/token, tokens/s, memory per context
 
     @property
     def case_key(self) -> tuple[str, str, str, str]:
@@ -188,7 +296,7 @@ class Environment:
     cores: int
     python: str
     packages: dict[str, str]
-    threads: dict[str, Any]
+    threads: dict[str, int | str]  # intra_op (the profile's), and each thread variable that was set
     hostname: str = ""
 
 
@@ -248,14 +356,14 @@ class RunRecord:
     run_id: str
     created_at: str
     environment: Environment
-    profile: dict[str, Any]
+    profile: ResolvedProfile
     results: list[Result] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     decisions: list[DecisionRecord] = field(default_factory=list)  # written when the run ends
     timing: RunTiming | None = None  # None in files written before it was recorded
 
 
-def headline_figures(result: Result) -> dict[str, Any]:
+def headline_figures(result: Result) -> dict[str, JsonValue]:
     """One case's identity and headline figures, flat: what the store's `cases` table and the pandas
     frame both hold (each keeps the keys it has columns for)."""
     lat = result.latency_ms
@@ -294,20 +402,29 @@ def headline_figures(result: Result) -> dict[str, Any]:
 _RUN_ADAPTER = TypeAdapter(RunRecord)
 
 
-def json_safe(value: Any) -> Any:
-    """The value with every NaN or infinity replaced by None: JSON has no such numbers, and one bad
-    output must not make a whole results file unwritable."""
+def json_safe(value: object) -> JsonValue:
+    """A record as JSON values, the one writer of this schema: a dataclass field by field (one marked
+    `OMIT_NONE` left out while None), a pydantic model as it dumps itself, and every NaN or infinity as
+    None: JSON has no such numbers, and one bad output must not make a whole results file unwritable."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if is_dataclass(value) and not isinstance(value, type):
+        return {
+            item.name: json_safe(getattr(value, item.name))
+            for item in fields(value)
+            if not (item.metadata.get("omit_none") and getattr(value, item.name) is None)
+        }
+    if isinstance(value, BaseModel):
+        return json_safe(value.model_dump())
     if isinstance(value, dict):
         return {key: json_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(item) for item in value]
-    return value
+    return value  # type: ignore[return-value]  (str, int, bool, None)
 
 
 def to_json(run: RunRecord) -> str:
-    return json.dumps(json_safe(asdict(run)), indent=1, allow_nan=False)
+    return json.dumps(json_safe(run), indent=1, allow_nan=False)
 
 
 def _umask() -> int:
@@ -331,7 +448,7 @@ def write_results(run: RunRecord, path: Path) -> None:
         raise
 
 
-def parse_results(data: Any, source: str) -> RunRecord:
+def parse_results(data: object, source: str) -> RunRecord:
     if not isinstance(data, dict) or "schema_version" not in data:
         raise SchemaError(f"{source}: not an ondevice-bench results file (no schema_version)")
     version = data["schema_version"]
@@ -341,7 +458,7 @@ def parse_results(data: Any, source: str) -> RunRecord:
             f"(reads {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade ondevice-bench"
         )
     try:
-        return _RUN_ADAPTER.validate_python(data)
+        return _RUN_ADAPTER.validate_python(data, context={RECORDED: True})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 
-from harness.results.schema import LatencyStats
+from harness.results.schema import LatencyStats, Verdict
 
 BOOTSTRAP_RESAMPLES = 4_000
 BOOTSTRAP_MAX_POINTS = 1_000  # per process; more samples are condensed to this many quantiles
@@ -121,7 +122,7 @@ def latency_warnings(latency: LatencyStats, samples: Sequence[Sequence[float]]) 
     return warnings
 
 
-VERDICTS = ("regression", "improvement", "no change", "within noise", "inconclusive")
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
 
 @dataclass
@@ -131,7 +132,7 @@ class Comparison:
     ratio: float
     ci95: list[float]
     p_value: float | None
-    verdict: str
+    verdict: Verdict
     detail: str
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from harness.results.schema import Result, RunRecord, headline_figures, json_safe, parse_results
-from profiles.errors import ConfigError, SchemaError
+from profiles.errors import ConfigError, SchemaError, StoreError
 
 DEFAULT_URL = "sqlite:///bench-results/results.sqlite"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -161,8 +162,18 @@ class ResultsStore:
         with self.engine.connect() as conn:
             return int(conn.execute(self.sa.text("SELECT MAX(version) FROM schema_migrations")).scalar() or 0)
 
+    @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """One write transaction; a write the database refuses is a `StoreError` naming the store and
+        the database's reason (a bug in the bench is not caught here: it stays itself)."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except (self.sa.exc.SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"results store {self.url}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+
     def add_run(self, run: RunRecord) -> None:
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(
                 self.sa.text(
                     "INSERT INTO runs (run_id, created_at, hostname, profile_name, schema_version, environment_json,"
@@ -173,9 +184,9 @@ class ResultsStore:
                     "run_id": run.run_id,
                     "created_at": run.created_at,
                     "hostname": run.environment.hostname,
-                    "profile_name": str(run.profile.get("name", "")),
+                    "profile_name": run.profile.name,
                     "schema_version": run.schema_version,
-                    "environment_json": json.dumps(json_safe(asdict(run.environment)), allow_nan=False),
+                    "environment_json": json.dumps(json_safe(run.environment), allow_nan=False),
                     "profile_json": json.dumps(json_safe(run.profile), allow_nan=False),
                 },
             )
@@ -186,11 +197,11 @@ class ResultsStore:
         row = {
             "run_id": run_id,
             **{key: figures[key] for key in CASE_COLUMNS},
-            "result_json": json.dumps(json_safe(asdict(result)), allow_nan=False),
+            "result_json": json.dumps(json_safe(result), allow_nan=False),
         }
         columns = ", ".join(row)
         values = ", ".join(f":{key}" for key in row)
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             insert = sa.text(f"INSERT INTO cases ({columns}) VALUES ({values}) RETURNING id")
             case_id = conn.execute(insert, row).scalar_one()
             samples = [
@@ -207,14 +218,14 @@ class ResultsStore:
     def update_result(self, run_id: str, result: Result) -> None:
         """Replace the stored document of a case already added (its paired comparisons came later)."""
         model, variant, device, backend = result.case_key
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(
                 self.sa.text(
                     "UPDATE cases SET result_json = :json WHERE run_id = :run_id AND model = :model"
                     " AND variant = :variant AND device = :device AND backend = :backend"
                 ),
                 {
-                    "json": json.dumps(json_safe(asdict(result)), allow_nan=False),
+                    "json": json.dumps(json_safe(result), allow_nan=False),
                     "run_id": run_id,
                     "model": model,
                     "variant": variant,

@@ -52,7 +52,7 @@ def _stats(result: Result) -> dict[str, Any]:
 
 
 def _benchmark(run: RunRecord, result: Result) -> dict[str, Any]:
-    measure = run.profile.get("measure", {})
+    measure = run.profile.profile.measure
     param = f"{result.variant}-{result.device}"
     return {
         "group": result.model,
@@ -71,9 +71,9 @@ def _benchmark(run: RunRecord, result: Result) -> dict[str, Any]:
             "disable_gc": False,
             "timer": "time.perf_counter_ns",
             "min_rounds": 5,
-            "max_time": measure.get("budget_s"),
-            "min_time": (measure.get("min_sample_ms") or 0) / 1000.0,
-            "warmup": measure.get("warmup"),
+            "max_time": measure.budget_s,
+            "min_time": measure.min_sample_ms / 1000.0,
+            "warmup": measure.warmup,
         },
         "stats": _stats(result),
     }

@@ -149,10 +149,11 @@ def test_an_empty_shard_is_not_an_error(tmp_path: Path) -> None:
 
 def test_compare_against_a_run_without_results_is_an_error(tmp_path: Path) -> None:
     from harness.results.schema import Environment, RunRecord, write_results
+    from profiles.schema import load_profile
 
     env = Environment("Linux", "x86_64", "cpu", 2, "3.11", {}, {}, "h")
     empty = tmp_path / "empty.json"
-    write_results(RunRecord("e", "2026-11-23T00:00:00+00:00", env, {}), empty)
+    write_results(RunRecord("e", "2026-11-23T00:00:00+00:00", env, load_profile("smoke")), empty)
     line = one_error_line(bench("compare", str(empty), str(empty), cwd=tmp_path))
     assert line == f"error: baseline {empty}: the run has no results; there is nothing to compare"
 

@@ -218,13 +218,17 @@ def test_a_narrow_terminal_keeps_the_identifying_columns_readable() -> None:
     identifying columns; the backend is shown with `--wide`) stay whole."""
     from harness.results.schema import Environment, Result, RunRecord
     from harness.results.stats import summarise
+    from profiles.schema import load_profile
     from reports.terminal import render
 
     result = Result("digits_cnn", "onnx-int8-dynamic", "onnx", "cpu", "onnxruntime", "ok")
     result.latency_ms = summarise([[1.0, 1.1, 0.9, 1.0, 1.05]], 1)
     env = Environment("Linux", "x86_64", "cpu", 2, "3.11", {}, {}, "h")
     buffer = StringIO()
-    render(RunRecord("n", "2026-11-23T00:00:00+00:00", env, {}, [result]), Console(file=buffer, width=40))
+    render(
+        RunRecord("n", "2026-11-23T00:00:00+00:00", env, load_profile("smoke"), [result]),
+        Console(file=buffer, width=40),
+    )
     row = next(line for line in buffer.getvalue().splitlines() if "onnx-int8" in line)
     assert row.replace("│", " ").split()[:3] == ["onnx-int8-dynamic", "cpu", "ok"]
 

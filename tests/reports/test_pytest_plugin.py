@@ -6,6 +6,7 @@ import pytest
 
 from harness.results.schema import Environment, Result, RunRecord, write_results
 from harness.results.stats import summarise
+from profiles.schema import load_profile
 
 pytest_plugins = ["pytester"]
 
@@ -17,7 +18,7 @@ def test_bench_results_fixture_asserts_on_cases(pytester: pytest.Pytester, tmp_p
     int8 = Result("m", "onnx-int8-static", "onnx", "cpu", "onnxruntime", "ok")
     int8.latency_ms = summarise([[2.0, 2.1, 1.9]], 1)
     path = tmp_path / "r.json"
-    write_results(RunRecord("r1", "2026-11-22T00:00:00+00:00", env, {}, [fp32, int8]), path)
+    write_results(RunRecord("r1", "2026-11-22T00:00:00+00:00", env, load_profile("smoke"), [fp32, int8]), path)
     pytester.makepyfile(
         """
         import pytest

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.accuracy.diagnose import summarise
+from harness.results.schema import LayerComparison
 from tests.conftest import bench
 
 OVERFLOW = textwrap.dedent(
@@ -100,17 +101,17 @@ def test_failing_variants_are_diagnosed_to_the_layer(tmp_path: Path) -> None:
 
 def test_summary_ranks_snr_drops_and_names_the_first_layer_below_tolerance() -> None:
     layers = [
-        {"layer": "a", "tensor": "t0", "snr_db": 60.0, "max_abs_err": 0.0, "nonfinite": 0},
-        {"layer": "b", "tensor": "t1", "snr_db": 45.0, "max_abs_err": 0.1, "nonfinite": 0},
-        {"layer": "c", "tensor": "t2", "snr_db": 22.0, "max_abs_err": 0.5, "nonfinite": 0},
-        {"layer": "d", "tensor": "t3", "snr_db": 21.0, "max_abs_err": 0.6, "nonfinite": 0},
+        LayerComparison("a", "t0", 60.0, 0.0, 0),
+        LayerComparison("b", "t1", 45.0, 0.1, 0),
+        LayerComparison("c", "t2", 22.0, 0.5, 0),
+        LayerComparison("d", "t3", 21.0, 0.6, 0),
     ]
     result = summarise(layers, [3, 1], np.array([0.99, 0.95, 0.99, 0.9]), tolerance_db=30.0)
-    assert result["first_divergent_layer"] == "c"
-    assert [d["layer"] for d in result["largest_drops"]] == ["c", "b", "d"]
-    assert result["largest_drops"][0]["drop_db"] == 23.0
-    assert result["summary"].startswith("first layer below 30 dB: 'c' at 22.0 dB; largest SNR drops: c -23.0 dB")
-    assert "worst samples: #3 (cosine 0.9000), #1 (cosine 0.9500)" in result["summary"]
+    assert result.first_divergent_layer == "c"
+    assert result.largest_drops is not None and [d.layer for d in result.largest_drops] == ["c", "b", "d"]
+    assert result.largest_drops[0].drop_db == 23.0
+    assert result.summary.startswith("first layer below 30 dB: 'c' at 22.0 dB; largest SNR drops: c -23.0 dB")
+    assert "worst samples: #3 (cosine 0.9000), #1 (cosine 0.9500)" in result.summary
 
 
 BRANCHY = textwrap.dedent(
@@ -169,10 +170,10 @@ def test_matching_layers_with_diverging_outputs_say_the_structure_differs() -> N
     """Issue 25 item 13: when every compared layer is within the tolerance yet parity failed, the summary
     said only that no layer left the tolerance; it says the graph's structure differs (or the difference
     lies between the compared layers)."""
-    layers = [{"layer": "a", "tensor": "t0", "snr_db": 60.0, "max_abs_err": 0.0, "nonfinite": 0}]
+    layers = [LayerComparison("a", "t0", 60.0, 0.0, 0)]
     result = summarise(layers, [0], np.array([-0.47]), tolerance_db=30.0)
-    assert result["first_divergent_layer"] is None
-    assert result["summary"].startswith(
+    assert result.first_divergent_layer is None
+    assert result.summary.startswith(
         "every compared layer is within the 30 dB tolerance on the 1 worst samples, yet the outputs diverge: "
         "the graph's structure differs from the model's"
     )

@@ -135,7 +135,7 @@ def test_a_compute_plan_counts_core_ml_ops_by_device_and_keeps_graph_nodes_apart
 
 def test_a_failing_executorch_variant_says_why_it_is_not_diagnosed_by_layer() -> None:
     notes = {"delegate": "XnnpackBackend", "delegation": {"delegated_nodes": 27, "non_delegated_nodes": 1}}
-    summary = executorch_not_diagnosed(notes)["summary"]
+    summary = executorch_not_diagnosed(notes).summary
     assert summary.startswith("no layer-by-layer diagnosis: 27 of 28 nodes run inside XnnpackBackend")
 
 

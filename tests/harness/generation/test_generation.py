@@ -262,10 +262,10 @@ def test_the_kv_cache_is_reported_as_each_backend_holds_it() -> None:
 
     cache_shape = (1, 4, 4, 0, 32)
     stateful = kv_cache_record(StatefulSession(), cache_shape)
-    assert stateful["kv_state_bytes"] == held and stateful["kv_bytes_per_token"] is None
-    assert "fp16" in stateful["kv_cache"] and "max_context" in stateful["kv_cache"]
+    assert stateful.state_bytes == held and stateful.bytes_per_token is None
+    assert "fp16" in stateful.kind and "max_context" in stateful.kind
     graph = kv_cache_record(GraphSession(), cache_shape)
-    assert graph["kv_bytes_per_token"] == 2 * 4 * 4 * 32 * 4 and "fp32" in graph["kv_cache"]
+    assert graph.bytes_per_token == 2 * 4 * 4 * 32 * 4 and "fp32" in graph.kind and graph.state_bytes is None
 
 
 BROKEN_DECODERS = textwrap.dedent(

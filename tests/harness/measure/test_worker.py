@@ -20,6 +20,7 @@ from harness.backends.registry import BACKENDS
 from harness.orchestrate.cases import measure_case
 from harness.process.messages import Measured
 from harness.process.specs import WorkerSpec
+from harness.results.schema import ThermalState
 from profiles.catalog import VARIANTS
 from profiles.zoo import LoadedModel
 
@@ -62,7 +63,8 @@ def _measured(spec: WorkerSpec, do_parity: bool = False) -> Measured:
 def test_thermal_state_at_the_start_and_end_of_sampling(spec: WorkerSpec) -> None:
     measured = _measured(spec)
     state = measured.thermal_state
-    assert set(state) == {"source", "start", "end"} and isinstance(state["source"], str)
+    assert isinstance(state, ThermalState) and isinstance(state.source, str)
+    assert state.start is None or isinstance(state.start, str)
     assert measured.thermal is None or isinstance(measured.thermal, str)  # the parent dedups warning strings
 
 
@@ -102,10 +104,18 @@ class _BackendWithAFailingSession(OnnxRuntimeBackend):
         self.closed.append(True)
 
 
-def test_describe_or_placement_failing_keeps_the_measurement(spec: WorkerSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_describe_or_placement_failing_keeps_the_measurement(
+    spec: WorkerSpec, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The result names the failed call; its traceback goes to the log (the case's log in a worker)."""
     monkeypatch.setitem(BACKENDS, "failing-describe", _BackendWithAFailingSession)
     measured = _measured(replace(spec, backend="failing-describe"))
     assert len(measured.samples_ms) >= 5 and all(v > 0 for v in measured.samples_ms)
     assert measured.runtime == {"error": "TypeError: describe broke"}
     assert measured.placement == {"error": "RuntimeError: placement broke"}
+    logged = [r for r in caplog.records if r.name == "harness.measure.loop"]
+    assert [r.exc_info[1].args[0] for r in logged if r.exc_info and r.exc_info[1]] == [
+        "describe broke",
+        "placement broke",
+    ]
     assert _BackendWithAFailingSession.closed == [True]  # the backend cleaned up after the warm load

@@ -8,24 +8,31 @@ import pytest
 
 from harness.results.schema import (
     SCHEMA_VERSION,
+    DiagnosisReport,
     Environment,
+    GenerationSummary,
+    GpuMemory,
+    LatencyStats,
     ParityResult,
     Result,
     RunRecord,
+    ThermalState,
     load_results,
     to_json,
     write_results,
 )
 from harness.results.stats import summarise
-from profiles.errors import SchemaError
+from profiles.errors import ConfigError, SchemaError
+from profiles.schema import Profile, ResolvedProfile, load_profile
 from tests.conftest import CONTRACT_RESULT_KEYS
+from tests.synthetic import FIXTURES
 
 
 def record() -> RunRecord:
     env = Environment("Linux", "x86_64", "cpu", 2, "3.11", {"torch": "2.13.0"}, {"intra_op": 1})
     result = Result("m", "onnx-fp32", "onnx", "cpu", "onnxruntime", "ok")
     result.latency_ms = summarise([[1.0, 1.1, 0.9, 1.0, 1.05]], 1)
-    return RunRecord("abc", "2026-11-22T00:00:00+00:00", env, {"name": "smoke"}, [result])
+    return RunRecord("abc", "2026-11-22T00:00:00+00:00", env, load_profile("smoke"), [result])
 
 
 def test_round_trip_keeps_every_contract_key(tmp_path: Path) -> None:
@@ -102,3 +109,61 @@ def test_a_results_file_failing_mid_run_does_not_stop_the_store(tmp_path: Path) 
     assert runner.json_error is not None and runner.json_cases == 1
     assert runner.store_error is None and runner.stored_cases == 2
     assert [r.model for r in store.load_run(runner.run_id).results] == ["m", "m2"]
+
+
+def test_a_results_file_from_before_the_typed_records_loads_into_them() -> None:
+    """The committed classifiers and genai runs (written by b972745): the profile is the validated model,
+    the nested records typed, and a generation summary that predates `kv_cache` reads it as None."""
+    classifiers = load_results(FIXTURES / "classifiers-b972745.json")
+    assert isinstance(classifiers.profile, ResolvedProfile) and isinstance(classifiers.profile.profile, Profile)
+    assert classifiers.profile.profile.models == ["digits_cnn"]
+    assert classifiers.profile.profile.parity.enforce is False
+    measured = [r for r in classifiers.results if r.status == "ok"]
+    assert measured and all(isinstance(s, ThermalState) for r in measured for s in r.thermal_states)
+    genai = load_results(FIXTURES / "genai-b972745.json")
+    summaries = [r.generation for r in genai.results if r.generation is not None]
+    assert summaries and all(isinstance(g, GenerationSummary) for g in summaries)
+    assert all(g.kv_cache is None and isinstance(g.ttft_ms["16"], LatencyStats) for g in summaries)
+
+
+def test_the_profile_is_written_flat_and_read_back_as_the_model(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    write_results(record(), path)
+    written = json.loads(path.read_text())["profile"]
+    assert list(written)[:3] == ["name", "source", "description"] and written["name"] == "smoke"
+    assert written["measure"] == load_profile("smoke").profile.measure.model_dump()
+    assert load_results(path).profile == load_profile("smoke")
+
+
+def test_a_recorded_profile_a_newer_or_older_bench_wrote_still_loads(tmp_path: Path) -> None:
+    """The profile was valid for the bench that wrote it: a key, variant or gate family this bench does
+    not know is not an error in a results file (it is in a profile the user gives)."""
+    data = json.loads(to_json(record()))
+    data["profile"]["variants"] = ["onnx-fp32", "onnx-fp99"]
+    data["profile"]["measure"]["affinity"] = "big-cores"
+    data["profile"]["parity"]["gates"]["int2"] = {"cosine_min": 0.9}
+    data["profile"]["future_table"] = {"x": 1}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    profile = load_results(path).profile.profile
+    assert profile.variants == ["onnx-fp32", "onnx-fp99"] and "int2" not in profile.parity.gates
+    with pytest.raises(ConfigError, match="unknown variant 'onnx-fp99'"):
+        load_profile("smoke", {"variants": ["onnx-fp99"]})
+
+
+def test_a_record_s_keys_are_the_ones_measured(tmp_path: Path) -> None:
+    """GPU memory and a diagnosis hold only the figures their source has: the typed records leave out
+    what is None there, as the dicts they replace never had the key."""
+    run = record()
+    run.results[0].memory.gpu = GpuMemory("torch.cuda allocator", peak_allocated_bytes=5, peak_reserved_bytes=8)
+    run.results[0].parity = ParityResult(False, diagnosis=DiagnosisReport(summary="not diagnosed"))
+    data = json.loads(to_json(run))["results"][0]
+    assert data["memory"]["gpu"] == {
+        "source": "torch.cuda allocator",
+        "peak_allocated_bytes": 5,
+        "peak_reserved_bytes": 8,
+    }
+    assert data["parity"]["diagnosis"] == {"first_divergent_layer": None, "summary": "not diagnosed"}
+    path = tmp_path / "r.json"
+    write_results(run, path)
+    assert load_results(path) == run

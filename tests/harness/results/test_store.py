@@ -20,6 +20,7 @@ from harness.results.schema import Environment, Result, RunRecord, load_results
 from harness.results.stats import summarise
 from harness.results.store import LATEST_VERSION, ResultsStore
 from profiles.errors import ConfigError, SchemaError
+from profiles.schema import load_profile
 from tests.store_writer import open_and_write
 
 
@@ -47,7 +48,7 @@ def make_run(cases: int = 3, run_id: str | None = None) -> RunRecord:
         results.append(result)
     skipped = Result("model0", "coreml-fp16", "coreml", "cpu", "coreml", "skipped", reason="Core ML runs only on macOS")
     results.append(skipped)
-    return RunRecord(run_id or uuid.uuid4().hex[:12], "2026-11-22T00:00:00+00:00", env, {"name": "t"}, results)
+    return RunRecord(run_id or uuid.uuid4().hex[:12], "2026-11-22T00:00:00+00:00", env, load_profile("smoke"), results)
 
 
 def store_run(store: ResultsStore, run: RunRecord) -> None:
