@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from harness.generation.measure import NotPairable, decode_step_call
-from harness.measure.loop import MAX_CALLS_PER_SAMPLE
+from harness.measure.loop import MAX_CALLS_PER_SAMPLE, timed_calls
 from harness.measure.slowdown import slowed
 from harness.process.messages import PairedMeasured, PairedRefused
 from harness.process.specs import THREAD_VARIABLES, WorkerSpec, npz_arrays
@@ -96,15 +96,6 @@ def round_order(arms: int, reference_blocks: int, rng: np.random.Generator) -> l
             return order
 
 
-def timed_block(call: Callable[[], Any], sync: Callable[[], None], calls: int) -> float:
-    """Milliseconds per call over one block of `calls` calls."""
-    started = time.perf_counter_ns()
-    for _ in range(calls):
-        call()
-    sync()
-    return (time.perf_counter_ns() - started) / 1e6 / calls
-
-
 def warm_up(
     runners: dict[int, tuple[Callable[[], Any], Callable[[], None]]],
     order: list[int],
@@ -125,13 +116,13 @@ def warm_up(
         if done and time.perf_counter() - started >= max_s:
             break
         for index in order:
-            timed[index].append(timed_block(*runners[index], 1))
+            timed[index].append(timed_calls(*runners[index], 1))
     for index in order:
         settled = timed[index][1:] or timed[index]
         if float(np.median(settled)) >= SLOW_CALL_BLOCKS * min_block_ms:
             timed[index] = settled
         else:
-            timed[index] = [timed_block(*runners[index], 1) for _ in range(CALIBRATION_CALLS)]
+            timed[index] = [timed_calls(*runners[index], 1) for _ in range(CALIBRATION_CALLS)]
     return timed
 
 
@@ -197,7 +188,7 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
             for index in forward + forward[::-1]:
                 for _ in range(lead_in[index]):
                     runners[index][0]()
-                blocks[index].append(timed_block(*runners[index], calls[index]))
+                blocks[index].append(timed_calls(*runners[index], calls[index]))
             rounds += 1
         send(PairedMeasured(created=order, calls=calls, blocks_ms=blocks, rounds=rounds, lead_in=lead_in))
     finally:
