@@ -1,6 +1,7 @@
 """`bench ab A B`: two variants of one model, or two artifact files, paired in the same processes.
 
-A `.pte` without the converter's `delegation.json` beside it, and on macOS a Core ML `.pte`, is staged
+An artifact file's suffix names its runtime (`Backend.suffixes`). One its backend stages (`Backend.staging`:
+a `.pte` without the converter's `delegation.json` beside it, and on macOS a Core ML `.pte`) is staged
 once, in a temporary directory, with notes read from the program and the Core ML compute units set for
 the device (`stage_programs`), so that no measuring process pays for reading or rewriting it.
 
@@ -21,9 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from converters.executorch import DELEGATION_FILE
-from harness.backends.executorch import COREML, coreml_host
-from harness.backends.registry import BACKENDS
-from harness.measure.slowdown import requested_slowdown
+from harness.backends.registry import backends, format_backend, suffix_backends
 from harness.orchestrate.prepare import check_user_models, prepare_isolated
 from harness.orchestrate.staging import StageJob, stage_isolated
 from harness.pairing.series import compare_series, pairing_settings
@@ -32,13 +31,11 @@ from harness.process.isolation import run_isolated
 from harness.process.scratch import run_environment
 from harness.process.specs import WorkerSpec
 from harness.results.schema import PairedComparison
-from profiles.catalog import FORMAT_BACKEND, VARIANTS
+from profiles.catalog import VARIANTS
 from profiles.errors import ConfigError, ModelError, ProtocolError
 from profiles.paths import cache_root, file_name
 from profiles.schema import ResolvedProfile
 from profiles.zoo import resolve_model
-
-SUFFIX_BACKEND = {".onnx": "onnxruntime", ".mlpackage": "coreml", ".mlmodel": "coreml", ".pte": "executorch"}
 
 
 @dataclass(frozen=True)
@@ -49,22 +46,20 @@ class Side:
     backend: str
 
 
-DIRECTORY_SUFFIXES = (".mlpackage",)  # artifacts that are directories; every other one is a file
-
-
 def side_of(text: str) -> Side:
     """A catalog variant name, or the path of an artifact file whose suffix names its runtime; a path
     that cannot hold an artifact (a directory where a file belongs, an empty or unreadable file) is a
     `ConfigError` here, before anything is built or measured."""
     if text in VARIANTS:
-        return Side(text, text, None, FORMAT_BACKEND[VARIANTS[text].format])
+        return Side(text, text, None, format_backend(VARIANTS[text].format))
     path = Path(text)
     if not path.exists():
         raise ConfigError(f"'{text}': neither a variant ({', '.join(VARIANTS)}) nor an artifact file that exists")
-    backend = SUFFIX_BACKEND.get(path.suffix)
+    suffixes = suffix_backends()
+    backend = suffixes.get(path.suffix)
     if backend is None:
-        raise ConfigError(f"{text}: cannot tell its runtime; expected one of {', '.join(SUFFIX_BACKEND)}")
-    if path.suffix not in DIRECTORY_SUFFIXES:
+        raise ConfigError(f"{text}: cannot tell its runtime; expected one of {', '.join(suffixes)}")
+    if path.suffix not in backends()[backend].directory_suffixes:
         if path.is_dir():
             raise ConfigError(f"{text}: is a directory; a {path.suffix} artifact is a file")
         try:
@@ -93,7 +88,7 @@ def try_arms(specs: list[WorkerSpec], send: Callable[[Any], None]) -> None:
     from harness.process.specs import npz_arrays
 
     for index, spec in enumerate(specs):
-        backend = BACKENDS[spec.backend]()
+        backend = backends()[spec.backend]()
         try:
             request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
             backend.prepare(request)
@@ -125,22 +120,25 @@ def two_builds(sides: list[Side]) -> bool:
     return all(side.variant is None for side in sides) and sides[0].backend == sides[1].backend
 
 
-def needs_staging(side: Side, rewrite: bool) -> bool:
-    """An ExecuTorch program without the converter's notes beside it, or (with `rewrite`) a Core ML one."""
-    if side.backend != "executorch" or not side.path:
-        return False
+def staging(side: Side) -> bool | None:
+    """What the side's backend says of staging its artifact (`Backend.staging`), from the converter's notes
+    beside it (None where there are none: a build from elsewhere); None for a catalog variant."""
+    if not side.path:
+        return None
     notes = Path(side.path).parent / DELEGATION_FILE
-    return not notes.exists() or (rewrite and json.loads(notes.read_text())["delegate"] == COREML)
+    return backends()[side.backend].staging(json.loads(notes.read_text()) if notes.exists() else None)
 
 
 def stage_programs(sides: list[Side], device: str, work: Path, timeout_s: float, log: Path) -> list[Side]:
-    """The sides, each ExecuTorch program that needs it staged for `device` into its own directory under
-    `work` (`harness.orchestrate.staging`, one isolated worker for all): a program built elsewhere with notes read
-    from it, and, where this host can run the Core ML delegate, a Core ML program rewritten for the
-    device's compute units."""
-    rewrite = coreml_host()
-    chosen = [i for i, side in enumerate(sides) if needs_staging(side, rewrite)]
-    jobs = [StageJob(str(sides[i].path), device, str(work / f"program-{i}"), rewrite) for i in chosen]
+    """The sides, each artifact its backend stages (an ExecuTorch program built elsewhere, with notes read
+    from it; where this host can run the Core ML delegate, a Core ML program rewritten for the device's
+    compute units) staged for `device` into its own directory under `work` (`harness.orchestrate.staging`,
+    one isolated worker for all)."""
+    chosen = {i: rewrite for i, side in enumerate(sides) if (rewrite := staging(side)) is not None}
+    jobs = [
+        StageJob(sides[i].backend, str(sides[i].path), device, str(work / f"program-{i}"), rewrite)
+        for i, rewrite in chosen.items()
+    ]
     staged = list(sides)
     for i, outcome in zip(chosen, stage_isolated(jobs, timeout_s, log), strict=True):
         if outcome.path is None:
@@ -158,7 +156,7 @@ def run_ab(
         raise ConfigError(f"bench ab pairs artifacts of one model; got {len(profile.models)}: pass one -m MODEL")
     sides = [side_of(a_text), side_of(b_text)]
     for side in sides:
-        reason = BACKENDS[side.backend]().available(device)
+        reason = backends()[side.backend]().available(device)
         if reason:
             raise ConfigError(f"{side.label} on {device}: {reason}")
     spec = resolve_model(profile.models[0])
@@ -187,7 +185,7 @@ def run_ab(
             built_sides.append(side)
         staged = stage_programs(built_sides, device, Path(work), profile.measure.timeout_s, logs / "staging.log")
         arms = []
-        for index, side in enumerate(staged):
+        for side in staged:
             worker = WorkerSpec(
                 model_ref=spec.ref,
                 backend=side.backend,
@@ -204,7 +202,7 @@ def run_ab(
                 threads=profile.measure.threads,
                 calls_per_sample=None,
             )
-            arms.append(Arm(worker, requested_slowdown() if index == 1 else 0.0))
+            arms.append(Arm(worker))
         on_stage(f"loading {sides[0].label} and {sides[1].label}")
         check_arms(staged, [arm.spec for arm in arms], spec.name, profile.measure.timeout_s, logs / "check.log")
         on_stage(f"pairing {sides[1].label} with {sides[0].label}")

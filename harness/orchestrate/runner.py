@@ -18,12 +18,10 @@ import numpy as np
 from converters.cache import combined_sha256, file_sha256
 from converters.tracing import NOTE_KEY as TRACE_NOTES
 from harness.accuracy.diagnose import DEFAULT_TOLERANCE_DB, diagnose, executorch_not_diagnosed, with_trace_notes
-from harness.backends.executorch import COREML as COREML_DELEGATE
-from harness.backends.executorch import coreml_host
+from harness.backends.registry import backends
 from harness.generation.measure import diagnose_generation, summarise_generation
 from harness.generation.measure import gate_for as generation_gate
 from harness.host import capture
-from harness.measure.slowdown import requested_slowdown
 from harness.orchestrate.cases import measure_case
 from harness.orchestrate.plan import Case, plan
 from harness.orchestrate.prepare import Prepared, PrepareRequest, check_user_models, prepare_many
@@ -276,26 +274,24 @@ class Runner:
         return [_Progress(case, spec, artifact, weights_path=prepared.weights_path)]
 
     def _stage_programs(self, progress: list[_Progress], work_dir: Path) -> list[_Progress]:
-        """The cases still to measure, each Core ML `.pte` (on a host whose ExecuTorch has the delegate)
-        now pointing at its program staged for the case's device: rewritten once per program and device
-        here (`harness.orchestrate.staging`), not in every measuring process. A case whose program cannot be staged
-        fails with the reason; the others go on."""
-        if not coreml_host():
-            return progress
-        chosen = [
-            item
-            for item in progress
-            if item.spec.backend == "executorch" and item.artifact.notes.get("delegate") == COREML_DELEGATE
-        ]
-        keys = list(dict.fromkeys((item.spec.artifact_path, item.spec.device) for item in chosen))
-        if not keys:
+        """The cases still to measure, each artifact its backend stages (`Backend.staging`: a Core ML `.pte`
+        on a host whose ExecuTorch has the delegate) now pointing at its artifact staged for the case's
+        device: staged once per artifact and device here (`harness.orchestrate.staging`), not in every
+        measuring process. A case whose artifact cannot be staged fails with the reason; the others go on."""
+        chosen: dict[tuple[str, str], tuple[str, bool]] = {}  # (artifact, device): (backend, rewrite)
+        for item in progress:
+            rewrite = backends()[item.spec.backend].staging(item.artifact.notes)
+            if rewrite is not None:
+                chosen[(item.spec.artifact_path, item.spec.device)] = (item.spec.backend, rewrite)
+        if not chosen:
             return progress
         jobs = [
-            StageJob(path, device, str(work_dir / "staged" / str(i)), True) for i, (path, device) in enumerate(keys)
+            StageJob(backend, path, device, str(work_dir / "staged" / str(i)), rewrite)
+            for i, ((path, device), (backend, rewrite)) in enumerate(chosen.items())
         ]
-        self.observer.step(f"staging {len(jobs)} ExecuTorch Core ML program(s)", advance=0)
+        self.observer.step(f"staging {len(jobs)} artifact(s) for their devices", advance=0)
         outcomes = dict(
-            zip(keys, stage_isolated(jobs, self.profile.measure.timeout_s, self._log("staging")), strict=True)
+            zip(chosen, stage_isolated(jobs, self.profile.measure.timeout_s, self._log("staging")), strict=True)
         )
         kept = []
         for item in progress:
@@ -336,7 +332,6 @@ class Runner:
         (`harness.pairing.series.run_series`)."""
         measured = {current_key(item.case): item for item in progress if not item.done and item.measured}
         results = {r.case_key: r for r in self.record.results if r.case_key in measured and r.status == "ok"}
-        slowdown = requested_slowdown()
         versus: list[Series] = []
         gates: list[Series] = []
         if self.profile.paired.enabled:
@@ -351,8 +346,8 @@ class Runner:
                     continue
                 versus.append(
                     Series(
-                        Arm(reference.spec, slowdown),
-                        {current_key(item.case): Arm(item.spec, slowdown) for item in others},
+                        Arm(reference.spec),
+                        {current_key(item.case): Arm(item.spec) for item in others},
                         reference.case.variant.name,
                         pairing_settings(self.profile, across_variants=True),
                         self._log(f"paired-{model}-{device}"),
@@ -367,7 +362,7 @@ class Runner:
                     gates.append(
                         Series(
                             Arm(baseline_spec),
-                            {key: Arm(measured[key].spec, slowdown)},
+                            {key: Arm(measured[key].spec)},
                             "baseline",
                             pairing_settings(self.profile, across_variants=False),
                             self._log(f"paired-baseline-{label.replace(' ', '-')}"),
@@ -400,12 +395,10 @@ class Runner:
         match = next((r for r in self.baseline.results if r.case_key == current_key(case) and r.status == "ok"), None)
         if match is None:
             return None
-        reason = None
-        if case.variant.format == "torch":
-            reason = "a torch state dict runs with the current code; pairing needs a self-contained artifact"
-        elif not match.artifact.path or not Path(match.artifact.path).exists():
+        reason = backends()[case.backend].baseline_refusal
+        if reason is None and (not match.artifact.path or not Path(match.artifact.path).exists()):
             reason = f"the baseline artifact {match.artifact.path} no longer exists"
-        else:
+        elif reason is None:
             reason = artifact_changed(match.artifact)
         if reason:
             self.baseline_notes.append(f"{case.label}: not paired with the baseline: {reason}")

@@ -45,7 +45,6 @@ import numpy as np
 
 from harness.generation.measure import NotPairable, decode_step_call
 from harness.measure.loop import MAX_CALLS_PER_SAMPLE, timed_calls
-from harness.measure.slowdown import slowed
 from harness.process.messages import PairedMeasured, PairedRefused
 from harness.process.specs import THREAD_VARIABLES, WorkerSpec, npz_arrays
 
@@ -57,11 +56,9 @@ LEAD_IN_SKIP_MS = 20.0
 
 @dataclass(frozen=True)
 class Arm:
-    """One artifact of a paired process. `slowdown` (a fraction) busy-waits that share of each call's
-    own duration: how the validation study and the gate's test inject a known regression."""
+    """One artifact of a paired process."""
 
     spec: WorkerSpec
-    slowdown: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -155,18 +152,18 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
         for name in THREAD_VARIABLES:
             os.environ[name] = str(plan.threads)
     from harness.backends.base import LoadRequest
-    from harness.backends.registry import BACKENDS
+    from harness.backends.registry import backends
 
     rng = np.random.default_rng(plan.seed)
     order = list(plan.created)
-    backends: list[Any] = []
+    instances: list[Any] = []
     runners: dict[int, tuple[Callable[[], Any], Callable[[], None]]] = {}
     sessions = []
     try:
         for index in order:
             spec = plan.arms[index].spec
-            backend = BACKENDS[spec.backend]()
-            backends.append(backend)
+            backend = backends()[spec.backend]()
+            instances.append(backend)
             request = LoadRequest(spec.artifact_path, spec.device, plan.threads, spec.model_ref)
             backend.prepare(request)
             session = backend.load(request)
@@ -176,7 +173,7 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
             except NotPairable as exc:
                 send(PairedRefused(index, str(exc)))
                 return
-            runners[index] = (slowed(call, plan.arms[index].slowdown), session.sync)
+            runners[index] = (call, session.sync)
         warm_ms = warm_up(runners, order, plan.warmup, plan.budget_s / 2, plan.min_block_ms)
         calls = [block_calls(warm_ms[i], plan.min_block_ms) for i in range(len(plan.arms))]
         lead_in = [lead_in_calls(warm_ms[i], plan.lead_in_ms) for i in range(len(plan.arms))]
@@ -193,5 +190,5 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
         send(PairedMeasured(created=order, calls=calls, blocks_ms=blocks, rounds=rounds, lead_in=lead_in))
     finally:
         del sessions, runners
-        for backend in backends:
+        for backend in instances:
             backend.close()
