@@ -27,7 +27,7 @@ from harness.orchestrate.prepare import check_user_models, prepare_isolated
 from harness.orchestrate.staging import StageJob, stage_isolated
 from harness.pairing.series import compare_series, pairing_settings
 from harness.pairing.worker import Arm
-from harness.process.isolation import run_isolated
+from harness.process.executor import LOCAL, Executor, Job
 from harness.process.scratch import run_environment
 from harness.process.specs import WorkerSpec
 from harness.results.schema import PairedComparison
@@ -102,10 +102,12 @@ def try_arms(specs: list[WorkerSpec], send: Callable[[Any], None]) -> None:
             backend.close()
 
 
-def check_arms(sides: list[Side], specs: list[WorkerSpec], model: str, timeout_s: float, log: Path) -> None:
+def check_arms(
+    sides: list[Side], specs: list[WorkerSpec], model: str, timeout_s: float, log: Path, executor: Executor = LOCAL
+) -> None:
     """`ConfigError` naming the first side whose artifact does not load or run on `model`'s inputs, with
     the runtime's first line (one isolated worker for all: a crash there names the side it was on)."""
-    outcome = run_isolated(try_arms, (specs,), timeout_s, None, log)
+    outcome = executor.run(Job(try_arms, (specs,), timeout_s, log))
     answers = {m.index: m.error for m in outcome.messages if isinstance(m, ArmChecked)}
     for index, side in enumerate(sides):
         if index not in answers:
@@ -129,7 +131,9 @@ def staging(side: Side) -> bool | None:
     return backends()[side.backend].staging(json.loads(notes.read_text()) if notes.exists() else None)
 
 
-def stage_programs(sides: list[Side], device: str, work: Path, timeout_s: float, log: Path) -> list[Side]:
+def stage_programs(
+    sides: list[Side], device: str, work: Path, timeout_s: float, log: Path, executor: Executor = LOCAL
+) -> list[Side]:
     """The sides, each artifact its backend stages (an ExecuTorch program built elsewhere, with notes read
     from it; where this host can run the Core ML delegate, a Core ML program rewritten for the device's
     compute units) staged for `device` into its own directory under `work` (`harness.orchestrate.staging`,
@@ -140,7 +144,7 @@ def stage_programs(sides: list[Side], device: str, work: Path, timeout_s: float,
         for i, rewrite in chosen.items()
     ]
     staged = list(sides)
-    for i, outcome in zip(chosen, stage_isolated(jobs, timeout_s, log), strict=True):
+    for i, outcome in zip(chosen, stage_isolated(jobs, timeout_s, log, executor), strict=True):
         if outcome.path is None:
             raise ConfigError(f"{sides[i].label}: cannot read the program: {outcome.error} (log: {log})")
         staged[i] = replace(sides[i], path=outcome.path)
@@ -148,9 +152,15 @@ def stage_programs(sides: list[Side], device: str, work: Path, timeout_s: float,
 
 
 def run_ab(
-    resolved: ResolvedProfile, a_text: str, b_text: str, device: str, on_stage: Callable[[str], None]
+    resolved: ResolvedProfile,
+    a_text: str,
+    b_text: str,
+    device: str,
+    on_stage: Callable[[str], None],
+    executor: Executor = LOCAL,
 ) -> tuple[PairedComparison, list[str]]:
-    """B against A on `device`, for the profile's one model; and the labels of A and B."""
+    """B against A on `device`, for the profile's one model; and the labels of A and B. Every worker is a
+    `Job` handed to `executor`."""
     profile = resolved.profile
     if len(profile.models) != 1:
         raise ConfigError(f"bench ab pairs artifacts of one model; got {len(profile.models)}: pass one -m MODEL")
@@ -162,14 +172,13 @@ def run_ab(
     spec = resolve_model(profile.models[0])
     logs = cache_root() / "logs" / f"ab-{int(time.time())}"
     logs.mkdir(parents=True, exist_ok=True)
-    failures = check_user_models([spec.ref], profile.measure.timeout_s, logs)
+    failures = check_user_models([spec.ref], profile.measure.timeout_s, logs, executor)
     if spec.ref in failures:
         raise ModelError(f"{spec.ref}: {failures[spec.ref]}")
     variants = [side.variant for side in sides if side.variant is not None]
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as work, run_environment(Path(work)):
-        prepared = prepare_isolated(
-            spec.ref, variants, Path(work), profile, logs / f"{file_name(spec.name)}.log", on_stage
-        )
+        log = logs / f"{file_name(spec.name)}.log"
+        prepared = prepare_isolated(spec.ref, variants, Path(work), profile, log, on_stage, executor=executor)
         if prepared.rejected:
             raise ProtocolError(prepared.rejected)
         if prepared.failure:
@@ -183,7 +192,9 @@ def run_ab(
                     raise ConfigError(f"{side.label} of {spec.name}: {why}")
                 side = replace(side, path=built.info["path"])
             built_sides.append(side)
-        staged = stage_programs(built_sides, device, Path(work), profile.measure.timeout_s, logs / "staging.log")
+        staged = stage_programs(
+            built_sides, device, Path(work), profile.measure.timeout_s, logs / "staging.log", executor
+        )
         arms = []
         for side in staged:
             worker = WorkerSpec(
@@ -204,7 +215,8 @@ def run_ab(
             )
             arms.append(Arm(worker))
         on_stage(f"loading {sides[0].label} and {sides[1].label}")
-        check_arms(staged, [arm.spec for arm in arms], spec.name, profile.measure.timeout_s, logs / "check.log")
+        specs = [arm.spec for arm in arms]
+        check_arms(staged, specs, spec.name, profile.measure.timeout_s, logs / "check.log", executor)
         on_stage(f"pairing {sides[1].label} with {sides[0].label}")
         comparison = compare_series(
             arms[0],
@@ -213,5 +225,6 @@ def run_ab(
             pairing_settings(profile, across_variants=not two_builds(sides)),
             logs / "paired.log",
             lambda series: on_stage(f"paired process {series.processes}"),
+            executor,
         )["b"]
     return comparison, [side.label for side in sides]

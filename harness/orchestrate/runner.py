@@ -28,7 +28,7 @@ from harness.orchestrate.prepare import Prepared, PrepareRequest, check_user_mod
 from harness.orchestrate.staging import StageJob, stage_isolated
 from harness.pairing.series import Series, pairing_settings, run_series
 from harness.pairing.worker import Arm
-from harness.process.isolation import run_isolated
+from harness.process.executor import LOCAL, Executor, Job
 from harness.process.messages import Diagnosis, Measured, Unavailable
 from harness.process.scratch import run_environment
 from harness.process.specs import WorkerSpec
@@ -105,12 +105,15 @@ class Runner:
         shard: tuple[int, int] | None = None,
         baseline: RunRecord | None = None,
         run_id: str | None = None,
+        executor: Executor = LOCAL,
     ) -> None:
         """Plans the run (raising `ModelError` or `NothingToRun`); nothing is measured yet. With
         `shard=(i, n)` only the i-th of n deterministic slices of the cases is run. With `baseline`, each
         case whose baseline artifact is still on disk is then paired with it (`Result.against_baseline`).
-        `run_id` is the caller's when it named an output after the run."""
+        `run_id` is the caller's when it named an output after the run. Every worker of the run (preparing,
+        staging, measuring, pairing, diagnosing) is a `Job` handed to `executor`."""
         self.resolved = resolved
+        self.executor = executor
         self.profile = resolved.profile
         self.json_path = json_path
         self.store = store
@@ -194,7 +197,9 @@ class Runner:
         progress: list[_Progress] = []
         with run_environment(work_dir):
             try:
-                unimportable = check_user_models(list(per_model), self.profile.measure.timeout_s, self._log_dir())
+                unimportable = check_user_models(
+                    list(per_model), self.profile.measure.timeout_s, self._log_dir(), self.executor
+                )
                 requests = [
                     PrepareRequest(
                         model_ref,
@@ -205,7 +210,8 @@ class Runner:
                     for model_ref, cases in per_model.items()
                     if model_ref not in unimportable
                 ]
-                with closing(prepare_many(requests, work_dir, self.profile)) as ready:  # in the profile's order
+                ready = prepare_many(requests, work_dir, self.profile, executor=self.executor)
+                with closing(ready):  # in the profile's order
                     for model_ref, cases in per_model.items():
                         if model_ref in unimportable:
                             for case in cases:
@@ -291,7 +297,11 @@ class Runner:
         ]
         self.observer.step(f"staging {len(jobs)} artifact(s) for their devices", advance=0)
         outcomes = dict(
-            zip(chosen, stage_isolated(jobs, self.profile.measure.timeout_s, self._log("staging")), strict=True)
+            zip(
+                chosen,
+                stage_isolated(jobs, self.profile.measure.timeout_s, self._log("staging"), self.executor),
+                strict=True,
+            )
         )
         kept = []
         for item in progress:
@@ -352,6 +362,7 @@ class Runner:
                         pairing_settings(self.profile, across_variants=True),
                         self._log(f"paired-{model}-{device}"),
                         f"{model} on {device}: {len(others)} variants against {reference.case.variant.name}",
+                        self.executor,
                     )
                 )
         if self.baseline is not None:
@@ -367,6 +378,7 @@ class Runner:
                             pairing_settings(self.profile, across_variants=False),
                             self._log(f"paired-baseline-{label.replace(' ', '-')}"),
                             f"{label} against the baseline",
+                            self.executor,
                         )
                     )
         series = versus + gates
@@ -407,8 +419,8 @@ class Runner:
 
     def _measure_once(self, item: _Progress, do_parity: bool) -> None:
         log = self._log(f"measure-{item.case.label.replace(' ', '-')}")
-        outcome = run_isolated(
-            measure_case, (item.spec, do_parity), self.profile.measure.timeout_s, None, log, exit_at_once=True
+        outcome = self.executor.run(
+            Job(measure_case, (item.spec, do_parity), self.profile.measure.timeout_s, log, exit_at_once=True)
         )
         unavailable = outcome.first(Unavailable)
         if unavailable is not None:
@@ -435,7 +447,7 @@ class Runner:
         log = self._log(f"diagnose-{item.case.label.replace(' ', '-')}")
         arguments = (item.case.model.ref, item.weights_path, item.spec.artifact_path, item.spec.parity_path, tolerance)
         target = diagnose_generation if item.spec.task == "generation" else diagnose
-        outcome = run_isolated(target, arguments, self.profile.measure.timeout_s, None, log)
+        outcome = self.executor.run(Job(target, arguments, self.profile.measure.timeout_s, log))
         found = outcome.first(Diagnosis)
         return found.diagnosis if found else {"summary": f"diagnosis failed: {outcome.failure} (log: {log})"}
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.process.isolation import run_isolated
+from harness.process.executor import LOCAL, Executor, Job
 from harness.process.messages import ProgramStaged
 
 logger = logging.getLogger(__name__)
@@ -46,11 +46,13 @@ def stage_worker(jobs: list[StageJob], send: Callable[[Any], None]) -> None:
         send(ProgramStaged(index, str(staged)))
 
 
-def stage_isolated(jobs: list[StageJob], timeout_s: float, log: Path) -> list[ProgramStaged]:
+def stage_isolated(
+    jobs: list[StageJob], timeout_s: float, log: Path, executor: Executor = LOCAL
+) -> list[ProgramStaged]:
     """Every job's outcome, in order: a worker dying part-way fails the jobs it had not staged."""
     if not jobs:
         return []
-    outcome = run_isolated(stage_worker, (jobs,), timeout_s, None, log, per_message=True)
+    outcome = executor.run(Job(stage_worker, (jobs,), timeout_s, log, per_message=True))
     staged = {m.index: m for m in outcome.messages if isinstance(m, ProgramStaged)}
     why = f"staging worker {outcome.failure or 'sent no result'} (log: {log})"
     return [staged.get(i, ProgramStaged(i, None, why)) for i in range(len(jobs))]

@@ -26,7 +26,7 @@ import numpy as np
 
 from harness.pairing.sequential import FAST_THIRD_STATISTIC, LOOKS, PROCESS_STATISTICS, ROUNDS_STATISTIC, decide
 from harness.pairing.worker import Arm, PairedPlan, measure_paired, reference_share
-from harness.process.isolation import run_isolated
+from harness.process.executor import LOCAL, Executor, Job
 from harness.process.messages import PairedMeasured, PairedRefused
 from harness.results.schema import PairedComparison, PairedProcess
 from profiles.schema import Profile
@@ -93,8 +93,10 @@ class Series:
         settings: PairingSettings,
         log_path: Path | None = None,
         label: str = "",
+        executor: Executor = LOCAL,
     ) -> None:
         self.reference = reference
+        self.executor = executor
         self.against = against
         self.settings = settings
         self.log_path = log_path
@@ -127,7 +129,7 @@ class Series:
             reference_blocks=shares,
         )
         began = time.monotonic()
-        outcome = run_isolated(measure_paired, (plan,), settings.timeout_s, None, self.log_path, exit_at_once=True)
+        outcome = self.executor.run(Job(measure_paired, (plan,), settings.timeout_s, self.log_path, exit_at_once=True))
         self.last_s = time.monotonic() - began
         self.elapsed_s += self.last_s
         refused = outcome.first(PairedRefused)
@@ -210,9 +212,10 @@ def compare_series(
     settings: PairingSettings,
     log_path: Path | None = None,
     on_process: Callable[[Series], None] | None = None,
+    executor: Executor = LOCAL,
 ) -> dict[Hashable, PairedComparison]:
     """Each contender B against `reference` A, within `settings.max_s`; `on_process` as `run_series`'s `after`."""
-    series = Series(reference, contenders, against, settings, log_path)
+    series = Series(reference, contenders, against, settings, log_path, executor=executor)
     run_series([series], settings.max_s, on_process)
     return series.results
 
