@@ -589,10 +589,10 @@ def devices(
     """What this host can run, and why not the rest; with --check, what really ran where."""
     if check:
         raise typer.Exit(_check_devices())
-    from harness.backends.registry import BACKENDS
+    from harness.backends.registry import backends
 
     table = Table("backend", "device", "status", header_style="bold")
-    for name, cls in BACKENDS.items():
+    for name, cls in backends().items():
         backend = cls()
         for device in ("cpu", "gpu", "ane"):
             reason = backend.available(device)
@@ -604,10 +604,11 @@ def devices(
 def _check_devices() -> int:
     """One line per backend and device; 1 if a probe failed unexpectedly (a refusal is not a failure)."""
     from harness.backends.probe import probe_all
+    from harness.backends.registry import backends
     from reports.terminal import ms_text
 
     current, failed = None, False
-    for probe in probe_all():
+    for probe in probe_all(backends().values()):
         if probe.heading != current:
             current = probe.heading
             out.print(Text(current, style="bold"))
@@ -636,11 +637,12 @@ def list_models() -> None:
 @list_app.command("variants")
 def list_variants() -> None:
     """The variant catalog."""
-    from profiles.catalog import FORMAT_BACKEND, VARIANTS
+    from harness.backends.registry import format_backend
+    from profiles.catalog import VARIANTS
 
     table = Table("variant", "format", "backend", "parity family", "recipe", header_style="bold")
     for v in VARIANTS.values():
-        table.add_row(v.name, v.format, FORMAT_BACKEND[v.format], v.family, v.summary)
+        table.add_row(v.name, v.format, format_backend(v.format), v.family, v.summary)
     out.print(table)
 
 

@@ -1,7 +1,8 @@
 """The variant catalog: every conversion recipe a profile may name, as data.
 
-Converters implement these recipes; the harness reads the format to pick a backend and the family to
-pick a parity gate. Keeping the catalog here (the bottom layer) lets both read it without importing
+Converters implement these recipes; the harness reads the format to pick a backend (the backend classes
+say which format each runs: `harness.backends.registry.format_backend`) and the family to pick a parity
+gate. Keeping the catalog here (the bottom layer) lets both read it without importing
 each other.
 """
 
@@ -141,5 +142,3 @@ VARIANTS: dict[str, Variant] = {
         ),
     ]
 }
-
-FORMAT_BACKEND = {"torch": "torch", "onnx": "onnxruntime", "coreml": "coreml", "executorch": "executorch"}

@@ -3,8 +3,8 @@
     python tools/gate_repeat.py [--runs 20] [--slowdown 0.05] [-m mobilenet_v3_small] [-v onnx-fp32]
 
 One baseline run (`bench run ci -m M -v V --json base.json`), then `--runs` runs against it of a build
-made `--slowdown` slower (the test-only switch `ONDEVICE_BENCH_TEST_SLOWDOWN`, which busy-waits that
-fraction of every call of the current build's artifacts) and `--runs` of the unchanged build, in a
+made `--slowdown` slower (`tools/slowed_backend.py`: the current build's artifacts staged as copies that
+busy-wait that fraction of every call; ONNX Runtime variants) and `--runs` of the unchanged build, in a
 seeded random order, each a fresh `bench` process exactly as CI calls it. Prints every run's exit code,
 paired verdict, ratio, interval, processes and wall time, then how many slower runs exited 1 and how
 many unchanged runs exited 0.
@@ -26,7 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.measure.slowdown import SLOWDOWN_VARIABLE
+from profiles.catalog import VARIANTS
+from tools.slowed_backend import SLOWER_BUILDS, environment
+
+ONNX_VARIANTS = [name for name, variant in VARIANTS.items() if variant.format == "onnx"]  # what the slower build runs
 
 
 def bench_run(args: list[str], env: dict[str, str], out: Path) -> tuple[int, float, dict[str, Any] | None, str]:
@@ -48,9 +51,11 @@ def bench_run(args: list[str], env: dict[str, str], out: Path) -> tuple[int, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20, help="runs of each build")
-    parser.add_argument("--slowdown", type=float, default=0.05, help="the slower build's slowdown (a fraction)")
+    parser.add_argument(
+        "--slowdown", type=float, default=0.05, choices=SLOWER_BUILDS, help="the slower build's slowdown (a fraction)"
+    )
     parser.add_argument("-m", "--model", default="mobilenet_v3_small")
-    parser.add_argument("-v", "--variant", default="onnx-fp32")
+    parser.add_argument("-v", "--variant", default="onnx-fp32", choices=ONNX_VARIANTS)
     parser.add_argument("--seed", type=int, default=None, help="seeds the order of the runs (default: the clock)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else time.time_ns() % 2**32
@@ -66,7 +71,7 @@ def main() -> None:
         exits: dict[str, list[int]] = {"slower": [], "same": []}
         print(f"{'#':>3} {'build':>6} {'exit':>4} {'verdict':>12} {'ratio':>7} {'95% CI':>17} {'n':>3} {'wall s':>6}")
         for index, build in enumerate(order, start=1):
-            env = {SLOWDOWN_VARIABLE: str(args.slowdown)} if build == "slower" else {}
+            env = environment(args.slowdown) if build == "slower" else {}
             out = Path(work) / f"run-{index}.json"
             code, wall, result, tail = bench_run([*case, "--baseline", str(base)], env, out)
             exits[build].append(code)

@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.backends.base import DeviceUnavailable, LoadRequest
-from harness.backends.registry import BACKENDS
+from harness.backends.registry import backends, format_backend
 from harness.orchestrate.prepare import prepare_isolated
 from harness.pairing.sequential import order_adjusted, process_log_ratio
 from harness.pairing.series import creation_order
@@ -31,7 +31,7 @@ from harness.pairing.worker import Arm, PairedPlan, measure_paired
 from harness.process.isolation import run_isolated
 from harness.process.messages import PairedMeasured
 from harness.process.specs import WorkerSpec
-from profiles.catalog import FORMAT_BACKEND, VARIANTS
+from profiles.catalog import VARIANTS
 from profiles.schema import load_profile
 
 REFERENCE = "torch-fp32"
@@ -41,7 +41,7 @@ def loadable(specs: dict[str, WorkerSpec], send: Callable[[Any], None]) -> None:
     """The variants this host loads (an ExecuTorch program delegated to Core ML builds here, runs on macOS)."""
     names = []
     for name, spec in specs.items():
-        backend = BACKENDS[spec.backend]()
+        backend = backends()[spec.backend]()
         request = LoadRequest(spec.artifact_path, spec.device, 1, spec.model_ref)
         try:
             backend.prepare(request)
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--lead-in-ms", type=float, default=1.0)
     args = parser.parse_args()
     profile = load_profile("default", {"models": [args.model]}).profile
-    runnable = [v for v in VARIANTS if FORMAT_BACKEND[VARIANTS[v].format] in ("torch", "onnxruntime", "executorch")]
+    runnable = [v for v in VARIANTS if format_backend(VARIANTS[v].format) in ("torch", "onnxruntime", "executorch")]
     with tempfile.TemporaryDirectory() as work:
         prepared = prepare_isolated(
             args.model, runnable, Path(work), profile, Path(work) / "prepare.log", lambda s: print(s, file=sys.stderr)
@@ -70,7 +70,7 @@ def main() -> None:
         specs = {
             v: WorkerSpec(
                 args.model,
-                FORMAT_BACKEND[VARIANTS[v].format],
+                format_backend(VARIANTS[v].format),
                 "cpu",
                 built.get(v, ""),
                 prepared.inputs_path,

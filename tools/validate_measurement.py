@@ -7,23 +7,23 @@
     with blocks of a bare `perf_counter_ns` loop over the same session and inputs; the ratio of their
     medians, per process, for a sub-millisecond model and a ~5 ms model.
 (b) The paired gate (what `bench run --baseline` runs): one pool of paired processes, each loading
-    artifact A and a second session B of the same artifact, B slowed by 0 (A/A), 2, 5 or 10 % (a
-    wrapper busy-waiting that fraction of each real call's duration), through the product's paired
-    worker (`harness.pairing.worker`), with the creation order mirrored from one process of an arm to the next
-    as `harness.pairing.series` does. The arms' processes are interleaved in a seeded random order. Trials are
-    disjoint runs of consecutive processes of one arm: a trial takes processes one by one and reads the
-    product's sequential verdict (`harness.pairing.sequential.decide`) at its looks, until it is decided, its
-    wall time (process start-up included) would pass `--trial-s`, or the last look. With `--neighbour`
-    the tool runs a CPU-bound process of its own for the whole pool (the other core of a 2-core VM).
-    With `--pool FILE` every paired process is appended to FILE as it is measured and the earlier ones of
-    the same model and settings are read back, so a study of thousands of processes can be collected
-    over several invocations (`--pool-s` caps one); each invocation is a segment, and trials never span
-    two segments. A pooled process keeps the gate's statistic (`log_ratio`) and, from segments measured
-    since it was added, the fastest-third statistic that pairs different variants
-    (`fast_third_log_ratio`), so the study can later weigh the second for the gate as well. Its paired
-    processes end as the product's do (`exit_at_once`); those of earlier segments also ran Python's
-    finalisation (0.5 s in a seven-arm resnet18 process, less in two mobilenet arms), which lengthened
-    their trials' wall time and nothing else.
+    artifact A and a second session B of the same artifact, B slowed by 0 (A/A), 2, 5 or 10 % (a copy of
+    the artifact run by `tools/slowed_backend.py`, which busy-waits that fraction of each real call's
+    duration), through the product's paired worker (`harness.pairing.worker`), with the creation order
+    mirrored from one process of an arm to the next as `harness.pairing.series` does. The arms' processes
+    are interleaved in a seeded random order. Trials are disjoint runs of consecutive processes of one
+    arm: a trial takes processes one by one and reads the product's sequential verdict
+    (`harness.pairing.sequential.decide`) at its looks, until it is decided, its wall time (process
+    start-up included) would pass `--trial-s`, or the last look. With `--neighbour` the tool runs a
+    CPU-bound process of its own for the whole pool (the other core of a 2-core VM). With `--pool FILE`
+    every paired process is appended to FILE as it is measured and the earlier ones of the same model and
+    settings are read back, so a study of thousands of processes can be collected over several invocations
+    (`--pool-s` caps one); each invocation is a segment, and trials never span two segments. A pooled
+    process keeps the gate's statistic (`log_ratio`) and, from segments measured since it was added, the
+    fastest-third statistic that pairs different variants (`fast_third_log_ratio`), so the study can later
+    weigh the second for the gate as well. Its paired processes end as the product's do (`exit_at_once`);
+    those of earlier segments also ran Python's finalisation (0.5 s in a seven-arm resnet18 process, less
+    in two mobilenet arms), which lengthened their trials' wall time and nothing else.
 (c) Today's unpaired comparison for contrast: a pool of single-artifact processes per arm, trials of n
     processes per side compared with `harness.results.stats.compare_latency` (what `bench compare` does).
 (d) Variance decomposition of log latency: between processes, within a process (the sampling error of
@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import socket
 import sys
 import tempfile
@@ -51,7 +52,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.measure.slowdown import slowed
 from harness.pairing.sequential import LOOKS, decide, fast_third_log_ratio, process_log_ratio, round_log_ratios
 from harness.pairing.series import creation_order
 from harness.pairing.worker import Arm, PairedPlan, measure_paired
@@ -59,6 +59,7 @@ from harness.process.isolation import run_isolated
 from harness.process.messages import PairedMeasured
 from harness.process.specs import WorkerSpec
 from harness.results.stats import compare_latency
+from tools.slowed_backend import environment, slowed, slowed_copy
 
 SLOWDOWNS = {"A": 0.0, "A'": 0.0, "+2%": 0.02, "+5%": 0.05, "+10%": 0.10}
 EFFECTS = {"A/A": 0.0, "+2%": 0.02, "+5%": 0.05, "+10%": 0.10}
@@ -196,10 +197,22 @@ def trials(pool: dict[str, list[dict[str, Any]]], size: int, thresholds: list[fl
     return rows
 
 
-def _arm(artifact: str, slowdown: float) -> Arm:
+def _arm(artifact: str) -> Arm:
     inputs = artifact + ".inputs.npz"
     spec = WorkerSpec("", "onnxruntime", "cpu", artifact, inputs, None, "generic", {}, "", 10, 0, 1.0, 1, None)
-    return Arm(spec, slowdown)
+    return Arm(spec)
+
+
+def slowed_artifacts(artifact: str) -> dict[str, str]:
+    """Each effect's artifact B: a copy slowed by the effect (`tools/slowed_backend.py`), or for A/A the
+    artifact itself, a second session of it."""
+    source = Path(artifact)
+    return {
+        effect: str(slowed_copy(source, source.parent.with_name(f"{source.parent.name}-{index}"), fraction))
+        if fraction
+        else artifact
+        for index, (effect, fraction) in enumerate(EFFECTS.items())
+    }
 
 
 def neighbour_load(stop_at: float) -> None:
@@ -228,6 +241,7 @@ def build_paired_pool(
     made: list[dict[str, Any]] = []
     done_per_effect: Counter[str] = Counter()
     orders: dict[str, tuple[int, ...]] = {effect: () for effect in sizes}
+    b_artifacts = slowed_artifacts(artifact)
     started = time.perf_counter()
     for done, effect in enumerate(schedule, start=1):
         if time.monotonic() > until:
@@ -235,7 +249,7 @@ def build_paired_pool(
             break
         orders[effect] = creation_order(2, done_per_effect[effect], rng, orders[effect])
         done_per_effect[effect] += 1
-        arms = (_arm(artifact, 0.0), _arm(artifact, EFFECTS[effect]))
+        arms = (_arm(artifact), _arm(b_artifacts[effect]))
         plan = PairedPlan(
             arms, settings["arm_s"] * 2, settings["min_block_ms"], 10, 1, orders[effect], int(rng.integers(2**32))
         )
@@ -432,6 +446,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="seeds the pools (default: from the clock)")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args()
+    os.environ.update(environment())  # the slowed backend, in this process and the workers it spawns
     seed = args.seed if args.seed is not None else time.time_ns() % 2**32
     settings = {
         "model": args.model,

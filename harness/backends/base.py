@@ -1,10 +1,13 @@
-"""The backend seam: one small class per runtime, registered in `harness.backends.registry`."""
+"""The backend seam: one small class per runtime, registered in `harness.backends.registry`. The class says
+everything the rest of the harness asks of a runtime (the format it runs, its artifact suffixes, devices,
+probe kits, staging), so adding a backend is its module and one line in the registry."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -54,9 +57,43 @@ class DeviceUnavailable(Exception):
     """The runtime did not take the requested device (never measured under another label)."""
 
 
+def _any_host() -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class ProbeKit:
+    """What `bench devices --check` loads through a backend (`harness.backends.probe`): a tiny artifact
+    written into an empty directory, its inputs, and the line saying where it ran."""
+
+    artifact: Callable[[Path], str]
+    inputs: Callable[[], list[np.ndarray]]
+    placed: Callable[[Session, str], str]
+    section: str | None = None  # a heading of its own, for a second probe of one backend
+    host_reason: Callable[[], str | None] = _any_host  # why this host cannot run the kit at all, or None
+
+
 class Backend(ABC):
     name: ClassVar[str]
+    format: ClassVar[str]  # the catalog format whose artifacts it runs (`profiles.catalog.Variant.format`)
     devices: ClassVar[tuple[str, ...]]
+    suffixes: ClassVar[tuple[str, ...]] = ()  # artifact files `bench ab` takes for this runtime, by suffix
+    directory_suffixes: ClassVar[tuple[str, ...]] = ()  # those of `suffixes` whose artifacts are directories
+    probe_kits: ClassVar[tuple[ProbeKit, ...]]  # `bench devices --check`: one line per device of each kit
+    baseline_refusal: ClassVar[str | None] = None  # why the baseline gate cannot pair its artifacts, or None
+
+    @classmethod
+    def staging(cls, notes: dict[str, Any] | None) -> bool | None:
+        """Whether the parent stages an artifact for each device before any process measures it
+        (`harness.orchestrate.staging`), read from the converter's notes of it (None: an artifact built
+        elsewhere, without them): None when it does not, else the `rewrite` that `stage` is given."""
+        return None
+
+    @classmethod
+    def stage(cls, source: Path, device: str, directory: Path, rewrite: bool) -> Path:
+        """The artifact as it is measured on `device`, written to `directory` (by the staging worker, for
+        an artifact `staging` chose)."""
+        raise NotImplementedError(f"{cls.name} stages no artifact")
 
     @abstractmethod
     def available(self, device: str) -> str | None:

@@ -18,13 +18,15 @@ import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from converters.coreml.decoder import state_bytes
 from converters.coreml.inputs import cast_to_spec, spec_input_dtypes
-from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Session
+from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, ProbeKit, Session
+from harness.backends.probe import converted_probe, probe_model_inputs
 from harness.host import ROSETTA, mac_host, macos_version, proc_translated
 
 COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "ane": "CPU_AND_NE", "all": "ALL"}
@@ -255,9 +257,23 @@ class CoreMLSession(Session):
         return self.plan.plan if self.plan is not None else {}
 
 
+def _probe_artifact(workdir: Path) -> str:
+    """A float16-typed mlprogram, as coreml-fp16."""
+    return converted_probe(workdir, "coreml-fp16")
+
+
+def _probe_placed(session: Session, device: str) -> str:
+    """'14 of 14 ops prefer the Neural Engine', from the compute plan read at load."""
+    return preference(session.placement(), device)
+
+
 class CoreMLBackend(Backend):
     name = "coreml"
+    format = "coreml"
     devices: ClassVar[tuple[str, ...]] = tuple(COMPUTE_UNITS)
+    suffixes = (".mlpackage", ".mlmodel")
+    directory_suffixes = (".mlpackage",)
+    probe_kits = (ProbeKit(_probe_artifact, probe_model_inputs, _probe_placed),)
 
     def __init__(self) -> None:
         self.spec: Any = None

@@ -43,7 +43,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from converters.executorch import DELEGATION_FILE, ET_MISSING, first_line, import_exir, quiet_stderr
-from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Session
+from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, ProbeKit, Session
+from harness.backends.probe import converted_probe, probe_model_inputs
 
 COMPUTE_UNITS = {"cpu": "cpu_only", "gpu": "cpu_and_gpu", "ane": "cpu_and_ne", "all": "all"}
 COREML = "CoreMLBackend"
@@ -356,9 +357,61 @@ class ExecuTorchSession(Session):
         return self.placed
 
 
+def _probe_artifact(workdir: Path) -> str:
+    """An XNNPACK program, as et-xnnpack-fp32; on macOS the `gpu` and `ane` lines then say XNNPACK is CPU-only."""
+    return converted_probe(workdir, "et-xnnpack-fp32")
+
+
+def _coreml_probe_artifact(workdir: Path) -> str:
+    """A Core ML program, as et-coreml-fp16: its load path (staging, every partition's compute plan) is
+    not XNNPACK's."""
+    return converted_probe(workdir, "et-coreml-fp16")
+
+
+def _coreml_delegate_reason() -> str | None:
+    return None if coreml_host() else f"ExecuTorch's Core ML delegate {REQUIRES_MACOS}"
+
+
+def executorch_placed(session: Session, device: str) -> str:
+    """'5 of 5 nodes in XnnpackBackend (cpu 5)', from the delegation info written at export; for a Core ML
+    program with its compute plan, '9 of 9 nodes in CoreMLBackend (Core ML ops: ane 7, cpu 1)'."""
+    placement = session.placement()
+    (delegate, inside), *_ = placement["by_delegate"].items()
+    total = sum(placement["by_delegate"].values())
+    where = ", ".join(f"{d} {n}" for d, n in sorted(placement["by_device"].items()))
+    if placement.get("by_device_counts") == COREML_OPS:
+        where = f"Core ML ops: {where}"
+    return f"{inside} of {total} nodes in {delegate} ({where})"
+
+
+EXECUTORCH_COREML = "executorch (Core ML delegate)"
+
+
 class ExecuTorchBackend(Backend):
     name = "executorch"
+    format = "executorch"
     devices: ClassVar[tuple[str, ...]] = tuple(COMPUTE_UNITS)
+    suffixes = (".pte",)
+    probe_kits = (
+        ProbeKit(_probe_artifact, probe_model_inputs, executorch_placed),
+        ProbeKit(
+            _coreml_probe_artifact, probe_model_inputs, executorch_placed, EXECUTORCH_COREML, _coreml_delegate_reason
+        ),
+    )
+
+    @classmethod
+    def staging(cls, notes: dict[str, Any] | None) -> bool | None:
+        """A program built elsewhere (no notes beside it) is staged, its notes read from the program; and
+        where this host can run the Core ML delegate, a Core ML program is rewritten for the device's
+        compute units. Either way once, in the parent, not in every measuring process."""
+        rewrite = coreml_host()
+        if notes is None:
+            return rewrite
+        return True if rewrite and notes.get("delegate") == COREML else None
+
+    @classmethod
+    def stage(cls, source: Path, device: str, directory: Path, rewrite: bool) -> Path:
+        return stage_program(source, device, directory, rewrite)
 
     def __init__(self) -> None:
         self.runtime: Any = None

@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, Session
+from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, ProbeKit, Session
 from harness.results.schema import GpuMemory
 
 PROVIDERS: dict[str, list[tuple[str, dict[str, str]]]] = {
@@ -105,9 +106,51 @@ class OrtSession(Session):
         return self.assignment
 
 
+def onnx_probe_bytes() -> bytes:
+    """The probe of `bench devices --check`, written in ONNX directly (no export: it must take well under a
+    second)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((64, 64)).astype(np.float32), "weight")
+    bias = numpy_helper.from_array(rng.standard_normal(64).astype(np.float32), "bias")
+    nodes = [
+        helper.make_node("MatMul", ["x", "weight"], ["product"], name="matmul"),
+        helper.make_node("Add", ["product", "bias"], ["sum"], name="add"),
+        helper.make_node("Relu", ["sum"], ["y"], name="relu"),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])
+    graph = helper.make_graph(nodes, "probe", [x], [y], initializer=[weight, bias])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _probe_artifact(workdir: Path) -> str:
+    path = workdir / "probe.onnx"
+    path.write_bytes(onnx_probe_bytes())
+    return str(path)
+
+
+def _probe_inputs() -> list[np.ndarray]:
+    return [np.ones((1, 64), np.float32)]
+
+
+def onnxruntime_placed(session: Session, device: str) -> str:
+    """'3 of 3 nodes on CPUExecutionProvider', from the session's graph assignment."""
+    wanted = PROVIDERS[device][0][0]
+    by_provider = session.placement()["by_provider"]
+    placed = f"{by_provider.get(wanted, 0)} of {sum(by_provider.values())} nodes on {wanted}"
+    if wanted == "CoreMLExecutionProvider":
+        return f"{placed} (requested {device}; Core ML decides where they run)"
+    return placed
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    format = "onnx"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "gpu", "ane")
+    suffixes = (".onnx",)
+    probe_kits = (ProbeKit(_probe_artifact, _probe_inputs, onnxruntime_placed),)
 
     def available(self, device: str) -> str | None:
         if device not in PROVIDERS:

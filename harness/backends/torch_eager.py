@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.backends.base import Backend, LoadRequest, Session
+from harness.backends.base import Backend, LoadRequest, ProbeKit, Session
+from harness.backends.probe import probe_model, probe_model_inputs
 from harness.results.schema import GpuMemory
+from profiles.paths import save_torch
 
 
 def _outputs_to_numpy(outputs: Any) -> list[np.ndarray]:
@@ -78,9 +81,23 @@ class TorchSession(Session):
         return {"torch": torch.__version__, "device": str(self.device), "threads": torch.get_num_threads()}
 
 
+def _probe_artifact(workdir: Path) -> str:
+    path = workdir / "probe.pt"
+    save_torch(probe_model()[0].state_dict(), path)
+    return str(path)
+
+
+def _probe_placed(session: Session, device: str) -> str:
+    described = session.describe()
+    return f"torch {described['torch']} on {described['device']}"
+
+
 class TorchBackend(Backend):
     name = "torch"
+    format = "torch"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "gpu")
+    probe_kits = (ProbeKit(_probe_artifact, probe_model_inputs, _probe_placed),)
+    baseline_refusal = "a torch state dict runs with the current code; pairing needs a self-contained artifact"
 
     def available(self, device: str) -> str | None:
         if device not in self.devices:

@@ -1,5 +1,5 @@
 """The timed loop and the load every measuring process starts with: one copy, shared by the unpaired
-worker and the generative one."""
+worker, the generative one and the paired one (`harness.pairing.worker` times its blocks with `timed_calls`)."""
 
 from __future__ import annotations
 
@@ -20,15 +20,21 @@ MAX_CALLS_PER_SAMPLE = 1 << 16
 MIN_SAMPLES = 5
 
 
+def timed_calls(call: Callable[[], Any], sync: Callable[[], None], calls: int) -> float:
+    """Milliseconds per call over `calls` calls in a row and one `sync` after them (the clock reads finished
+    device work): the timed block every loop here and every paired block is made of."""
+    started = time.perf_counter_ns()
+    for _ in range(calls):
+        call()
+    sync()
+    return (time.perf_counter_ns() - started) / 1e6 / calls
+
+
 def calibrate(call: Callable[[], Any], sync: Callable[[], None], min_sample_ms: float) -> int:
     """Calls per sample: doubled until one sample lasts at least `min_sample_ms`."""
     calls = 1
     while calls < MAX_CALLS_PER_SAMPLE:
-        started = time.perf_counter_ns()
-        for _ in range(calls):
-            call()
-        sync()
-        if (time.perf_counter_ns() - started) / 1e6 >= min_sample_ms:
+        if timed_calls(call, sync, calls) * calls >= min_sample_ms:
             break
         calls *= 2
     return calls
@@ -39,11 +45,7 @@ def sample(call: Callable[[], Any], sync: Callable[[], None], calls: int, budget
     values: list[float] = []
     deadline = time.perf_counter() + budget_s
     while len(values) < MIN_SAMPLES or time.perf_counter() < deadline:
-        started = time.perf_counter_ns()
-        for _ in range(calls):
-            call()
-        sync()
-        values.append((time.perf_counter_ns() - started) / 1e6 / calls)
+        values.append(timed_calls(call, sync, calls))
     return values
 
 

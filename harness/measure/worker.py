@@ -37,7 +37,6 @@ def measure_unpaired(backend: Backend, spec: WorkerSpec, do_parity: bool, send: 
     from harness.backends.base import DeviceUnavailable, LoadRequest
     from harness.measure.energy import EnergyMeter
     from harness.measure.memory import PeakTracker
-    from harness.measure.slowdown import requested_slowdown, slowed
     from harness.measure.thermal import read_thermal, thermal_warning
     from harness.process.messages import Measured, Unavailable
 
@@ -52,7 +51,7 @@ def measure_unpaired(backend: Backend, spec: WorkerSpec, do_parity: bool, send: 
         send(Unavailable(str(exc)))
         return
 
-    call = slowed(session.runner(inputs), requested_slowdown())
+    call = session.runner(inputs)
     memory.reset()
     started = time.perf_counter_ns()
     call()

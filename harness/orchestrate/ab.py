@@ -1,6 +1,7 @@
 """`bench ab A B`: two variants of one model, or two artifact files, paired in the same processes.
 
-A `.pte` without the converter's `delegation.json` beside it, and on macOS a Core ML `.pte`, is staged
+An artifact file's suffix names its runtime (`Backend.suffixes`). One its backend stages (`Backend.staging`:
+a `.pte` without the converter's `delegation.json` beside it, and on macOS a Core ML `.pte`) is staged
 once, in a temporary directory, with notes read from the program and the Core ML compute units set for
 the device (`stage_programs`), so that no measuring process pays for reading or rewriting it.
 
@@ -21,24 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from converters.executorch import DELEGATION_FILE
-from harness.backends.executorch import COREML, coreml_host
-from harness.backends.registry import BACKENDS
-from harness.measure.slowdown import requested_slowdown
+from harness.backends.registry import backends, format_backend, suffix_backends
 from harness.orchestrate.prepare import check_user_models, prepare_isolated
 from harness.orchestrate.staging import StageJob, stage_isolated
 from harness.pairing.series import compare_series, pairing_settings
 from harness.pairing.worker import Arm
-from harness.process.isolation import run_isolated
+from harness.process.executor import LOCAL, Executor, Job
 from harness.process.scratch import run_environment
 from harness.process.specs import WorkerSpec
 from harness.results.schema import PairedComparison
-from profiles.catalog import FORMAT_BACKEND, VARIANTS
+from profiles.catalog import VARIANTS
 from profiles.errors import ConfigError, ModelError, ProtocolError
 from profiles.paths import cache_root, file_name
 from profiles.schema import ResolvedProfile
 from profiles.zoo import resolve_model
-
-SUFFIX_BACKEND = {".onnx": "onnxruntime", ".mlpackage": "coreml", ".mlmodel": "coreml", ".pte": "executorch"}
 
 
 @dataclass(frozen=True)
@@ -49,22 +46,20 @@ class Side:
     backend: str
 
 
-DIRECTORY_SUFFIXES = (".mlpackage",)  # artifacts that are directories; every other one is a file
-
-
 def side_of(text: str) -> Side:
     """A catalog variant name, or the path of an artifact file whose suffix names its runtime; a path
     that cannot hold an artifact (a directory where a file belongs, an empty or unreadable file) is a
     `ConfigError` here, before anything is built or measured."""
     if text in VARIANTS:
-        return Side(text, text, None, FORMAT_BACKEND[VARIANTS[text].format])
+        return Side(text, text, None, format_backend(VARIANTS[text].format))
     path = Path(text)
     if not path.exists():
         raise ConfigError(f"'{text}': neither a variant ({', '.join(VARIANTS)}) nor an artifact file that exists")
-    backend = SUFFIX_BACKEND.get(path.suffix)
+    suffixes = suffix_backends()
+    backend = suffixes.get(path.suffix)
     if backend is None:
-        raise ConfigError(f"{text}: cannot tell its runtime; expected one of {', '.join(SUFFIX_BACKEND)}")
-    if path.suffix not in DIRECTORY_SUFFIXES:
+        raise ConfigError(f"{text}: cannot tell its runtime; expected one of {', '.join(suffixes)}")
+    if path.suffix not in backends()[backend].directory_suffixes:
         if path.is_dir():
             raise ConfigError(f"{text}: is a directory; a {path.suffix} artifact is a file")
         try:
@@ -93,7 +88,7 @@ def try_arms(specs: list[WorkerSpec], send: Callable[[Any], None]) -> None:
     from harness.process.specs import npz_arrays
 
     for index, spec in enumerate(specs):
-        backend = BACKENDS[spec.backend]()
+        backend = backends()[spec.backend]()
         try:
             request = LoadRequest(spec.artifact_path, spec.device, spec.threads, spec.model_ref)
             backend.prepare(request)
@@ -107,10 +102,12 @@ def try_arms(specs: list[WorkerSpec], send: Callable[[Any], None]) -> None:
             backend.close()
 
 
-def check_arms(sides: list[Side], specs: list[WorkerSpec], model: str, timeout_s: float, log: Path) -> None:
+def check_arms(
+    sides: list[Side], specs: list[WorkerSpec], model: str, timeout_s: float, log: Path, executor: Executor = LOCAL
+) -> None:
     """`ConfigError` naming the first side whose artifact does not load or run on `model`'s inputs, with
     the runtime's first line (one isolated worker for all: a crash there names the side it was on)."""
-    outcome = run_isolated(try_arms, (specs,), timeout_s, None, log)
+    outcome = executor.run(Job(try_arms, (specs,), timeout_s, log))
     answers = {m.index: m.error for m in outcome.messages if isinstance(m, ArmChecked)}
     for index, side in enumerate(sides):
         if index not in answers:
@@ -125,24 +122,29 @@ def two_builds(sides: list[Side]) -> bool:
     return all(side.variant is None for side in sides) and sides[0].backend == sides[1].backend
 
 
-def needs_staging(side: Side, rewrite: bool) -> bool:
-    """An ExecuTorch program without the converter's notes beside it, or (with `rewrite`) a Core ML one."""
-    if side.backend != "executorch" or not side.path:
-        return False
+def staging(side: Side) -> bool | None:
+    """What the side's backend says of staging its artifact (`Backend.staging`), from the converter's notes
+    beside it (None where there are none: a build from elsewhere); None for a catalog variant."""
+    if not side.path:
+        return None
     notes = Path(side.path).parent / DELEGATION_FILE
-    return not notes.exists() or (rewrite and json.loads(notes.read_text())["delegate"] == COREML)
+    return backends()[side.backend].staging(json.loads(notes.read_text()) if notes.exists() else None)
 
 
-def stage_programs(sides: list[Side], device: str, work: Path, timeout_s: float, log: Path) -> list[Side]:
-    """The sides, each ExecuTorch program that needs it staged for `device` into its own directory under
-    `work` (`harness.orchestrate.staging`, one isolated worker for all): a program built elsewhere with notes read
-    from it, and, where this host can run the Core ML delegate, a Core ML program rewritten for the
-    device's compute units."""
-    rewrite = coreml_host()
-    chosen = [i for i, side in enumerate(sides) if needs_staging(side, rewrite)]
-    jobs = [StageJob(str(sides[i].path), device, str(work / f"program-{i}"), rewrite) for i in chosen]
+def stage_programs(
+    sides: list[Side], device: str, work: Path, timeout_s: float, log: Path, executor: Executor = LOCAL
+) -> list[Side]:
+    """The sides, each artifact its backend stages (an ExecuTorch program built elsewhere, with notes read
+    from it; where this host can run the Core ML delegate, a Core ML program rewritten for the device's
+    compute units) staged for `device` into its own directory under `work` (`harness.orchestrate.staging`,
+    one isolated worker for all)."""
+    chosen = {i: rewrite for i, side in enumerate(sides) if (rewrite := staging(side)) is not None}
+    jobs = [
+        StageJob(sides[i].backend, str(sides[i].path), device, str(work / f"program-{i}"), rewrite)
+        for i, rewrite in chosen.items()
+    ]
     staged = list(sides)
-    for i, outcome in zip(chosen, stage_isolated(jobs, timeout_s, log), strict=True):
+    for i, outcome in zip(chosen, stage_isolated(jobs, timeout_s, log, executor), strict=True):
         if outcome.path is None:
             raise ConfigError(f"{sides[i].label}: cannot read the program: {outcome.error} (log: {log})")
         staged[i] = replace(sides[i], path=outcome.path)
@@ -150,28 +152,33 @@ def stage_programs(sides: list[Side], device: str, work: Path, timeout_s: float,
 
 
 def run_ab(
-    resolved: ResolvedProfile, a_text: str, b_text: str, device: str, on_stage: Callable[[str], None]
+    resolved: ResolvedProfile,
+    a_text: str,
+    b_text: str,
+    device: str,
+    on_stage: Callable[[str], None],
+    executor: Executor = LOCAL,
 ) -> tuple[PairedComparison, list[str]]:
-    """B against A on `device`, for the profile's one model; and the labels of A and B."""
+    """B against A on `device`, for the profile's one model; and the labels of A and B. Every worker is a
+    `Job` handed to `executor`."""
     profile = resolved.profile
     if len(profile.models) != 1:
         raise ConfigError(f"bench ab pairs artifacts of one model; got {len(profile.models)}: pass one -m MODEL")
     sides = [side_of(a_text), side_of(b_text)]
     for side in sides:
-        reason = BACKENDS[side.backend]().available(device)
+        reason = backends()[side.backend]().available(device)
         if reason:
             raise ConfigError(f"{side.label} on {device}: {reason}")
     spec = resolve_model(profile.models[0])
     logs = cache_root() / "logs" / f"ab-{int(time.time())}"
     logs.mkdir(parents=True, exist_ok=True)
-    failures = check_user_models([spec.ref], profile.measure.timeout_s, logs)
+    failures = check_user_models([spec.ref], profile.measure.timeout_s, logs, executor)
     if spec.ref in failures:
         raise ModelError(f"{spec.ref}: {failures[spec.ref]}")
     variants = [side.variant for side in sides if side.variant is not None]
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as work, run_environment(Path(work)):
-        prepared = prepare_isolated(
-            spec.ref, variants, Path(work), profile, logs / f"{file_name(spec.name)}.log", on_stage
-        )
+        log = logs / f"{file_name(spec.name)}.log"
+        prepared = prepare_isolated(spec.ref, variants, Path(work), profile, log, on_stage, executor=executor)
         if prepared.rejected:
             raise ProtocolError(prepared.rejected)
         if prepared.failure:
@@ -185,9 +192,11 @@ def run_ab(
                     raise ConfigError(f"{side.label} of {spec.name}: {why}")
                 side = replace(side, path=built.info.path if built.info else None)
             built_sides.append(side)
-        staged = stage_programs(built_sides, device, Path(work), profile.measure.timeout_s, logs / "staging.log")
+        staged = stage_programs(
+            built_sides, device, Path(work), profile.measure.timeout_s, logs / "staging.log", executor
+        )
         arms = []
-        for index, side in enumerate(staged):
+        for side in staged:
             worker = WorkerSpec(
                 model_ref=spec.ref,
                 backend=side.backend,
@@ -204,9 +213,10 @@ def run_ab(
                 threads=profile.measure.threads,
                 calls_per_sample=None,
             )
-            arms.append(Arm(worker, requested_slowdown() if index == 1 else 0.0))
+            arms.append(Arm(worker))
         on_stage(f"loading {sides[0].label} and {sides[1].label}")
-        check_arms(staged, [arm.spec for arm in arms], spec.name, profile.measure.timeout_s, logs / "check.log")
+        specs = [arm.spec for arm in arms]
+        check_arms(staged, specs, spec.name, profile.measure.timeout_s, logs / "check.log", executor)
         on_stage(f"pairing {sides[1].label} with {sides[0].label}")
         comparison = compare_series(
             arms[0],
@@ -215,5 +225,6 @@ def run_ab(
             pairing_settings(profile, across_variants=not two_builds(sides)),
             logs / "paired.log",
             lambda series: on_stage(f"paired process {series.processes}"),
+            executor,
         )["b"]
     return comparison, [side.label for side in sides]

@@ -12,11 +12,11 @@ from harness.process.specs import WorkerSpec, pin_threads
 def measure_case(spec: WorkerSpec, do_parity: bool, send: Callable[[Any], None]) -> None:
     """Runs in the child: the runtimes are imported only after the thread variables are set."""
     pin_threads(spec.threads)
-    from harness.backends.registry import BACKENDS
+    from harness.backends.registry import backends
     from harness.generation.measure import measure_generation
     from harness.measure.worker import measure_unpaired
 
-    backend = BACKENDS[spec.backend]()
+    backend = backends()[spec.backend]()
     try:
         if spec.task == "generation":
             measure_generation(backend, spec, do_parity, send)

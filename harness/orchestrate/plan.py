@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.backends.registry import BACKENDS
-from profiles.catalog import FORMAT_BACKEND, VARIANTS, Variant
+from harness.backends.registry import backends, format_backend
+from profiles.catalog import VARIANTS, Variant
 from profiles.errors import ConfigError, NothingToRun
 from profiles.schema import Profile
 from profiles.zoo import ModelSpec, resolve_model
@@ -25,7 +25,7 @@ class Case:
 
 
 def device_reasons(backend: str, devices: list[str]) -> dict[str, str | None]:
-    instance = BACKENDS[backend]()
+    instance = backends()[backend]()
     return {device: instance.available(device) for device in devices}
 
 
@@ -52,13 +52,13 @@ def plan(profile: Profile, shard: tuple[int, int] | None = None) -> list[Case]:
     mistake: `empty_shard`). Raises `ModelError` for an unknown model and `NothingToRun` when this host
     can run none of the cases."""
     models = [resolve_model(ref) for ref in profile.models]
-    backends = sorted({FORMAT_BACKEND[VARIANTS[v].format] for v in profile.variants})
-    reasons = {b: device_reasons(b, list(profile.devices)) for b in backends}
+    names = sorted({format_backend(VARIANTS[v].format) for v in profile.variants})
+    reasons = {b: device_reasons(b, list(profile.devices)) for b in names}
     cases = []
     for model in models:
         for name in profile.variants:
             variant = VARIANTS[name]
-            backend = FORMAT_BACKEND[variant.format]
+            backend = format_backend(variant.format)
             for device in profile.devices:
                 cases.append(Case(model, variant, device, backend, reasons[backend][device]))
     if shard is not None:

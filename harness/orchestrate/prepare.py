@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.process.isolation import run_isolated
+from harness.process.executor import LOCAL, Executor, Job
 from harness.process.messages import ArtifactBuilt, ModelChecked, ModelRejected, PreparedModel, Stage
 from harness.results.schema import ArtifactInfo, ProcessTiming
 from profiles.paths import save_torch
@@ -67,7 +67,7 @@ def check_model(ref: str, send: Send) -> None:
     send(ModelChecked(ref))
 
 
-def check_user_models(refs: list[str], timeout_s: float, log_dir: Path) -> dict[str, str]:
+def check_user_models(refs: list[str], timeout_s: float, log_dir: Path, executor: Executor = LOCAL) -> dict[str, str]:
     """Import each user model's module in a worker of its own. A module that raises on import, or has
     no such factory, is a `ModelError` (bad input: exit 2); one that crashes or hangs is returned as a
     failure reason for that model's cases, and the run goes on with the others."""
@@ -79,7 +79,7 @@ def check_user_models(refs: list[str], timeout_s: float, log_dir: Path) -> dict[
     for ref in refs:
         if ref in ZOO:
             continue
-        outcome = run_isolated(check_model, (ref,), timeout_s, None, log_dir / f"import-{file_name(ref)}.log")
+        outcome = executor.run(Job(check_model, (ref,), timeout_s, log_dir / f"import-{file_name(ref)}.log"))
         rejected = outcome.first(ModelRejected)
         if rejected is not None:
             raise ModelError(rejected.message)
@@ -221,6 +221,7 @@ def prepare_isolated(
     on_stage: Callable[[str], None],
     with_reference: bool = True,
     cancel: threading.Event | None = None,
+    executor: Executor = LOCAL,
 ) -> Prepared:
     """Prepare one model in worker processes. A worker dying while converting one variant fails that
     variant, and a new worker carries on with the rest. The timeout is per stage (building the model,
@@ -259,9 +260,8 @@ def prepare_isolated(
             with_reference,
             generation_settings(profile),
         )
-        outcome = run_isolated(
-            prepare_model, arguments, profile.measure.timeout_s, on_message, log_path, per_message=True, cancel=cancel
-        )
+        job = Job(prepare_model, arguments, profile.measure.timeout_s, log_path, per_message=True)
+        outcome = executor.run(job, on_message, cancel)
         startup = outcome.ready_at - outcome.spawned_at if outcome.ready_at else None
         prepared.timings.append(ProcessTiming("prepare", model_ref, outcome.wall_s, startup))
         if outcome.failure is None or (cancel is not None and cancel.is_set()):
@@ -286,7 +286,11 @@ class PrepareRequest:
 
 
 def prepare_many(
-    requests: list[PrepareRequest], work_dir: Path, profile: Profile, with_reference: bool = True
+    requests: list[PrepareRequest],
+    work_dir: Path,
+    profile: Profile,
+    with_reference: bool = True,
+    executor: Executor = LOCAL,
 ) -> Iterator[tuple[PrepareRequest, Prepared]]:
     """Prepare several models, `profile.convert.jobs` at once (each in its own worker processes), and yield
     them in the order asked as each is ready. Much of a conversion is single-threaded Python, so two at a
@@ -306,6 +310,7 @@ def prepare_many(
                 request.on_stage,
                 with_reference,
                 cancel,
+                executor,
             )
             for request in requests
         ]

@@ -18,19 +18,17 @@ import numpy as np
 from converters.cache import combined_sha256, file_sha256
 from converters.tracing import NOTE_KEY as TRACE_NOTES
 from harness.accuracy.diagnose import DEFAULT_TOLERANCE_DB, diagnose, executorch_not_diagnosed, with_trace_notes
-from harness.backends.executorch import COREML as COREML_DELEGATE
-from harness.backends.executorch import coreml_host
+from harness.backends.registry import backends
 from harness.generation.measure import diagnose_generation, summarise_generation
 from harness.generation.measure import gate_for as generation_gate
 from harness.host import capture
-from harness.measure.slowdown import requested_slowdown
 from harness.orchestrate.cases import measure_case
 from harness.orchestrate.plan import Case, plan
 from harness.orchestrate.prepare import Prepared, PrepareRequest, check_user_models, prepare_many
 from harness.orchestrate.staging import StageJob, stage_isolated
 from harness.pairing.series import Series, pairing_settings, run_series
 from harness.pairing.worker import Arm
-from harness.process.isolation import run_isolated
+from harness.process.executor import LOCAL, Executor, Job
 from harness.process.messages import Diagnosis, Measured, Unavailable
 from harness.process.scratch import run_environment
 from harness.process.specs import WorkerSpec
@@ -111,12 +109,15 @@ class Runner:
         shard: tuple[int, int] | None = None,
         baseline: RunRecord | None = None,
         run_id: str | None = None,
+        executor: Executor = LOCAL,
     ) -> None:
         """Plans the run (raising `ModelError` or `NothingToRun`); nothing is measured yet. With
         `shard=(i, n)` only the i-th of n deterministic slices of the cases is run. With `baseline`, each
         case whose baseline artifact is still on disk is then paired with it (`Result.against_baseline`).
-        `run_id` is the caller's when it named an output after the run."""
+        `run_id` is the caller's when it named an output after the run. Every worker of the run (preparing,
+        staging, measuring, pairing, diagnosing) is a `Job` handed to `executor`."""
         self.resolved = resolved
+        self.executor = executor
         self.profile = resolved.profile
         self.json_path = json_path
         self.store = store
@@ -202,7 +203,9 @@ class Runner:
         started = time.monotonic()
         with run_environment(work_dir):
             try:
-                unimportable = check_user_models(list(per_model), self.profile.measure.timeout_s, self._log_dir())
+                unimportable = check_user_models(
+                    list(per_model), self.profile.measure.timeout_s, self._log_dir(), self.executor
+                )
                 requests = [
                     PrepareRequest(
                         model_ref,
@@ -213,7 +216,8 @@ class Runner:
                     for model_ref, cases in per_model.items()
                     if model_ref not in unimportable
                 ]
-                with closing(prepare_many(requests, work_dir, self.profile)) as ready:  # in the profile's order
+                ready = prepare_many(requests, work_dir, self.profile, executor=self.executor)
+                with closing(ready):  # in the profile's order
                     for model_ref, cases in per_model.items():
                         if model_ref in unimportable:
                             for case in cases:
@@ -299,26 +303,28 @@ class Runner:
         return [_Progress(case, spec, artifact, weights_path=prepared.weights_path)]
 
     def _stage_programs(self, progress: list[_Progress], work_dir: Path) -> list[_Progress]:
-        """The cases still to measure, each Core ML `.pte` (on a host whose ExecuTorch has the delegate)
-        now pointing at its program staged for the case's device: rewritten once per program and device
-        here (`harness.orchestrate.staging`), not in every measuring process. A case whose program cannot be staged
-        fails with the reason; the others go on."""
-        if not coreml_host():
-            return progress
-        chosen = [
-            item
-            for item in progress
-            if item.spec.backend == "executorch" and item.artifact.notes.get("delegate") == COREML_DELEGATE
-        ]
-        keys = list(dict.fromkeys((item.spec.artifact_path, item.spec.device) for item in chosen))
-        if not keys:
+        """The cases still to measure, each artifact its backend stages (`Backend.staging`: a Core ML `.pte`
+        on a host whose ExecuTorch has the delegate) now pointing at its artifact staged for the case's
+        device: staged once per artifact and device here (`harness.orchestrate.staging`), not in every
+        measuring process. A case whose artifact cannot be staged fails with the reason; the others go on."""
+        chosen: dict[tuple[str, str], tuple[str, bool]] = {}  # (artifact, device): (backend, rewrite)
+        for item in progress:
+            rewrite = backends()[item.spec.backend].staging(item.artifact.notes)
+            if rewrite is not None:
+                chosen[(item.spec.artifact_path, item.spec.device)] = (item.spec.backend, rewrite)
+        if not chosen:
             return progress
         jobs = [
-            StageJob(path, device, str(work_dir / "staged" / str(i)), True) for i, (path, device) in enumerate(keys)
+            StageJob(backend, path, device, str(work_dir / "staged" / str(i)), rewrite)
+            for i, ((path, device), (backend, rewrite)) in enumerate(chosen.items())
         ]
-        self.observer.step(f"staging {len(jobs)} ExecuTorch Core ML program(s)", advance=0)
+        self.observer.step(f"staging {len(jobs)} artifact(s) for their devices", advance=0)
         outcomes = dict(
-            zip(keys, stage_isolated(jobs, self.profile.measure.timeout_s, self._log("staging")), strict=True)
+            zip(
+                chosen,
+                stage_isolated(jobs, self.profile.measure.timeout_s, self._log("staging"), self.executor),
+                strict=True,
+            )
         )
         kept = []
         for item in progress:
@@ -361,7 +367,6 @@ class Runner:
         (`harness.pairing.series.run_series`)."""
         measured = {current_key(item.case): item for item in progress if not item.done and item.measured}
         results = {r.case_key: r for r in self.record.results if r.case_key in measured and r.status == "ok"}
-        slowdown = requested_slowdown()
         versus: list[Series] = []
         gates: list[Series] = []
         if self.profile.paired.enabled:
@@ -376,12 +381,13 @@ class Runner:
                     continue
                 versus.append(
                     Series(
-                        Arm(reference.spec, slowdown),
-                        {current_key(item.case): Arm(item.spec, slowdown) for item in others},
+                        Arm(reference.spec),
+                        {current_key(item.case): Arm(item.spec) for item in others},
                         reference.case.variant.name,
                         pairing_settings(self.profile, across_variants=True),
                         self._log(f"paired-{model}-{device}"),
                         f"{model} on {device}: {len(others)} variants against {reference.case.variant.name}",
+                        self.executor,
                     )
                 )
         if self.baseline is not None:
@@ -392,11 +398,12 @@ class Runner:
                     gates.append(
                         Series(
                             Arm(baseline_spec),
-                            {key: Arm(measured[key].spec, slowdown)},
+                            {key: Arm(measured[key].spec)},
                             "baseline",
                             pairing_settings(self.profile, across_variants=False),
                             self._log(f"paired-baseline-{label.replace(' ', '-')}"),
                             f"{label} against the baseline",
+                            self.executor,
                         )
                     )
         series = versus + gates
@@ -427,12 +434,10 @@ class Runner:
         match = next((r for r in self.baseline.results if r.case_key == current_key(case) and r.status == "ok"), None)
         if match is None:
             return None
-        reason = None
-        if case.variant.format == "torch":
-            reason = "a torch state dict runs with the current code; pairing needs a self-contained artifact"
-        elif not match.artifact.path or not Path(match.artifact.path).exists():
+        reason = backends()[case.backend].baseline_refusal
+        if reason is None and (not match.artifact.path or not Path(match.artifact.path).exists()):
             reason = f"the baseline artifact {match.artifact.path} no longer exists"
-        else:
+        elif reason is None:
             reason = artifact_changed(match.artifact)
         if reason:
             self.baseline_notes.append(f"{case.label}: not paired with the baseline: {reason}")
@@ -441,13 +446,8 @@ class Runner:
 
     def _measure_once(self, item: _Progress, do_parity: bool) -> None:
         log = self._log(f"measure-{item.case.label.replace(' ', '-')}")
-        outcome = run_isolated(
-            measure_case,
-            (item.spec, do_parity),
-            self.profile.measure.timeout_s,
-            None,
-            log,
-            exit_at_once=True,
+        outcome = self.executor.run(
+            Job(measure_case, (item.spec, do_parity), self.profile.measure.timeout_s, log, exit_at_once=True)
         )
         unavailable = outcome.first(Unavailable)
         if unavailable is not None:
@@ -477,7 +477,7 @@ class Runner:
         log = self._log(f"diagnose-{item.case.label.replace(' ', '-')}")
         arguments = (item.case.model.ref, item.weights_path, item.spec.artifact_path, item.spec.parity_path, tolerance)
         target = diagnose_generation if item.spec.task == "generation" else diagnose
-        outcome = run_isolated(target, arguments, self.profile.measure.timeout_s, None, log)
+        outcome = self.executor.run(Job(target, arguments, self.profile.measure.timeout_s, log))
         found = outcome.first(Diagnosis)
         return (
             found.diagnosis if found else DiagnosisReport(summary=f"diagnosis failed: {outcome.failure} (log: {log})")

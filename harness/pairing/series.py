@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.backends.registry import TEMPLATE_PRELOAD
 from harness.pairing.sequential import FAST_THIRD_STATISTIC, LOOKS, PROCESS_STATISTICS, ROUNDS_STATISTIC, decide
 from harness.pairing.worker import Arm, PairedPlan, measure_paired, reference_share
-from harness.process.isolation import WorkerOutcome, run_isolated
+from harness.process.executor import LOCAL, Executor, Job
+from harness.process.isolation import TEMPLATE, WorkerOutcome
 from harness.process.messages import PairedMeasured, PairedRefused
 from harness.results.schema import PairedComparison, PairedProcess, ProcessTiming, Statistic
 from profiles.schema import Profile
@@ -93,8 +93,10 @@ class Series:
         settings: PairingSettings,
         log_path: Path | None = None,
         label: str = "",
+        executor: Executor = LOCAL,
     ) -> None:
         self.reference = reference
+        self.executor = executor
         self.against = against
         self.settings = settings
         self.log_path = log_path
@@ -136,15 +138,8 @@ class Series:
             reference_blocks=shares,
         )
         began = time.monotonic()
-        outcome = run_isolated(
-            measure_paired,
-            (plan,),
-            settings.timeout_s,
-            None,
-            self.log_path,
-            exit_at_once=True,
-            preload=TEMPLATE_PRELOAD,
-        )
+        job = Job(measure_paired, (plan,), settings.timeout_s, self.log_path, exit_at_once=True, preload=TEMPLATE)
+        outcome = self.executor.run(job)
         self.last_s = time.monotonic() - began
         self.elapsed_s += self.last_s
         self._time(outcome)
@@ -228,9 +223,10 @@ def compare_series(
     settings: PairingSettings,
     log_path: Path | None = None,
     on_process: Callable[[Series], None] | None = None,
+    executor: Executor = LOCAL,
 ) -> dict[Hashable, PairedComparison]:
     """Each contender B against `reference` A, within `settings.max_s`; `on_process` as `run_series`'s `after`."""
-    series = Series(reference, contenders, against, settings, log_path)
+    series = Series(reference, contenders, against, settings, log_path, executor=executor)
     run_series([series], settings.max_s, on_process)
     return series.results
 

@@ -42,8 +42,7 @@ from typing import Any
 import numpy as np
 
 from harness.generation.measure import NotPairable, decode_step_call
-from harness.measure.loop import MAX_CALLS_PER_SAMPLE
-from harness.measure.slowdown import slowed
+from harness.measure.loop import MAX_CALLS_PER_SAMPLE, timed_calls
 from harness.process.messages import PairedMeasured, PairedRefused
 from harness.process.specs import THREAD_VARIABLES, WorkerSpec, npz_arrays
 
@@ -55,11 +54,9 @@ LEAD_IN_SKIP_MS = 20.0
 
 @dataclass(frozen=True)
 class Arm:
-    """One artifact of a paired process. `slowdown` (a fraction) busy-waits that share of each call's
-    own duration: how the validation study and the gate's test inject a known regression."""
+    """One artifact of a paired process."""
 
     spec: WorkerSpec
-    slowdown: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -94,15 +91,6 @@ def round_order(arms: int, reference_blocks: int, rng: np.random.Generator) -> l
             return order
 
 
-def timed_block(call: Callable[[], Any], sync: Callable[[], None], calls: int) -> float:
-    """Milliseconds per call over one block of `calls` calls."""
-    started = time.perf_counter_ns()
-    for _ in range(calls):
-        call()
-    sync()
-    return (time.perf_counter_ns() - started) / 1e6 / calls
-
-
 def warm_up(
     runners: dict[int, tuple[Callable[[], Any], Callable[[], None]]],
     order: list[int],
@@ -123,13 +111,13 @@ def warm_up(
         if done and time.perf_counter() - started >= max_s:
             break
         for index in order:
-            timed[index].append(timed_block(*runners[index], 1))
+            timed[index].append(timed_calls(*runners[index], 1))
     for index in order:
         settled = timed[index][1:] or timed[index]
         if float(np.median(settled)) >= SLOW_CALL_BLOCKS * min_block_ms:
             timed[index] = settled
         else:
-            timed[index] = [timed_block(*runners[index], 1) for _ in range(CALIBRATION_CALLS)]
+            timed[index] = [timed_calls(*runners[index], 1) for _ in range(CALIBRATION_CALLS)]
     return timed
 
 
@@ -162,19 +150,19 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
         for name in THREAD_VARIABLES:
             os.environ[name] = str(plan.threads)
     from harness.backends.base import LoadRequest
-    from harness.backends.registry import BACKENDS
+    from harness.backends.registry import backends
 
     rng = np.random.default_rng(plan.seed)
     order = list(plan.created)
-    backends: list[Any] = []
+    instances: list[Any] = []
     runners: dict[int, tuple[Callable[[], Any], Callable[[], None]]] = {}
     sessions = []
     load_at = 0.0
     try:
         for index in order:
             spec = plan.arms[index].spec
-            backend = BACKENDS[spec.backend]()
-            backends.append(backend)
+            backend = backends()[spec.backend]()
+            instances.append(backend)
             request = LoadRequest(spec.artifact_path, spec.device, plan.threads, spec.model_ref)
             backend.prepare(request)
             load_at = load_at or time.time()
@@ -185,7 +173,7 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
             except NotPairable as exc:
                 send(PairedRefused(index, str(exc)))
                 return
-            runners[index] = (slowed(call, plan.arms[index].slowdown), session.sync)
+            runners[index] = (call, session.sync)
         warm_ms = warm_up(runners, order, plan.warmup, plan.budget_s / 2, plan.min_block_ms)
         calls = [block_calls(warm_ms[i], plan.min_block_ms) for i in range(len(plan.arms))]
         lead_in = [lead_in_calls(warm_ms[i], plan.lead_in_ms) for i in range(len(plan.arms))]
@@ -197,7 +185,7 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
             for index in forward + forward[::-1]:
                 for _ in range(lead_in[index]):
                     runners[index][0]()
-                blocks[index].append(timed_block(*runners[index], calls[index]))
+                blocks[index].append(timed_calls(*runners[index], calls[index]))
             rounds += 1
         send(
             PairedMeasured(
@@ -206,5 +194,5 @@ def measure_paired(plan: PairedPlan, send: Callable[[Any], None]) -> None:
         )
     finally:
         del sessions, runners
-        for backend in backends:
+        for backend in instances:
             backend.close()

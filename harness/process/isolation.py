@@ -15,7 +15,7 @@ being orphaned and outliving the case.
 Paired processes start from a template (`preload`): on Linux, multiprocessing's forkserver, which
 imports the runtimes once and forks a fresh child per paired process, so a process that times
 milliseconds no longer pays seconds of imports (torch, ONNX Runtime and ExecuTorch's extension). The
-unpaired processes, whose memory figures a fork would change, spawn afresh (`harness.backends.preload`).
+unpaired processes, whose memory figures a fork would change, spawn afresh (`harness.process.template`).
 Every child is still a process of its own that dies with its case. What a fork would share is set in
 the child: its environment is the parent's at the call (the template's is the one it started with),
 and each runtime's thread count is set through the runtime's own call (`torch.set_num_threads`, ONNX
@@ -44,6 +44,9 @@ from typing import Any, TypeVar
 from harness.process.messages import Ready, WorkerError
 
 T = TypeVar("T")
+# What the template imports before it forks a child (`preload`): one module, which imports the runtimes
+# and the backends; named, not imported, so the parent never pays for it.
+TEMPLATE = ("harness.process.template",)
 PR_SET_PDEATHSIG = 1
 WATCHDOG_INTERVAL_S = 0.5
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from bench.cli import NO_MATCH
-from harness.measure.slowdown import SLOWDOWN_VARIABLE
 from harness.orchestrate.plan import parse_shard, plan
 from profiles.errors import ConfigError
 from profiles.schema import load_profile
 from tests.conftest import bench, one_error_line
+from tools.slowed_backend import environment
 
 MODELS = textwrap.dedent(
     """
@@ -145,8 +145,8 @@ def test_bad_shards_are_config_errors(text: str) -> None:
 
 def test_the_paired_ci_gate_fails_a_5_percent_slower_build_and_passes_the_same_build(tmp_path: Path) -> None:
     """`bench run ci --baseline`: each case paired with the baseline's artifact in one process. A build made
-    5 % slower (the test-only switch busy-waits 5 % of every call of this run's artifacts) exits 1 naming
-    the paired ratio; the unchanged build exits 0."""
+    5 % slower (`tools/slowed_backend.py`: this run's artifacts staged as copies whose every call busy-waits
+    5 % more) exits 1 naming the paired ratio; the unchanged build exits 0."""
     flags = ("-m", "digits_cnn", "-v", "onnx-fp32", "--processes", "2", "--budget", "0.4")
     base = tmp_path / "base.json"
     proc = bench("run", "ci", *flags, "--pair-budget", "5", "--json", str(base), cwd=tmp_path)
@@ -154,7 +154,7 @@ def test_the_paired_ci_gate_fails_a_5_percent_slower_build_and_passes_the_same_b
     # a series ends at its first decided look (six processes); the budget only has to let a slow VM reach it
     slower = bench(
         "run", "ci", *flags, "--pair-budget", "90", "--baseline", str(base), "--json", str(tmp_path / "slower.json"),
-        cwd=tmp_path, env={SLOWDOWN_VARIABLE: "0.05"},
+        cwd=tmp_path, env=environment(0.05),
     )  # fmt: skip
     assert slower.returncode == 1, slower.stdout + slower.stderr
     line = next(x for x in slower.stdout.splitlines() if x.startswith("regression: digits_cnn onnx-fp32 cpu"))

@@ -36,13 +36,15 @@ from harness.backends.onnxruntime import (
     count_assignment,
     summarise_assignment,
 )
-from harness.backends.registry import BACKENDS
+from harness.backends.registry import BACKENDS, BACKENDS_VARIABLE, BUILT_IN, backends, format_backend, suffix_backends
 from harness.backends.torch_eager import TorchBackend
 from harness.host import macos_version
 from harness.measure.loop import load_cold
 from harness.measure.memory import PeakTracker
-from profiles.catalog import FORMAT_BACKEND, VARIANTS
+from profiles.catalog import VARIANTS
+from profiles.errors import ConfigError
 from profiles.zoo import LoadedModel
+from tools.slowed_backend import SlowedOnnxRuntime
 
 requires_macos = pytest.mark.skipif(sys.platform != "darwin", reason="requires macOS (Core ML prediction)")
 requires_compute_plan = pytest.mark.skipif(
@@ -52,10 +54,42 @@ requires_compute_plan = pytest.mark.skipif(
 
 
 def test_every_format_has_a_registered_backend() -> None:
-    assert {v.format for v in VARIANTS.values()} == set(FORMAT_BACKEND)
-    assert set(FORMAT_BACKEND.values()) == set(BACKENDS)
+    assert {v.format for v in VARIANTS.values()} == {cls.format for cls in BACKENDS.values()}
+    assert len(BACKENDS) == len(BUILT_IN)  # one name each
     for name, cls in BACKENDS.items():
-        assert cls.name == name and cls.devices
+        assert cls.name == name and cls.devices and format_backend(cls.format) == name
+
+
+def test_the_suffixes_bench_ab_takes_come_from_the_backend_classes() -> None:
+    assert suffix_backends() == {
+        ".onnx": "onnxruntime",
+        ".mlpackage": "coreml",
+        ".mlmodel": "coreml",
+        ".pte": "executorch",
+    }
+    assert [cls.name for cls in BACKENDS.values() if cls.directory_suffixes] == ["coreml"]
+
+
+def test_a_backend_named_in_the_environment_replaces_the_built_in_of_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(BACKENDS_VARIABLE, "tools.slowed_backend:SlowedOnnxRuntime")
+    assert backends()["onnxruntime"] is SlowedOnnxRuntime and BACKENDS["onnxruntime"] is OnnxRuntimeBackend
+    assert format_backend("onnx") == "onnxruntime" and list(backends()) == list(BACKENDS)
+
+
+@pytest.mark.parametrize(
+    ("reference", "why"),
+    [
+        ("tools.slowed_backend:Missing", "cannot import 'tools.slowed_backend:Missing': module .* no attribute"),
+        ("no_such_module:Backend", "cannot import 'no_such_module:Backend': No module named"),
+        ("tools.slowed_backend:slowed", "'tools.slowed_backend:slowed' is not a Backend subclass"),
+    ],
+)
+def test_a_backend_reference_that_names_no_backend_is_a_config_error(
+    reference: str, why: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(BACKENDS_VARIABLE, reference)
+    with pytest.raises(ConfigError, match=rf"^\$ONDEVICE_BENCH_BACKENDS: {why}"):
+        backends()
 
 
 def test_coreml_compute_units_match_coremltools() -> None:

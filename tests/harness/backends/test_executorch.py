@@ -31,10 +31,11 @@ from harness.backends.executorch import (
     program_notes,
     unavailable_reason,
 )
+from harness.backends.registry import format_backend
 from harness.orchestrate.ab import Side, stage_programs
 from harness.orchestrate.prepare import model_inputs
 from harness.pairing.sequential import ROUNDS_STATISTIC
-from profiles.catalog import FORMAT_BACKEND, VARIANTS
+from profiles.catalog import VARIANTS
 from profiles.errors import ConfigError
 from profiles.zoo import load_model, resolve_model
 from tests.conftest import ROOT, bench
@@ -48,7 +49,7 @@ requires_macos = pytest.mark.skipif(sys.platform != "darwin", reason="requires m
 
 def test_the_variants_are_in_the_catalog_and_reach_the_backend() -> None:
     assert all(VARIANTS[name].format == "executorch" for name in ET_VARIANTS)
-    assert FORMAT_BACKEND["executorch"] == "executorch"
+    assert format_backend("executorch") == "executorch"
     assert VARIANTS["et-xnnpack-int8"].calibrated and not VARIANTS["et-xnnpack-fp32"].calibrated
     assert [VARIANTS[name].family for name in ET_VARIANTS] == ["fp32", "int8", "fp16", "fp16"]
 
@@ -421,8 +422,8 @@ def test_staging_fails_one_program_alone(core_ml_programs: dict[int, Path], tmp_
     garbage.parent.mkdir()
     garbage.write_bytes(b"not a program")
     jobs = [
-        StageJob(str(garbage), "cpu", str(tmp_path / "s0"), True),
-        StageJob(str(core_ml_programs[1]), "gpu", str(tmp_path / "s1"), True),
+        StageJob("executorch", str(garbage), "cpu", str(tmp_path / "s0"), True),
+        StageJob("executorch", str(core_ml_programs[1]), "gpu", str(tmp_path / "s1"), True),
     ]
     failed, staged = stage_isolated(jobs, 300, tmp_path / "staging.log")
     assert failed.path is None and failed.error
@@ -616,13 +617,13 @@ def test_a_run_stages_each_core_ml_program_once_per_device_and_fails_only_a_brok
 ) -> None:
     """`bench run` on a host with the delegate (the predicate set here; the staging is real): every case of
     one program and device shares one staged program; a program that cannot be staged fails its case."""
-    import harness.orchestrate.runner
+    import harness.backends.executorch
     from harness.orchestrate.runner import Runner, _Progress
     from harness.process.specs import WorkerSpec
     from harness.results.schema import ArtifactInfo
     from profiles.schema import load_profile
 
-    monkeypatch.setattr(harness.orchestrate.runner, "coreml_host", lambda: True)
+    monkeypatch.setattr(harness.backends.executorch, "coreml_host", lambda: True)
     broken = tmp_path / "broken" / "model.pte"
     broken.parent.mkdir()
     broken.write_bytes(b"not a program")

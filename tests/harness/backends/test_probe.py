@@ -13,16 +13,9 @@ import onnxruntime as ort
 import pytest
 
 from harness.backends.base import LoadRequest
-from harness.backends.onnxruntime import PROVIDERS, OnnxRuntimeBackend
-from harness.backends.probe import (
-    EXECUTORCH_COREML,
-    KITS,
-    PROBE_MODEL_REF,
-    onnx_probe_bytes,
-    onnxruntime_placed,
-    probe_all,
-    probe_device,
-)
+from harness.backends.executorch import EXECUTORCH_COREML
+from harness.backends.onnxruntime import PROVIDERS, OnnxRuntimeBackend, onnx_probe_bytes, onnxruntime_placed
+from harness.backends.probe import PROBE_MODEL_REF, probe_all, probe_device
 from harness.backends.registry import BACKENDS
 from harness.host import macos_version
 from tests.conftest import bench
@@ -35,7 +28,7 @@ def _section(stdout: str, backend: str) -> list[str]:
 
 
 def test_every_registered_backend_has_a_probe() -> None:
-    assert set(KITS) == set(BACKENDS)
+    assert all(cls.probe_kits for cls in BACKENDS.values())
 
 
 def test_devices_check_reports_nodes_and_time_per_device() -> None:
@@ -81,7 +74,7 @@ def test_a_provider_that_took_no_node_is_reported_not_timed(tmp_path: Path, monk
     reason="requires macOS 14.4+ on Apple silicon (MLComputePlan)",
 )
 def test_coreml_probe_says_what_each_compute_unit_really_ran() -> None:
-    lines = {probe.device: probe for probe in probe_all() if probe.backend == "coreml"}
+    lines = {probe.device: probe for probe in probe_all(BACKENDS.values()) if probe.backend == "coreml"}
     assert not any(probe.error for probe in lines.values()), lines
     assert lines["cpu"].placed is not None and re.fullmatch(r"(\d+) of \1 ops prefer the CPU", lines["cpu"].placed)
     ane = lines["ane"]
@@ -97,7 +90,7 @@ def test_coreml_probe_says_what_each_compute_unit_really_ran() -> None:
 )
 def test_executorch_probe_runs_the_core_ml_delegate_on_every_device() -> None:
     """The load path of a Core ML program (staging, every partition's plan) is probed, not only XNNPACK's."""
-    lines = {probe.device: probe for probe in probe_all() if probe.section == EXECUTORCH_COREML}
+    lines = {probe.device: probe for probe in probe_all(BACKENDS.values()) if probe.section == EXECUTORCH_COREML}
     assert set(lines) == {"cpu", "gpu", "ane"} and not any(probe.error for probe in lines.values()), lines
     assert lines["cpu"].placed is not None and " nodes in CoreMLBackend (" in lines["cpu"].placed
 

@@ -1,12 +1,14 @@
 """Paired A/B: the verdict rule on known numbers, and the paired worker and series on a real ONNX Runtime
-artifact with a known, injected slowdown."""
+artifact against a copy of it slowed by a known fraction (`tools/slowed_backend.py`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,7 @@ from profiles.catalog import VARIANTS
 from profiles.schema import load_profile
 from profiles.zoo import LoadedModel
 from tests.conftest import bench, one_error_line
+from tools.slowed_backend import environment, slowed_copy
 
 
 def _alternating(n: int) -> list[bool]:
@@ -208,9 +211,23 @@ def arm(tmp_path_factory: pytest.TempPathFactory) -> Arm:
     return Arm(spec)
 
 
-def test_a_paired_process_records_every_block_of_every_arm_in_rounds(arm: Arm) -> None:
+@pytest.fixture
+def slower(arm: Arm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[float], Arm]:
+    """`slower(f)`: the arm on a copy of its artifact slowed by `f`, with the backend that slows it
+    registered in this process and in the workers it spawns."""
+    for name, value in environment().items():
+        monkeypatch.setenv(name, value)
+
+    def make(fraction: float) -> Arm:
+        copy = slowed_copy(Path(arm.spec.artifact_path), Path(tempfile.mkdtemp(dir=tmp_path)) / "copy", fraction)
+        return Arm(dataclasses.replace(arm.spec, artifact_path=str(copy)))
+
+    return make
+
+
+def test_a_paired_process_records_every_block_of_every_arm_in_rounds(arm: Arm, slower: Callable[[float], Arm]) -> None:
     messages: list[Any] = []
-    plan = PairedPlan((arm, Arm(arm.spec, 0.5), arm), 0.15, 0.2, 3, 1, (2, 0, 1), 7)
+    plan = PairedPlan((arm, slower(0.5), arm), 0.15, 0.2, 3, 1, (2, 0, 1), 7)
     measure_paired(plan, messages.append)
     [measured] = messages
     assert isinstance(measured, PairedMeasured) and measured.created == [2, 0, 1]
@@ -236,9 +253,9 @@ def test_a_lead_in_runs_untimed_calls_before_every_block(arm: Arm) -> None:
     assert lead_in_calls([LEAD_IN_SKIP_MS] * 3, 1.0) == 0
 
 
-def test_a_series_flags_a_slower_arm_and_keeps_every_process(arm: Arm) -> None:
+def test_a_series_flags_a_slower_arm_and_keeps_every_process(arm: Arm, slower: Callable[[float], Arm]) -> None:
     settings = PairingSettings(0.01, 0.1, 60.0, 0.2, 3, 1, 60.0, 0)
-    results = compare_series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", settings)
+    results = compare_series(arm, {"slow": slower(0.25)}, "reference", settings)
     comparison = results["slow"]
     assert comparison.verdict == "regression" and comparison.ci95[0] > 1.01
     assert len(comparison.processes) >= LOOKS[0] and comparison.against == "reference"
@@ -256,14 +273,16 @@ def test_a_series_of_three_contenders_gives_the_reference_two_blocks_per_half_ro
     assert records[0].a_ms == records[1].a_ms == records[2].a_ms
 
 
-def test_series_take_turns_and_one_with_a_precision_goal_takes_what_the_other_left(arm: Arm) -> None:
+def test_series_take_turns_and_one_with_a_precision_goal_takes_what_the_other_left(
+    arm: Arm, slower: Callable[[float], Arm]
+) -> None:
     """Two series share one budget. Without a goal a 25 % slower arm leaves at its first decided look (6
     processes); the other, with a goal no interval can meet, keeps going after it, until its last look or
     the end of the budget, and its detail says why. While both are open they take turns."""
     plain = PairingSettings(0.01, 0.1, 60.0, 0.2, 3, 1, 60.0, 0)
     goal = PairingSettings(0.01, 0.1, 60.0, 0.2, 3, 1, 60.0, 0, precision=1e-4)
-    quick = Series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", plain)
-    choosy = Series(arm, {"slow": Arm(arm.spec, 0.25)}, "reference", goal)
+    quick = Series(arm, {"slow": slower(0.25)}, "reference", plain)
+    choosy = Series(arm, {"slow": slower(0.25)}, "reference", goal)
     turns: list[str] = []
     # the budget only has to let the quick series reach its first look on a slow VM: the choosy one stops
     # at the last look (LOOKS[-1] processes) if the budget lasts that long

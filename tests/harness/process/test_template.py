@@ -11,8 +11,7 @@ import time
 
 import pytest
 
-from harness.backends.registry import TEMPLATE_PRELOAD
-from harness.process.isolation import run_isolated, template_start_method
+from harness.process.isolation import TEMPLATE, run_isolated, template_start_method
 
 pytestmark = pytest.mark.skipif(template_start_method() != "forkserver", reason="the template is Linux's path")
 
@@ -43,16 +42,16 @@ def _case(mode: str, send) -> None:
 
 
 def test_a_crash_a_hang_and_memory_exhaustion_each_fail_only_their_own_child(monkeypatch) -> None:
-    first = run_isolated(_case, ("ok",), 120, preload=TEMPLATE_PRELOAD)
+    first = run_isolated(_case, ("ok",), 120, preload=TEMPLATE)
     assert first.failure is None
-    segv = run_isolated(_case, ("segv",), 120, preload=TEMPLATE_PRELOAD)
-    hang = run_isolated(_case, ("hang",), 3, preload=TEMPLATE_PRELOAD)
-    oom = run_isolated(_case, ("oom",), 120, preload=TEMPLATE_PRELOAD)
+    segv = run_isolated(_case, ("segv",), 120, preload=TEMPLATE)
+    hang = run_isolated(_case, ("hang",), 3, preload=TEMPLATE)
+    oom = run_isolated(_case, ("oom",), 120, preload=TEMPLATE)
     assert segv.failure == "worker was killed by SIGSEGV"
     assert hang.failure == "timed out after 3 s"
     assert oom.failure is not None and oom.failure.startswith("MemoryError")
     monkeypatch.setenv("BENCH_TEMPLATE_MARKER", "set after the template started")
-    after = run_isolated(_case, ("ok",), 120, preload=TEMPLATE_PRELOAD)
+    after = run_isolated(_case, ("ok",), 120, preload=TEMPLATE)
     assert after.failure is None
     (state,) = after.messages
     assert state["preloaded"] == ["onnxruntime", "torch"]  # forked from the template: nothing imported here

@@ -1,0 +1,65 @@
+"""The executor seam: where a worker's job runs. The parent side (the runner, preparation, staging,
+pairing, `bench ab`) describes each worker as a `Job` and hands it to an `Executor`, which runs it
+and returns the typed messages it sent (`harness.process.messages`) in a `WorkerOutcome`.
+
+A job is data: a module-level function (it pickles by reference) and picklable records for arguments
+(a `WorkerSpec` and whether to check parity, a `PairedPlan`, a preparation's settings), with its timeout
+and log. `LocalExecutor`, a fresh spawned process on this host per job (`run_isolated`), is the one
+executor today; another (a cluster's) is one new module implementing `run`, handed to `Runner`, with no
+change to the code that makes the jobs. The Protocol sits here, in the process room, rather than in
+`harness.orchestrate`: pairing's series, a layer below the orchestration, hands its paired processes to
+the executor too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.process.isolation import WorkerOutcome, run_isolated
+
+
+@dataclass(frozen=True)
+class Job:
+    """One worker: `target(*args, send)`, with the limits it runs under."""
+
+    target: Callable[..., None]
+    args: tuple[Any, ...]
+    timeout_s: float
+    log_path: Path | None = None
+    per_message: bool = False  # the timeout runs from the worker's last message, not from its start
+    exit_at_once: bool = False  # a measuring worker: it ends without finalising (`run_isolated` says why)
+    preload: tuple[str, ...] | None = None  # fork it from the template that imported these (`run_isolated`)
+
+
+class Executor(Protocol):
+    def run(
+        self, job: Job, on_message: Callable[[Any], None] | None = None, cancel: threading.Event | None = None
+    ) -> WorkerOutcome:
+        """Run the job; relay each message to `on_message` as it arrives; stop when `cancel` is set."""
+        ...
+
+
+class LocalExecutor:
+    """Each job in a fresh spawned process on this host."""
+
+    def run(
+        self, job: Job, on_message: Callable[[Any], None] | None = None, cancel: threading.Event | None = None
+    ) -> WorkerOutcome:
+        return run_isolated(
+            job.target,
+            job.args,
+            job.timeout_s,
+            on_message,
+            job.log_path,
+            job.per_message,
+            cancel,
+            job.exit_at_once,
+            job.preload,
+        )
+
+
+LOCAL = LocalExecutor()
