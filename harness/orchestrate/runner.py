@@ -22,7 +22,7 @@ from harness.backends.executorch import COREML as COREML_DELEGATE
 from harness.backends.executorch import coreml_host
 from harness.generation.measure import diagnose_generation, summarise_generation
 from harness.generation.measure import gate_for as generation_gate
-from harness.host import capture
+from harness.host import capture, code_revision
 from harness.measure.slowdown import requested_slowdown
 from harness.orchestrate.cases import measure_case
 from harness.orchestrate.plan import Case, plan
@@ -43,6 +43,7 @@ from harness.results.schema import (
     ParityResult,
     Result,
     RunRecord,
+    machine_key,
     write_results,
 )
 from harness.results.stats import latency_warnings, summarise
@@ -107,11 +108,14 @@ class Runner:
         shard: tuple[int, int] | None = None,
         baseline: RunRecord | None = None,
         run_id: str | None = None,
+        revision: str | None = None,
+        label: str | None = None,
     ) -> None:
         """Plans the run (raising `ModelError` or `NothingToRun`); nothing is measured yet. With
         `shard=(i, n)` only the i-th of n deterministic slices of the cases is run. With `baseline`, each
         case whose baseline artifact is still on disk is then paired with it (`Result.against_baseline`).
-        `run_id` is the caller's when it named an output after the run."""
+        `run_id` is the caller's when it named an output after the run. `revision` names the code under
+        test (default: the commit of the current directory, where it is a git repository); `label` is free."""
         self.resolved = resolved
         self.profile = resolved.profile
         self.json_path = json_path
@@ -124,11 +128,17 @@ class Runner:
         self.cases = plan(self.profile, shard)
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.logs = cache_root() / "logs" / self.run_id
+        environment = capture(self.profile.measure.threads)
+        commit, describe = (revision, None) if revision is not None else code_revision(Path.cwd())
         self.record = RunRecord(
             run_id=self.run_id,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            environment=capture(self.profile.measure.threads),
+            environment=environment,
             profile={"name": resolved.name, "source": resolved.source, **resolved.profile.model_dump()},
+            revision=commit,
+            revision_describe=describe,
+            label=label,
+            machine_key=machine_key(environment),
         )
         self.baseline = baseline
         self.baseline_notes: list[str] = []

@@ -190,6 +190,14 @@ class Environment:
     packages: dict[str, str]
     threads: dict[str, Any]
     hostname: str = ""
+    accelerator: str = ""  # what besides the CPU can run a model here, e.g. "NVIDIA H200"; "" for none
+
+
+def machine_key(environment: Environment) -> str:
+    """The machine a history series belongs to: CPU model, core count, OS and accelerator. The hostname is
+    left out (it is recorded on its own), so a fleet of identical runners forms one series."""
+    accelerator = environment.accelerator or "no accelerator"
+    return f"{environment.cpu}, {environment.cores} cores, {environment.os}, {accelerator}"
 
 
 @dataclass
@@ -200,6 +208,10 @@ class RunRecord:
     profile: dict[str, Any]
     results: list[Result] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
+    revision: str | None = None  # the code under test: `bench run --revision`, else the commit of the directory
+    revision_describe: str | None = None  # `git describe --always --dirty` of that directory, where it is one
+    label: str | None = None  # `bench run --label`: free text, e.g. "nightly"
+    machine_key: str = ""  # `machine_key(environment)`; "" in files written before it was recorded
 
 
 def headline_figures(result: Result) -> dict[str, Any]:
