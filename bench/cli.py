@@ -638,8 +638,9 @@ def history(
     options = DetectionOptions(window=window, max_pvalue=p_value, min_change=min_change / 100)
     url = db or DEFAULT_URL
     try:
-        if db is None and not Path(sqlite_file(url) or "").exists():
-            raise ConfigError(f"--db {url}: no store there yet; run bench run first or give --db")
+        store_file = sqlite_file(url)
+        if store_file is not None and not store_file.exists():
+            raise ConfigError(f"--db {url}: no store there yet; bench run writes one (or give another --db)")
         check_distinct({"--html": html_path, "--json": json_path, "--db": sqlite_file(url)}, {})
         check_writable(html_path, "--html")
         check_writable(json_path, "--json")
