@@ -350,9 +350,10 @@ def history(series: HistorySeries) -> str:
             if any(c.direction == direction for c in series.change_points):
                 ax.plot([], [], color=colour, linestyle="--", label=f"change point: {direction}")
     _legend_outside(ax)
+    top = max(p.high if p.high is not None else p.value for p in series.points)  # labels go above the data
     place_labels(
         ax,
-        [(change.index + 0.5, change.after) for change in series.change_points],
+        [(change.index + 0.5, top) for change in series.change_points],
         [f"{change.revision}: {change.ratio - 1:+.1%}" for change in series.change_points],
     )
     return _svg(fig)

@@ -211,7 +211,12 @@ class RunRecord:
     revision: str | None = None  # the code under test: `bench run --revision`, else the commit of the directory
     revision_describe: str | None = None  # `git describe --always --dirty` of that directory, where it is one
     label: str | None = None  # `bench run --label`: free text, e.g. "nightly"
-    machine_key: str = ""  # `machine_key(environment)`; "" in files written before it was recorded
+    machine_key: str = ""  # the history series' machine (`machine_key`)
+
+    def __post_init__(self) -> None:
+        """A record without a machine key (a file written before it was recorded) takes its environment's."""
+        if not self.machine_key:
+            self.machine_key = machine_key(self.environment)
 
 
 def headline_figures(result: Result) -> dict[str, Any]:

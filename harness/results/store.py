@@ -261,7 +261,7 @@ class ResultsStore:
             "revision": run.revision,
             "revision_describe": run.revision_describe,
             "label": run.label,
-            "machine_key": run.machine_key or machine_key(run.environment),
+            "machine_key": run.machine_key,
         }
         values = ", ".join(f":{key}" for key in RUN_COLUMNS)
         with self.engine.begin() as conn:
