@@ -193,3 +193,55 @@ def test_a_store_written_before_history_is_migrated_with_its_runs_keyed(tmp_path
     with sqlite3.connect(path) as check:
         columns = {r[1] for r in check.execute("PRAGMA table_info(case_summary)")}
     assert {"revision", "label", "machine_key", "ratio", "ratio_lo", "ratio_hi"} <= columns
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_dashboard_queries_of_the_docs_run_on_both_databases(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """docs/dashboards.md's three queries, as printed but for the names of the model, device and machine,
+    over a stored history with its change points."""
+    from tests.reports.test_history_html import history_store
+
+    url = history_store(tmp_path / "history.sqlite")
+    if backend == "postgresql":
+        import uuid
+
+        import sqlalchemy as sa
+
+        base = request.getfixturevalue("postgres_url")
+        schema = f"d{uuid.uuid4().hex[:10]}"
+        engine = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        engine.dispose()
+        source, url = ResultsStore(url), f"{base}&options=-csearch_path%3D{schema}"
+        target = ResultsStore(url)
+        for run_id in source.run_ids():
+            record = source.load_run(run_id)
+            target.add_run(record)
+            for result in record.results:
+                target.add_result(run_id, result)
+    store = ResultsStore(url)
+    series = analyse(build_series(store.history()), DetectionOptions(), "now")
+    store.replace_change_points([one.key for one in series], [c for one in series for c in one.change_points])
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "dashboards.md").read_text()
+    queries = [block.split("```")[0] for block in docs.split("```sql\n")[1:]]
+    assert len(queries) == 3
+    machine = "Test CPU, 8 cores, Linux 6, no accelerator"
+    documented = "Apple M2 Pro, 12 cores, Darwin 24.1.0, Apple Neural Engine and GPU"
+    with store.engine.connect() as conn:
+        rows = [
+            conn.execute(store.sa.text(q.replace(documented, machine).replace("'ane'", "'cpu'"))).mappings().all()
+            for q in queries
+        ]
+    series_rows, variant_rows, latest_rows = rows
+    assert len(series_rows) == 30
+    assert [(r["revision"], r["change"]) for r in series_rows if r["change"]] == [("v1.18", "regression")]
+    assert {r["variant"] for r in variant_rows} == {"onnx-int8"} and len(variant_rows) == 30
+    assert len(latest_rows) == 3 and all(r["revision"] == "v1.30" for r in latest_rows)
+    assert {(r["variant"], r["regressions"]) for r in latest_rows} == {
+        ("torch-fp32", 0),
+        ("onnx-int8", 2),
+        ("onnx-fp32", 0),
+    }
