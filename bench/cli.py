@@ -617,7 +617,8 @@ def history(
 
     from harness.results.history import DetectionOptions, analyse, build_series, new_regressions
     from harness.results.store import DEFAULT_URL, ResultsStore, sqlite_file
-    from reports.history import history_json, render_history, write_history_html
+    from reports.history.page import write_history_html
+    from reports.history.terminal import history_json, render_history
 
     for flag, count in (("--last", last), ("--fail-on-new", fail_on_new)):
         if count is not None and count < 1:

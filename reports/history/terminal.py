@@ -1,21 +1,16 @@
-"""`bench history` as a reader sees it: per machine a table of series (latest value, a sparkline, the change
-points), an HTML page with every series drawn, and the JSON of it all."""
+"""`bench history` in the terminal: per machine a table of series (latest value, a sparkline, the change
+points), and the JSON of it all."""
 
 from __future__ import annotations
 
 import json
-from importlib import resources
-from pathlib import Path
-from typing import Any
 
-from jinja2 import Environment, select_autoescape
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness.results.history import FIGURE_TEXT, ChangePoint, DetectionOptions, HistorySeries, Point
+from harness.results.history import ChangePoint, DetectionOptions, HistorySeries, Point
 from harness.results.schema import json_safe
-from reports import charts
 from reports.plain import printable
 from reports.terminal import ms_text
 
@@ -85,31 +80,3 @@ def history_json(series: list[HistorySeries], options: DetectionOptions) -> str:
     return json.dumps(
         json_safe({"options": options.__dict__, "series": [one.as_json() for one in series]}), indent=1, allow_nan=False
     )
-
-
-def render_history_html(series: list[HistorySeries], options: DetectionOptions, source: str) -> str:
-    environment = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
-    template = environment.from_string(resources.files("reports").joinpath("templates/history.html").read_text())
-    machines: dict[str, list[tuple[HistorySeries, str]]] = {}
-    runs: dict[str, dict[str, Any]] = {}
-    for one in series:
-        machines.setdefault(one.key.machine_key, []).append((one, charts.history(one)))
-        for point in one.points:
-            runs.setdefault(point.run_id, {"point": point, "machine": one.key.machine_key})
-    ordered_runs = sorted(runs.values(), key=lambda r: (r["point"].created_at, r["point"].run_id))
-    return template.render(
-        source=source,
-        options=options,
-        machines=list(machines.items()),
-        changes=[c for one in series for c in one.change_points],
-        noisy=[(one, p) for one in series for p in one.points if p.noisy is not None],
-        runs=ordered_runs,
-        series_count=len(series),
-        figure_text=FIGURE_TEXT,
-        ms=ms_text,
-    )
-
-
-def write_history_html(series: list[HistorySeries], options: DetectionOptions, source: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_history_html(series, options, source), encoding="utf-8")
