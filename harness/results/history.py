@@ -9,11 +9,13 @@ Change points are Apache Otava's (`otava.analysis.compute_change_points`, MongoD
 means over sliding windows of `window` runs proposes candidates, and a candidate is kept only while a
 two-sided t-test between the runs either side gives p < `max_pvalue` and their means differ by more than
 `min_change`. The defaults are what the synthetic acceptance test (tests/harness/results/test_history.py)
-holds: 200 series of 60 runs with 3 % noise and no step, 200 with a 5 % step at run 40, the noise one
-run's spread (a normal scatter of sd 1.53 %, 95 % of runs within +/- 3 %, the interval each run records).
-With p < 1e-4 and a 2 % floor, 0 of the 200 steady series show a change point and 200 of the 200 stepped
-ones show one within 3 runs of run 40. Read as sd 3 % instead, no detector can pass the second half: the
-least-squares split, told that there is exactly one step, lands within 3 runs of 40 in only 91 % of series.
+holds: 200 series of 60 runs with 3 % noise and no step, 200 with a +5 % step at run 40, the noise one
+run's spread (a normal scatter of sd 1.53 %: 95 % of runs within +/- 3 %, the interval each run records).
+With p < 1e-4 and a 2 % floor, 0 of the 200 steady series show a change point and 199 of the 200 stepped
+ones show one, every change point within 3 runs of run 40 (seed 31). Otava's own default, p < 1e-3 with
+no floor, raised 5 to 13 of 200 false alarms in three seeds. Read as sd 3 % instead, the noise defeats any
+detector on the second half: 0 or 1 false alarms, but 170 to 175 of 200 within 3 runs, and the
+least-squares split told that there is exactly one step lands within 3 runs in only 91 % of series.
 
 Noise-aware: a run whose interval is wide for its series (its relative 95 % interval more than
 `WIDE_FACTOR` times the series' median one, and wider than `WIDE_FLOOR`), or whose latency the harness
@@ -21,7 +23,7 @@ flagged with high variation (CV above `harness.results.stats.CV_WARN`), is left 
 reads. It stays in the series, drawn and listed with the reason, but it cannot make a change point on its
 own: a change point lies at a quiet run, and the segments either side are quiet runs. Where more than half
 of a series' runs carry the high-variation flag, the flag is that host's normal state and tells the runs
-apart no better than chance, so only the interval test applies there. In the acceptance test a +30 % run
+apart no better than chance, so only the interval test applies there. In the same test file a +30 % run
 with a wide interval or the flag in a steady series makes no change point; the same run quiet makes one.
 """
 

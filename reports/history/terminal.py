@@ -4,6 +4,7 @@ points), and the JSON of it all."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 from rich.console import Console
 from rich.table import Table
@@ -78,5 +79,5 @@ def render_history(series: list[HistorySeries], console: Console) -> None:
 
 def history_json(series: list[HistorySeries], options: DetectionOptions) -> str:
     return json.dumps(
-        json_safe({"options": options.__dict__, "series": [one.as_json() for one in series]}), indent=1, allow_nan=False
+        json_safe({"options": asdict(options), "series": [one.as_json() for one in series]}), indent=1, allow_nan=False
     )
