@@ -237,10 +237,15 @@ def run(
         float | None,
         typer.Option("--precision", help="pair a decided variant on until its interval is within +/- this percent"),
     ] = None,
+    revision: Annotated[
+        str | None,
+        typer.Option("--revision", help="the code under test, for bench history (default: this directory's commit)"),
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", help="free text the run carries, e.g. nightly")] = None,
 ) -> None:
     """Convert, check parity and measure every case of a profile."""
     from harness.orchestrate.runner import Runner, exit_code
-    from harness.results.timing import breakdown_line
+    from harness.results.readings.timing import breakdown_line
     from profiles.schema import load_profile
     from reports.terminal import render
 
@@ -287,7 +292,7 @@ def run(
         baseline_run = load_results(baseline) if baseline else None
         store = ResultsStore(store_url)
         slice_ = parse_shard(shard) if shard else None
-        runner = Runner(resolved, runner_json, store, slice_, baseline_run, run_id)
+        runner = Runner(resolved, runner_json, store, slice_, baseline_run, run_id, revision=revision, label=label)
         if slice_ is not None and not runner.cases:  # not a mistake: another shard has the cases
             err.print(Text(f"nothing to do: {printable(empty_shard(resolved.profile, slice_))}"), soft_wrap=True)
             raise typer.Exit(0)
@@ -578,6 +583,102 @@ def ab(
     if json_path:
         json_path.write_text(json.dumps(json_safe(comparison), indent=1), encoding="utf-8")
     raise typer.Exit(1 if comparison.verdict == "regression" else 0)
+
+
+@app.command()
+def history(
+    db: Annotated[
+        str | None, typer.Option("--db", help="results store URL (default sqlite:///bench-results/results.sqlite)")
+    ] = None,
+    model: Annotated[list[str] | None, typer.Option("-m", "--model", help="only this model (repeatable)")] = None,
+    variant: Annotated[list[str] | None, typer.Option("-v", "--variant", help="only this variant (repeatable)")] = None,
+    device: Annotated[list[str] | None, typer.Option("-d", "--device", help="only this device (repeatable)")] = None,
+    machine: Annotated[
+        str | None, typer.Option("--machine", help="only machine keys or hostnames that contain this text")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="only runs from this ISO date or time on")] = None,
+    last: Annotated[int | None, typer.Option("--last", help="only the last N runs of each series")] = None,
+    update: Annotated[
+        bool, typer.Option("--update", help="rewrite the store's change_points table for the series shown")
+    ] = False,
+    fail_on_new: Annotated[
+        int | None,
+        typer.Option("--fail-on-new", help="exit 1 when a regression lies within the last N runs of a series"),
+    ] = None,
+    html_path: Annotated[Path | None, typer.Option("--html", help="write every series as a chart")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the series and change points")] = None,
+    p_value: Annotated[float, typer.Option("--p-value", help="the significance a change point needs")] = 1e-4,
+    min_change: Annotated[float, typer.Option("--min-change", help="the smallest change that counts, percent")] = 2.0,
+    window: Annotated[int, typer.Option("--window", help="runs per E-Divisive window")] = 50,
+) -> None:
+    """Every run in the store as time series, with the change points Apache Otava finds in them."""
+    from datetime import timezone
+
+    from harness.results.readings.history import DetectionOptions, analyse, build_series, new_regressions
+    from harness.results.store import DEFAULT_URL, ResultsStore, sqlite_file
+    from reports.history.page import write_history_html
+    from reports.history.terminal import history_json, render_history
+
+    for flag, count in (("--last", last), ("--fail-on-new", fail_on_new)):
+        if count is not None and count < 1:
+            raise ConfigError(f"{flag} {count}: expected a number of runs of 1 or more")
+    if not 0 < p_value < 1:
+        raise ConfigError(f"--p-value {p_value}: expected a probability between 0 and 1, e.g. 0.0001")
+    if not (0 <= min_change < 100 and math.isfinite(min_change)):
+        raise ConfigError(f"--min-change {min_change}: expected a percentage from 0 to 100, e.g. 2")
+    if window < 4:
+        raise ConfigError(f"--window {window}: expected 4 runs or more")
+    started = None
+    if since is not None:
+        try:
+            started = datetime.fromisoformat(since)
+        except ValueError:
+            raise ConfigError(f"--since {since!r}: expected an ISO date or time, e.g. 2026-11-01") from None
+        started = started if started.tzinfo else started.replace(tzinfo=timezone.utc)
+    options = DetectionOptions(window=window, max_pvalue=p_value, min_change=min_change / 100)
+    url = db or DEFAULT_URL
+    store_file = sqlite_file(url)
+    if store_file is not None and not store_file.exists():
+        raise ConfigError(f"--db {url}: no store there yet; bench run writes one (or give another --db)")
+    check_distinct({"--html": html_path, "--json": json_path, "--db": sqlite_file(url)}, {})
+    check_writable(html_path, "--html")
+    check_writable(json_path, "--json")
+    store = ResultsStore(url)
+    series = build_series(store.history(model, variant, device), machine, started, last)
+    found_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    analyse(series, options, found_at)
+    if update:
+        store.replace_change_points([one.key for one in series], [c for one in series for c in one.change_points])
+    if not series:
+        err.print(Text(f"no measured case in {printable(url)} matches the filters"), soft_wrap=True)
+        raise typer.Exit(1 if fail_on_new else 0)
+    render_history(series, out)
+    outcomes = []
+    for path, flag, write in (
+        (html_path, "--html", lambda p: write_history_html(series, options, url, p)),
+        (json_path, "--json", lambda p: p.write_text(history_json(series, options), encoding="utf-8")),
+    ):
+        if path is None:
+            continue
+        try:
+            write(path)
+        except OSError as exc:
+            outcomes.append(_Outcome(flag.removeprefix("--"), flag, path, f"cannot write it: {exc.strerror or exc}"))
+            continue
+        outcomes.append(_Outcome(flag.removeprefix("--"), flag, path))
+    code = 0 if _print_outcomes(outcomes) else 1
+    if update:
+        stored = sum(len(one.change_points) for one in series)
+        out.print(Text(f"store {printable(url)}: change_points rewritten for {len(series)} series ({stored} found)"))
+    if fail_on_new is not None:
+        for change in new_regressions(series, fail_on_new):
+            line = (
+                f"new regression: {change.series.text()} on {change.series.machine_key}: {change.ratio:.3f}x"
+                f" at revision {change.revision} (run {change.run_id})"
+            )
+            out.print(Text(printable(line)), soft_wrap=True)
+            code = 1
+    raise typer.Exit(code)
 
 
 @app.command()

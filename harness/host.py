@@ -87,6 +87,44 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def accelerator() -> str:
+    """What besides the CPU can run a model on this host, for the machine key of a history series: the
+    Neural Engine and GPU of Apple silicon, or the NVIDIA GPUs NVML names (nvidia-ml-py, the `gpu` extra);
+    "" where neither is found."""
+    if platform.system() == "Darwin" and mac_host(platform.machine(), proc_translated()) == "apple-silicon":
+        return "Apple Neural Engine and GPU"
+    try:
+        import pynvml
+    except ImportError:
+        return ""
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:  # no NVML library or no driver: no NVIDIA accelerator on this host
+        return ""
+    try:
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(index) for index in range(pynvml.nvmlDeviceGetCount())]
+        names = [pynvml.nvmlDeviceGetName(handle) for handle in handles]
+    finally:
+        pynvml.nvmlShutdown()
+    return ", ".join(name.decode() if isinstance(name, bytes) else str(name) for name in names)
+
+
+def code_revision(directory: Path) -> tuple[str | None, str | None]:
+    """The commit (`git rev-parse HEAD`) and `git describe --always --dirty` of `directory` when it is a git
+    repository, else (None, None): the revision a run records when `bench run --revision` is not given."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    return (commit, git("describe", "--always", "--dirty")) if commit else (None, None)
+
+
 def capture(intra_op_threads: int) -> Environment:
     return Environment(
         os=f"{platform.system()} {platform.release()}",
@@ -100,4 +138,5 @@ def capture(intra_op_threads: int) -> Environment:
             **{name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ},
         },
         hostname=socket.gethostname(),
+        accelerator=accelerator(),
     )

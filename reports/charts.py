@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.results.queries import measured
+from harness.results.readings.queries import measured
 from harness.results.schema import Result
 
 MAX_BOX_POINTS = 4000

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
 
-from harness.results.decision import RULE, decide
-from harness.results.queries import ordered_results
+from harness.results.readings.decision import RULE, decide
+from harness.results.readings.queries import ordered_results
 from harness.results.schema import Result, RunRecord
 from reports import charts
 from reports.pareto import pareto_points

@@ -6,8 +6,8 @@ import html
 import re
 from pathlib import Path
 
-from harness.results.decision import RULE, decide
-from harness.results.queries import ordered_results
+from harness.results.readings.decision import RULE, decide
+from harness.results.readings.queries import ordered_results
 from harness.results.schema import Result, RunRecord
 from reports.summary import shown, skipped_lines, versus_text
 from reports.terminal import latency_text, size_text

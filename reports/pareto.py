@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.results.queries import accuracy_metric, measured
+from harness.results.readings.queries import accuracy_metric, measured
 from harness.results.schema import Result
 
 

@@ -11,8 +11,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from harness.results.decision import decide
-from harness.results.queries import ordered_results
+from harness.results.readings.decision import decide
+from harness.results.readings.queries import ordered_results
 from harness.results.schema import Result, RunRecord
 from reports.generation import generation_table
 from reports.plain import printable

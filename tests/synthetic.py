@@ -7,6 +7,7 @@ import copy
 from pathlib import Path
 
 from harness.results.schema import (
+    ROUNDS_STATISTIC,
     ArtifactInfo,
     LatencyStats,
     MemoryStats,
@@ -48,7 +49,7 @@ def case(
     if versus is not None:
         ratio, low, high = versus
         verdict = "improvement" if high < 0.97 else "regression" if low > 1.03 else "no change"
-        comparison = PairedComparison(against, ratio, [low, high], verdict, 0.03, "", "log ratio")
+        comparison = PairedComparison(against, ratio, [low, high], verdict, 0.03, "", ROUNDS_STATISTIC)
     return Result(
         model=model,
         variant=variant,

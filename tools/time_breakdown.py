@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from harness.results.readings.timing import breakdown_line, phase_lines, slowest_conversions
 from harness.results.schema import SchemaError, load_results
-from harness.results.timing import breakdown_line, phase_lines, slowest_conversions
 
 
 def main(paths: list[str]) -> int:

@@ -21,7 +21,7 @@ from harness.accuracy.diagnose import DEFAULT_TOLERANCE_DB, diagnose, executorch
 from harness.backends.registry import backends
 from harness.generation.measure import diagnose_generation, summarise_generation
 from harness.generation.measure import gate_for as generation_gate
-from harness.host import capture
+from harness.host import capture, code_revision
 from harness.orchestrate.cases import measure_case
 from harness.orchestrate.plan import Case, plan
 from harness.orchestrate.prepare import Prepared, PrepareRequest, check_user_models, prepare_many
@@ -32,7 +32,7 @@ from harness.process.executor import LOCAL, Executor, Job
 from harness.process.messages import Diagnosis, Measured, Unavailable
 from harness.process.scratch import run_environment
 from harness.process.specs import WorkerSpec
-from harness.results.decision import decide
+from harness.results.readings.decision import decide
 from harness.results.schema import (
     REFERENCE_ORDER,
     ArtifactInfo,
@@ -44,6 +44,7 @@ from harness.results.schema import (
     RunRecord,
     RunTiming,
     Status,
+    machine_key,
     write_results,
 )
 from harness.results.stats import latency_warnings, summarise
@@ -110,12 +111,16 @@ class Runner:
         baseline: RunRecord | None = None,
         run_id: str | None = None,
         executor: Executor = LOCAL,
+        revision: str | None = None,
+        label: str | None = None,
     ) -> None:
         """Plans the run (raising `ModelError` or `NothingToRun`); nothing is measured yet. With
         `shard=(i, n)` only the i-th of n deterministic slices of the cases is run. With `baseline`, each
         case whose baseline artifact is still on disk is then paired with it (`Result.against_baseline`).
         `run_id` is the caller's when it named an output after the run. Every worker of the run (preparing,
-        staging, measuring, pairing, diagnosing) is a `Job` handed to `executor`."""
+        staging, measuring, pairing, diagnosing) is a `Job` handed to `executor`. `revision` names the code
+        under test (default: the commit of the current directory, where it is a git repository); `label` is
+        free."""
         self.resolved = resolved
         self.executor = executor
         self.profile = resolved.profile
@@ -129,11 +134,17 @@ class Runner:
         self.cases = plan(self.profile, shard)
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.logs = cache_root() / "logs" / self.run_id
+        environment = capture(self.profile.measure.threads)
+        commit, describe = (revision, None) if revision is not None else code_revision(Path.cwd())
         self.record = RunRecord(
             run_id=self.run_id,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            environment=capture(self.profile.measure.threads),
+            environment=environment,
             profile=resolved,
+            revision=commit,
+            revision_describe=describe,
+            label=label,
+            machine_key=machine_key(environment),
         )
         self.baseline = baseline
         self.baseline_notes: list[str] = []

@@ -298,6 +298,14 @@ class Environment:
     packages: dict[str, str]
     threads: dict[str, int | str]  # intra_op (the profile's), and each thread variable that was set
     hostname: str = ""
+    accelerator: str = ""  # what besides the CPU can run a model here, e.g. "NVIDIA H200"; "" for none
+
+
+def machine_key(environment: Environment) -> str:
+    """The machine a history series belongs to: CPU model, core count, OS and accelerator. The hostname is
+    left out (it is recorded on its own), so a fleet of identical runners forms one series."""
+    accelerator = environment.accelerator or "no accelerator"
+    return f"{environment.cpu}, {environment.cores} cores, {environment.os}, {accelerator}"
 
 
 @dataclass
@@ -311,7 +319,7 @@ class RankedVariant:
 
 @dataclass
 class DecisionRecord:
-    """Which variant to ship for one model on one device (`harness.results.decision`), as the results
+    """Which variant to ship for one model on one device (`harness.results.readings.decision`), as the results
     file keeps it: what every renderer prints, for a dashboard to read without recomputing."""
 
     model: str
@@ -340,7 +348,7 @@ class ProcessTiming:
 
 @dataclass
 class RunTiming:
-    """Where a run's wall time went, by phase, and per worker process (`harness.results.timing`)."""
+    """Where a run's wall time went, by phase, and per worker process (`harness.results.readings.timing`)."""
 
     wall_s: float = 0.0
     prepare_s: float = 0.0  # preparing the models: reference outputs and every conversion
@@ -361,6 +369,15 @@ class RunRecord:
     schema_version: int = SCHEMA_VERSION
     decisions: list[DecisionRecord] = field(default_factory=list)  # written when the run ends
     timing: RunTiming | None = None  # None in files written before it was recorded
+    revision: str | None = None  # the code under test: `bench run --revision`, else the commit of the directory
+    revision_describe: str | None = None  # `git describe --always --dirty` of that directory, where it is one
+    label: str | None = None  # `bench run --label`: free text, e.g. "nightly"
+    machine_key: str = ""  # the history series' machine (`machine_key`)
+
+    def __post_init__(self) -> None:
+        """A record without a machine key (a file written before it was recorded) takes its environment's."""
+        if not self.machine_key:
+            self.machine_key = machine_key(self.environment)
 
 
 def headline_figures(result: Result) -> dict[str, JsonValue]:

@@ -1,7 +1,9 @@
 """The results store: SQLite by default, PostgreSQL by URL, one schema on both (SQLAlchemy Core).
 
-Tables: `runs`, `cases` (headline figures as columns, the whole result as JSON), `samples` (raw latency
-samples), and the flat view `case_summary` (one row per case) for Superset or Tableau. Migrations are
+Tables: `runs` (with the revision, label and machine key history series are keyed by), `cases` (headline
+figures as columns, the paired ratio to the reference among them, the whole result as JSON), `samples` (raw
+latency samples), `change_points` (what `bench history --update` found, rewritten per series), and the flat
+view `case_summary` (one row per case) for Superset or Tableau (docs/dashboards.md). Migrations are
 numbered and recorded in `schema_migrations`; they run under a lock, so two `bench run` processes
 opening a new store at once do not race. Every result is its own transaction: concurrent writers
 append, and a reader never sees half a case.
@@ -13,10 +15,21 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.results.schema import Result, RunRecord, headline_figures, json_safe, parse_results
+from harness.results.readings.history import ChangePoint, HistoryPoint, SeriesKey
+from harness.results.schema import (
+    Environment,
+    PairedComparison,
+    Result,
+    RunRecord,
+    headline_figures,
+    json_safe,
+    machine_key,
+    parse_results,
+)
 from profiles.errors import ConfigError, SchemaError, StoreError
 
 DEFAULT_URL = "sqlite:///bench-results/results.sqlite"
@@ -28,6 +41,18 @@ CREATE VIEW case_summary AS
 SELECT c.id AS case_id, r.run_id, r.created_at, r.hostname, r.profile_name,
        c.model, c.variant, c.format, c.device, c.backend, c.status, c.reason,
        c.median_ms, c.ci95_lo_ms, c.ci95_hi_ms, c.p90_ms, c.p99_ms, c.cv, c.n_samples,
+       c.load_cold_ms, c.load_warm_ms, c.peak_rss_bytes, c.energy_source, c.cpu_ms_per_inference,
+       c.mj_per_inference, c.size_bytes, c.sha256, c.parity_passed
+FROM cases c JOIN runs r ON r.run_id = c.run_id
+"""
+
+_SUMMARY_VIEW_2 = """
+CREATE VIEW case_summary AS
+SELECT c.id AS case_id, r.run_id, r.created_at, r.hostname, r.profile_name,
+       r.revision, r.revision_describe, r.label, r.machine_key,
+       c.model, c.variant, c.format, c.device, c.backend, c.status, c.reason,
+       c.median_ms, c.ci95_lo_ms, c.ci95_hi_ms, c.p90_ms, c.p99_ms, c.cv, c.n_samples,
+       c.ratio, c.ratio_lo, c.ratio_hi,
        c.load_cold_ms, c.load_warm_ms, c.peak_rss_bytes, c.energy_source, c.cpu_ms_per_inference,
        c.mj_per_inference, c.size_bytes, c.sha256, c.parity_passed
 FROM cases c JOIN runs r ON r.run_id = c.run_id
@@ -61,8 +86,70 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             _SUMMARY_VIEW,
         ],
     ),
+    (
+        2,
+        [
+            "DROP VIEW case_summary",
+            "ALTER TABLE runs ADD COLUMN revision VARCHAR(64)",
+            "ALTER TABLE runs ADD COLUMN revision_describe VARCHAR(255)",
+            "ALTER TABLE runs ADD COLUMN label VARCHAR(255)",
+            "ALTER TABLE runs ADD COLUMN machine_key VARCHAR(512)",
+            "CREATE INDEX runs_machine ON runs (machine_key)",
+            "ALTER TABLE cases ADD COLUMN ratio DOUBLE PRECISION",
+            "ALTER TABLE cases ADD COLUMN ratio_lo DOUBLE PRECISION",
+            "ALTER TABLE cases ADD COLUMN ratio_hi DOUBLE PRECISION",
+            """CREATE TABLE change_points (
+                id {serial} PRIMARY KEY, machine_key VARCHAR(512) NOT NULL, model VARCHAR(512) NOT NULL,
+                variant VARCHAR(128) NOT NULL, device VARCHAR(16) NOT NULL, figure VARCHAR(16) NOT NULL,
+                run_id VARCHAR(64) NOT NULL REFERENCES runs(run_id), revision VARCHAR(255),
+                created_at VARCHAR(40) NOT NULL, before_value DOUBLE PRECISION NOT NULL,
+                after_value DOUBLE PRECISION NOT NULL, ratio DOUBLE PRECISION NOT NULL,
+                direction VARCHAR(16) NOT NULL, p_value DOUBLE PRECISION NOT NULL, found_at VARCHAR(40) NOT NULL)""",
+            "CREATE INDEX change_points_series ON change_points (machine_key, model, variant, device, figure)",
+            _SUMMARY_VIEW_2,
+        ],
+    ),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
+RUN_COLUMNS = (
+    "run_id", "created_at", "hostname", "profile_name", "schema_version", "environment_json", "profile_json",
+    "revision", "revision_describe", "label", "machine_key",
+)  # fmt: skip
+CHANGE_POINT_COLUMNS = (
+    "machine_key", "model", "variant", "device", "figure", "run_id", "revision", "created_at", "before_value",
+    "after_value", "ratio", "direction", "p_value", "found_at",
+)  # fmt: skip
+
+
+def ratio_columns(versus: PairedComparison | None) -> dict[str, float | None]:
+    """The `cases` columns of a case's paired ratio to its model's reference: None where it was not paired
+    or its paired processes failed."""
+    if versus is None or versus.failure is not None:
+        return {"ratio": None, "ratio_lo": None, "ratio_hi": None}
+    low, high = versus.ci95 if len(versus.ci95) == 2 else (None, None)
+    return json_safe({"ratio": versus.ratio, "ratio_lo": low, "ratio_hi": high})
+
+
+def _backfill_history_columns(conn: Any, sa: Any) -> None:
+    """Migration 2's data: the machine key of every run and the paired ratio of every case already stored,
+    worked out from their JSON documents as `add_run` and `add_result` write them now."""
+    from pydantic import TypeAdapter
+
+    environments = TypeAdapter(Environment)
+    for run_id, environment in conn.execute(sa.text("SELECT run_id, environment_json FROM runs")).all():
+        key = machine_key(environments.validate_json(environment))
+        conn.execute(sa.text("UPDATE runs SET machine_key = :k WHERE run_id = :r"), {"k": key, "r": run_id})
+    comparisons = TypeAdapter(PairedComparison)
+    for case_id, document in conn.execute(sa.text("SELECT id, result_json FROM cases WHERE status = 'ok'")).all():
+        versus = json.loads(document).get("versus")
+        if versus is not None:
+            conn.execute(
+                sa.text("UPDATE cases SET ratio = :ratio, ratio_lo = :ratio_lo, ratio_hi = :ratio_hi WHERE id = :id"),
+                {**ratio_columns(comparisons.validate_python(versus)), "id": case_id},
+            )
+
+
+BACKFILLS = {2: _backfill_history_columns}
 CASE_COLUMNS = (
     "model", "variant", "format", "device", "backend", "status", "reason", "median_ms", "ci95_lo_ms",
     "ci95_hi_ms", "p90_ms", "p99_ms", "cv", "n_samples", "load_cold_ms", "load_warm_ms", "peak_rss_bytes",
@@ -153,6 +240,8 @@ class ResultsStore:
                     continue
                 for statement in statements:
                     conn.execute(sa.text(statement.replace("{serial}", serial)))
+                if version in BACKFILLS:
+                    BACKFILLS[version](conn, sa)
                 conn.execute(
                     sa.text("INSERT INTO schema_migrations (version, applied_at) VALUES (:v, CURRENT_TIMESTAMP)"),
                     {"v": version},
@@ -173,23 +262,22 @@ class ResultsStore:
             raise StoreError(f"results store {self.url}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
 
     def add_run(self, run: RunRecord) -> None:
+        row = {
+            "run_id": run.run_id,
+            "created_at": run.created_at,
+            "hostname": run.environment.hostname,
+            "profile_name": run.profile.name,
+            "schema_version": run.schema_version,
+            "environment_json": json.dumps(json_safe(run.environment), allow_nan=False),
+            "profile_json": json.dumps(json_safe(run.profile), allow_nan=False),
+            "revision": run.revision,
+            "revision_describe": run.revision_describe,
+            "label": run.label,
+            "machine_key": run.machine_key,
+        }
+        values = ", ".join(f":{key}" for key in RUN_COLUMNS)
         with self._writing() as conn:
-            conn.execute(
-                self.sa.text(
-                    "INSERT INTO runs (run_id, created_at, hostname, profile_name, schema_version, environment_json,"
-                    " profile_json) VALUES (:run_id, :created_at, :hostname, :profile_name, :schema_version,"
-                    " :environment_json, :profile_json)"
-                ),
-                {
-                    "run_id": run.run_id,
-                    "created_at": run.created_at,
-                    "hostname": run.environment.hostname,
-                    "profile_name": run.profile.name,
-                    "schema_version": run.schema_version,
-                    "environment_json": json.dumps(json_safe(run.environment), allow_nan=False),
-                    "profile_json": json.dumps(json_safe(run.profile), allow_nan=False),
-                },
-            )
+            conn.execute(self.sa.text(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({values})"), row)
 
     def add_result(self, run_id: str, result: Result) -> None:
         sa = self.sa
@@ -197,6 +285,7 @@ class ResultsStore:
         row = {
             "run_id": run_id,
             **{key: figures[key] for key in CASE_COLUMNS},
+            **ratio_columns(result.versus),
             "result_json": json.dumps(json_safe(result), allow_nan=False),
         }
         columns = ", ".join(row)
@@ -221,11 +310,13 @@ class ResultsStore:
         with self._writing() as conn:
             conn.execute(
                 self.sa.text(
-                    "UPDATE cases SET result_json = :json WHERE run_id = :run_id AND model = :model"
-                    " AND variant = :variant AND device = :device AND backend = :backend"
+                    "UPDATE cases SET result_json = :json, ratio = :ratio, ratio_lo = :ratio_lo, ratio_hi = :ratio_hi"
+                    " WHERE run_id = :run_id AND model = :model AND variant = :variant AND device = :device"
+                    " AND backend = :backend"
                 ),
                 {
                     "json": json.dumps(json_safe(result), allow_nan=False),
+                    **ratio_columns(result.versus),
                     "run_id": run_id,
                     "model": model,
                     "variant": variant,
@@ -255,8 +346,65 @@ class ResultsStore:
                 "environment": json.loads(run["environment_json"]),
                 "profile": json.loads(run["profile_json"]),
                 "results": [json.loads(text) for text in cases],
+                "revision": run["revision"],
+                "revision_describe": run["revision_describe"],
+                "label": run["label"],
+                "machine_key": run["machine_key"] or "",
             }
         return parse_results(document, f"{self.url} run {run_id}")
+
+    def history(
+        self, models: list[str] | None = None, variants: list[str] | None = None, devices: list[str] | None = None
+    ) -> list[HistoryPoint]:
+        """Every measured case of every run, oldest run first: what `bench history` makes its series of."""
+        sa = self.sa
+        query = (
+            "SELECT r.run_id, r.created_at, r.revision, r.revision_describe, r.label, r.machine_key, r.hostname,"
+            " c.model, c.variant, c.device, c.backend, c.median_ms, c.ci95_lo_ms, c.ci95_hi_ms, c.cv,"
+            " c.ratio, c.ratio_lo, c.ratio_hi"
+            " FROM cases c JOIN runs r ON r.run_id = c.run_id WHERE c.status = 'ok' AND c.median_ms IS NOT NULL"
+        )
+        params: dict[str, Any] = {}
+        expanding = []
+        for column, values in (("model", models), ("variant", variants), ("device", devices)):
+            if values:
+                query += f" AND c.{column} IN :{column}s"
+                params[f"{column}s"] = list(values)
+                expanding.append(sa.bindparam(f"{column}s", expanding=True))
+        statement = sa.text(query + " ORDER BY r.created_at, r.run_id, c.id").bindparams(*expanding)
+        with self.engine.connect() as conn:
+            return [HistoryPoint(**row) for row in conn.execute(statement, params).mappings()]
+
+    def replace_change_points(self, series: list[SeriesKey], found: list[ChangePoint]) -> None:
+        """Rewrite the stored change points of `series` with `found`, in one transaction: a dashboard reads
+        either the old set or the new, never a mix."""
+        sa = self.sa
+        with self.engine.begin() as conn:
+            for key in series:
+                conn.execute(
+                    sa.text(
+                        "DELETE FROM change_points WHERE machine_key = :machine_key AND model = :model"
+                        " AND variant = :variant AND device = :device AND figure = :figure"
+                    ),
+                    asdict(key),
+                )
+            if found:
+                values = ", ".join(f":{column}" for column in CHANGE_POINT_COLUMNS)
+                conn.execute(
+                    sa.text(f"INSERT INTO change_points ({', '.join(CHANGE_POINT_COLUMNS)}) VALUES ({values})"),
+                    [change.row() for change in found],
+                )
+
+    def change_points(self) -> list[dict[str, Any]]:
+        """The stored change points, oldest first (as `bench history --update` last wrote them)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                self.sa.text(
+                    f"SELECT {', '.join(CHANGE_POINT_COLUMNS)} FROM change_points"
+                    " ORDER BY machine_key, model, variant, device, figure, created_at"
+                )
+            ).mappings()
+            return [dict(row) for row in rows]
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.results.queries import measured
+from harness.results.readings.queries import measured
 from harness.results.schema import Result, RunRecord
 
 FORMAT_VERSION = "5.1.0"  # the pytest-benchmark version whose JSON layout this follows

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from harness.results.readings.timing import breakdown_line
 from harness.results.schema import load_results
-from harness.results.timing import breakdown_line
 from tests.conftest import bench
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "results" / "smoke-keys.txt"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from harness.results.queries import accuracy_metric, measured, ordered_results
+from harness.results.readings.queries import accuracy_metric, measured, ordered_results
 from harness.results.schema import DecisionRecord, RankedVariant, Result, RunRecord
 from profiles.schema import Decide
 

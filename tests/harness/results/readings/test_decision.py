@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.results.decision import decide
+from harness.results.readings.decision import decide
 from harness.results.schema import load_results
 from profiles.schema import Decide
 from tests.synthetic import CLASSIFIERS, case, record
@@ -86,9 +86,8 @@ def test_decide_limits_exclude_a_faster_variant_with_the_limit_named() -> None:
             case("onnx-fp16", 0.40, 120_000, (0.40, 0.39, 0.41)),
         ]
     )
-    run.profile.profile.decide = Decide(
-        max_size_mb=1.0, max_peak_memory_mb=200.0, min_accuracy_ratio=0.98, max_latency_ratio=0.5
-    )
+    limits = Decide(max_size_mb=1.0, max_peak_memory_mb=200.0, min_accuracy_ratio=0.98, max_latency_ratio=0.5)
+    run.profile = run.profile.model_copy(update={"profile": run.profile.profile.model_copy(update={"decide": limits})})
     (decision,) = decide(run)
     assert decision.variant == "onnx-fp16"
     assert decision.excluded == {

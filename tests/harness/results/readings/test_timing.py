@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
+from harness.results.readings.timing import breakdown_line, phase_lines, slowest_conversions
 from harness.results.schema import ProcessTiming, RunTiming, load_results
-from harness.results.timing import breakdown_line, phase_lines, slowest_conversions
 from tests.synthetic import CLASSIFIERS
 
 

@@ -1,0 +1,1 @@
+"""`bench history` rendered: the terminal table (`terminal`), the HTML page (`page`) and its charts (`chart`)."""
