@@ -81,13 +81,13 @@ def gate_for(family: str, profile_gate: dict[str, Any]) -> dict[str, float]:
 Step = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-STATEFUL_INPUTS = ["tokens", "positions"]  # converters.coreml.decoder: the cache lives in Core ML state
+STATEFUL_INPUTS = ["tokens", "positions"]  # converters.coreml.decoder and converters.executorch: the cache is state
 
 
 def session_step(session: Session) -> Step:
     """One forward of the decoder graph: (tokens 1 x T, past keys, past values) -> (logits, keys, values)."""
     if getattr(session, "input_names", None) == STATEFUL_INPUTS:
-        return stateful_step(session)
+        return program_state_step(session) if getattr(session, "cache_in_program", False) else stateful_step(session)
 
     def step(tokens: np.ndarray, keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         logits, new_keys, new_values = session.run([tokens, keys, values])
@@ -112,6 +112,21 @@ def stateful_step(session: Any) -> Step:
         out = session.model.predict(feed, state[0])
         marker = np.zeros((1, 1, 1, end, 1), np.float32)
         return np.asarray(out[session.output_names[0]], np.float32), marker, marker
+
+    return step
+
+
+def program_state_step(session: Any) -> Step:
+    """An ExecuTorch decoder whose static cache lives in the loaded method (`converters.executorch`): the
+    caller's cache arrays become markers whose axis 3 is the past length, as for Core ML. No state is reset:
+    a prefill writes from position 0 and attention reads only the positions before the end, so what an
+    earlier sequence left beyond them is never read."""
+
+    def step(tokens: np.ndarray, keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        end = keys.shape[3] + tokens.shape[1]
+        logits = session.run([tokens.astype(np.int64), np.zeros((1, end), np.float32)])[0]
+        marker = np.zeros((1, 1, 1, end, 1), np.float32)
+        return logits, marker, marker
 
     return step
 
@@ -141,12 +156,13 @@ def empty_cache(inputs_path: str) -> np.ndarray:
 
 def kv_cache_record(session: Any, cache_shape: tuple[int, ...]) -> dict[str, Any]:
     """The KV cache as this backend holds it: a stateful Core ML decoder allocates its fp16 state at
-    `max_context` up front (`state_bytes`, whatever context is used); a graph with the cache as inputs and
+    `max_context` up front (`state_bytes`, whatever context is used), an ExecuTorch decoder its fp32
+    buffers (`state_kind` says which); a graph with the cache as inputs and
     outputs holds fp32 keys and values that grow with the context (layers x heads x head_dim each)."""
     held = getattr(session, "state_bytes", None)
     if held is not None:
         return {
-            "kv_cache": "Core ML state, fp16, allocated at max_context",
+            "kv_cache": getattr(session, "state_kind", "Core ML state, fp16, allocated at max_context"),
             "kv_state_bytes": int(held),
             "kv_bytes_per_token": None,
         }
