@@ -40,7 +40,7 @@ DEFAULT_COLUMNS = ("variant", "TTFT", "tok/s", "next-tok agree", "1st diverg.", 
 
 def generation_table(model: str, results: list[Result], enforced: bool = True, wide: bool = False) -> Table | None:
     """None when no result of the model has generation figures; skipped cases have no row (the model's
-    skip lines name them)."""
+    skip lines name them). Prompt lengths the decoder's context cannot hold are named under the table."""
     measured = [r for r in results if r.generation]
     if not measured:
         return None
@@ -57,6 +57,10 @@ def generation_table(model: str, results: list[Result], enforced: bool = True, w
         padding=(0, 1, 0, 0),
         pad_edge=False,
     )
+    skipped = measured[0].generation.get("skipped_prompt_lengths") or {}  # type: ignore[union-attr]
+    if skipped:
+        table.caption = Text(f"prompt lengths not run: {'; '.join(skipped.values())}")
+        table.caption_justify = "left"
     columns = [
         ("variant", "left"),
         (f"TTFT ms {'/'.join(lengths)}", "right"),

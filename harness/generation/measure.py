@@ -68,6 +68,15 @@ class GenerationSettings:
         """Prompt lengths whose prompt plus token budget fits the decoder's context."""
         return [n for n in self.prompt_lengths if n + self.new_tokens <= max_context]
 
+    def skipped_lengths(self, max_context: int) -> dict[str, str]:
+        """The prompt lengths left out, each with why: a decoder runs the lengths that fit, and says which
+        it could not, so a column missing from its table is never silent."""
+        return {
+            str(n): f"{n} + {self.new_tokens} new tokens exceed max_context {max_context}"
+            for n in self.prompt_lengths
+            if n + self.new_tokens > max_context
+        }
+
 
 def gate_for(family: str, profile_gate: dict[str, Any]) -> dict[str, float]:
     """The family's generation defaults with the profile's generation keys on top (others do not apply)."""
@@ -312,6 +321,8 @@ def prepare_reference(
         lengths=np.array(lengths, np.int64),
         new_tokens=np.array(settings.new_tokens),
         vocab_size=np.array(info.vocab_size),
+        skipped_lengths=np.array([int(n) for n in settings.skipped_lengths(info.max_context)], np.int64),
+        max_context=np.array(info.max_context),
     )
     np.savez(out / "inputs.npz", *decode_step_inputs(step, timing[: lengths[0]], empty))
     return source
@@ -380,6 +391,12 @@ def evaluate_parity(step: Step, data: dict[str, np.ndarray], empty: np.ndarray, 
     return ParityResult(
         passed=not failures, gate=gate, metrics=metrics, failures=failures, samples=len(divergences), inputs=source
     )
+
+
+def skipped_reasons(data: dict[str, np.ndarray]) -> dict[str, str]:
+    """`GenerationSettings.skipped_lengths` as the reference recorded it in `generation.npz`."""
+    settings = GenerationSettings(tuple(int(n) for n in data.get("skipped_lengths", [])), int(data["new_tokens"]))
+    return settings.skipped_lengths(int(data["max_context"])) if "max_context" in data else {}
 
 
 @dataclass
@@ -507,6 +524,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
                 "peak_bytes": {str(n + budget): v for n, v in timing.peak_bytes.items()},
                 "decode_peak_bytes": {str(n + budget): v for n, v in timing.decode_peak_bytes.items()},
                 "decode_cpu_ms_per_token": timing.decode_cpu_ms / max(timing.decode_tokens, 1),
+                "skipped_prompt_lengths": skipped_reasons(data),
                 **kv,
             },
         )
@@ -558,6 +576,7 @@ def summarise_generation(runs: Sequence[dict[str, Any]], seed: int) -> dict[str,
         "kv_state_bytes": runs[0].get("kv_state_bytes"),
         "cpu_ms_per_token": float(np.median([r["decode_cpu_ms_per_token"] for r in runs])),
         "latency_ms_is": f"decode ms/token at a {lengths[0]}-token prompt",
+        "skipped_prompt_lengths": runs[0].get("skipped_prompt_lengths", {}),
     }
 
 
