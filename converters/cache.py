@@ -27,6 +27,9 @@ from profiles.paths import cache_root
 KEY_VERSION = 2  # 1: code, classes, state dict, inputs; 2: + attributes, all buffers, the export graph
 KEY_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript", "coremltools")
 FORMAT_PACKAGES = {"executorch": ("executorch", "torchao")}  # keyed only for that format's artifacts
+# A format's artifact form, keyed only for that format: changed when its converter writes a different program
+# for the same model and recipe, so the older programs miss (executorch 2: a decoder's static KV cache).
+FORMAT_FORMS = {"executorch": 2}
 MANIFEST = "manifest.json"
 
 
@@ -70,6 +73,7 @@ def key_inputs(fingerprint: Fingerprint, variant: Variant, extra: dict[str, Any]
         "format": variant.format,
         "recipe": variant.recipe,
         "versions": package_versions(FORMAT_PACKAGES.get(variant.format, ())),
+        **({"form": FORMAT_FORMS[variant.format]} if variant.format in FORMAT_FORMS else {}),
         **extra,
     }
 

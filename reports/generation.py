@@ -42,7 +42,8 @@ def generation_table(
     model: str, results: list[Result], enforced: bool = True, wide: bool = False, width: int | None = None
 ) -> Table | None:
     """None when no result of the model has generation figures; skipped cases have no row (the model's
-    skip lines name them). Within `width` (a terminal narrower than the table) each header breaks onto
+    skip lines name them; prompt lengths the decoder's context cannot hold are named under the table).
+    Within `width` (a terminal narrower than the table) each header breaks onto
     two lines before any cell is cut: a header is wider than its figures."""
     table = _generation_table(model, results, enforced, wide, stacked=False)
     if table is None or width is None or wide or _fits(table, width):
@@ -86,6 +87,10 @@ def _generation_table(model: str, results: list[Result], enforced: bool, wide: b
         padding=(0, 1, 0, 0),
         pad_edge=False,
     )
+    skipped = measured[0].skipped_prompt_lengths
+    if skipped:
+        table.caption = Text(f"prompt lengths not run: {'; '.join(skipped.values())}")
+        table.caption_justify = "left"
     columns = [
         ("variant", "left"),
         (f"TTFT ms {'/'.join(lengths)}", "right"),

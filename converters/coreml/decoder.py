@@ -7,6 +7,8 @@ predictions (`state = model.make_state(); model.predict(inputs, state)`, macOS 1
 not read), as Apple's Mistral example passes a causal mask. Conversion goes through `torch.export` with
 dynamic token and position counts; coremltools 9's `common::canonicalize_inplace_pattern` pass fails on
 this graph (KeyError on a `coreml_update_state` op) and is left out, which keeps the states as declared.
+`nn.RMSNorm` with its default eps (None) exports as `aten.rms_norm` without eps, which coremltools 9.0's
+torch frontend refuses ('got 3 input(s), expected [4]'): `explicit_rms_norm_eps` writes torch's own default in.
 """
 
 from __future__ import annotations
@@ -42,6 +44,26 @@ def stateful_wrapper(module: Any, info: DecoderInfo) -> Any:
     return StatefulDecoder().eval()
 
 
+def explicit_rms_norm_eps(exported: Any) -> None:
+    """Write eps into every `aten.rms_norm` that has none: torch then uses `torch.finfo(input dtype).eps`,
+    which is what is written, so the graph computes the same thing in a form coremltools 9.0 accepts."""
+    import torch
+
+    changed = False
+    for node in exported.graph_module.graph.nodes:
+        if node.op != "call_function" or node.target != torch.ops.aten.rms_norm.default:
+            continue
+        args = list(node.args) + [None] * (4 - len(node.args))
+        eps = node.kwargs.get("eps", args[3])
+        if eps is None:
+            dtype = node.args[0].meta["val"].dtype
+            node.args = (args[0], args[1], node.kwargs.get("weight", args[2]), torch.finfo(dtype).eps)
+            node.kwargs = {}
+            changed = True
+    if changed:
+        exported.graph_module.recompile()
+
+
 def convert_stateful(
     ct: Any,
     model: LoadedModel,
@@ -62,7 +84,9 @@ def convert_stateful(
         end = torch.export.Dim("positions", min=1, max=info.max_context)
         example = (model.example_inputs[0], torch.zeros(1, model.example_inputs[0].shape[1] + 3))
         exported = torch.export.export(wrapper, example, dynamic_shapes=({1: tokens}, {1: end}))
-        ctx.scratch["decoder-exported"] = exported.run_decompositions({})
+        exported = exported.run_decompositions({})
+        explicit_rms_norm_eps(exported)
+        ctx.scratch["decoder-exported"] = exported
     pipeline = ct.PassPipeline.DEFAULT
     pipeline.remove_passes(["common::canonicalize_inplace_pattern"])
     kind, config = weights

@@ -22,6 +22,11 @@ prediction, so the first timed inference is not the first (said in the runtime r
 A program is loaded with its delegation info beside it (`delegation.json`): the converter writes it, and
 for a program built elsewhere (`bench ab old.pte new.pte`) staging writes one from the program itself
 (`program_notes`): its delegate, without node counts, which its placement then says.
+
+A decoder program (`converters.executorch`: the static KV cache as mutable buffers) keeps its cache in the
+loaded method's memory between executions. Its session says so (`input_names` from the notes'
+`decoder` record, `cache_in_program`, `state_bytes`), and the generation path feeds it tokens and
+positions only.
 """
 
 from __future__ import annotations
@@ -330,11 +335,23 @@ def coreml_describe(units: str, cache: CacheState | None) -> dict[str, Any]:
 
 
 class ExecuTorchSession(Session):
-    def __init__(self, program: Any, method: Any, describe: dict[str, Any], placement: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        program: Any,
+        method: Any,
+        describe: dict[str, Any],
+        placement: dict[str, Any],
+        decoder: dict[str, Any] | None = None,
+    ) -> None:
         self.program = program  # the method runs out of the program's memory
         self.method = method
         self.described = describe
         self.placed = placement
+        if decoder is not None:  # a static-cache decoder: the cache lives in the method's mutable buffers
+            self.input_names = list(decoder["inputs"])
+            self.cache_in_program = True
+            self.state_bytes = int(decoder["state_bytes"])
+            self.state_kind = str(decoder["kv_cache"])
 
     @staticmethod
     def _tensors(inputs: list[np.ndarray]) -> list[Any]:
@@ -476,7 +493,7 @@ class ExecuTorchBackend(Backend):
         if self.notes["delegate"] == COREML:
             describe |= coreml_describe(COMPUTE_UNITS[request.device], self.cache)
         placement = delegation_placement(self.notes, self.coreml_plan, request.device)
-        return ExecuTorchSession(program, method, describe, placement)
+        return ExecuTorchSession(program, method, describe, placement, self.notes.get("decoder"))
 
     def close(self) -> None:
         if self.workdir is not None:

@@ -69,6 +69,15 @@ class GenerationSettings:
         """Prompt lengths whose prompt plus token budget fits the decoder's context."""
         return [n for n in self.prompt_lengths if n + self.new_tokens <= max_context]
 
+    def skipped_lengths(self, max_context: int) -> dict[str, str]:
+        """The prompt lengths left out, each with why: a decoder runs the lengths that fit, and says which
+        it could not, so a column missing from its table is never silent."""
+        return {
+            str(n): f"{n} + {self.new_tokens} new tokens exceed max_context {max_context}"
+            for n in self.prompt_lengths
+            if n + self.new_tokens > max_context
+        }
+
 
 def gate_for(family: str, profile_gate: dict[str, float]) -> dict[str, float]:
     """The family's generation defaults with the profile's generation keys on top (others do not apply)."""
@@ -82,13 +91,13 @@ def gate_for(family: str, profile_gate: dict[str, float]) -> dict[str, float]:
 Step = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-STATEFUL_INPUTS = ["tokens", "positions"]  # converters.coreml.decoder: the cache lives in Core ML state
+STATEFUL_INPUTS = ["tokens", "positions"]  # converters.coreml.decoder and converters.executorch: the cache is state
 
 
 def session_step(session: Session) -> Step:
     """One forward of the decoder graph: (tokens 1 x T, past keys, past values) -> (logits, keys, values)."""
     if getattr(session, "input_names", None) == STATEFUL_INPUTS:
-        return stateful_step(session)
+        return program_state_step(session) if getattr(session, "cache_in_program", False) else stateful_step(session)
 
     def step(tokens: np.ndarray, keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         logits, new_keys, new_values = session.run([tokens, keys, values])
@@ -113,6 +122,21 @@ def stateful_step(session: Any) -> Step:
         out = session.model.predict(feed, state[0])
         marker = np.zeros((1, 1, 1, end, 1), np.float32)
         return np.asarray(out[session.output_names[0]], np.float32), marker, marker
+
+    return step
+
+
+def program_state_step(session: Any) -> Step:
+    """An ExecuTorch decoder whose static cache lives in the loaded method (`converters.executorch`): the
+    caller's cache arrays become markers whose axis 3 is the past length, as for Core ML. No state is reset:
+    a prefill writes from position 0 and attention reads only the positions before the end, so what an
+    earlier sequence left beyond them is never read."""
+
+    def step(tokens: np.ndarray, keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        end = keys.shape[3] + tokens.shape[1]
+        logits = session.run([tokens.astype(np.int64), np.zeros((1, end), np.float32)])[0]
+        marker = np.zeros((1, 1, 1, end, 1), np.float32)
+        return logits, marker, marker
 
     return step
 
@@ -142,11 +166,14 @@ def empty_cache(inputs_path: str) -> np.ndarray:
 
 def kv_cache_record(session: Any, cache_shape: tuple[int, ...]) -> KvCache:
     """The KV cache as this backend holds it: a stateful Core ML decoder allocates its fp16 state at
-    `max_context` up front (`state_bytes`, whatever context is used); a graph with the cache as inputs and
+    `max_context` up front (`state_bytes`, whatever context is used), an ExecuTorch decoder its fp32
+    buffers (`state_kind` says which); a graph with the cache as inputs and
     outputs holds fp32 keys and values that grow with the context (layers x heads x head_dim each)."""
     held = getattr(session, "state_bytes", None)
     if held is not None:
-        return KvCache("Core ML state, fp16, allocated at max_context", state_bytes=int(held))
+        return KvCache(
+            getattr(session, "state_kind", "Core ML state, fp16, allocated at max_context"), state_bytes=int(held)
+        )
     per_token = int(2 * cache_shape[1] * cache_shape[2] * cache_shape[4] * 4)
     return KvCache("graph inputs and outputs, fp32, grows with the context", bytes_per_token=per_token)
 
@@ -293,6 +320,8 @@ def prepare_reference(
         lengths=np.array(lengths, np.int64),
         new_tokens=np.array(settings.new_tokens),
         vocab_size=np.array(info.vocab_size),
+        skipped_lengths=np.array([int(n) for n in settings.skipped_lengths(info.max_context)], np.int64),
+        max_context=np.array(info.max_context),
     )
     np.savez(out / "inputs.npz", *decode_step_inputs(step, timing[: lengths[0]], empty))
     return source
@@ -363,6 +392,12 @@ def evaluate_parity(
     return ParityResult(
         passed=not failures, gate=gate, metrics=metrics, failures=failures, samples=len(divergences), inputs=source
     )
+
+
+def skipped_reasons(data: dict[str, np.ndarray]) -> dict[str, str]:
+    """`GenerationSettings.skipped_lengths` as the reference recorded it in `generation.npz`."""
+    settings = GenerationSettings(tuple(int(n) for n in data.get("skipped_lengths", [])), int(data["new_tokens"]))
+    return settings.skipped_lengths(int(data["max_context"])) if "max_context" in data else {}
 
 
 @dataclass
@@ -496,6 +531,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
                 decode_peak_bytes={n + budget: v for n, v in timing.decode_peak_bytes.items()},
                 decode_cpu_ms_per_token=timing.decode_cpu_ms / max(timing.decode_tokens, 1),
                 kv=kv,
+                skipped_prompt_lengths=skipped_reasons(data),
             ),
         )
     )
@@ -542,6 +578,7 @@ def summarise_generation(runs: Sequence[GenerationTiming], seed: int) -> Generat
         kv_state_bytes=kv.state_bytes,
         cpu_ms_per_token=float(np.median([r.decode_cpu_ms_per_token for r in runs])),
         latency_ms_is=f"decode ms/token at a {lengths[0]}-token prompt",
+        skipped_prompt_lengths=runs[0].skipped_prompt_lengths,
     )
 
 

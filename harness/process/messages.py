@@ -7,7 +7,7 @@ and the parent uses them as they come.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.results.schema import (
     ArtifactInfo,
@@ -140,6 +140,7 @@ class GenerationTiming:
     decode_peak_bytes: dict[int, int]
     decode_cpu_ms_per_token: float
     kv: KvCache
+    skipped_prompt_lengths: dict[str, str] = field(default_factory=dict)  # length -> why it was not run
 
 
 @dataclass(frozen=True)

@@ -256,6 +256,7 @@ class GenerationSummary:
     kv_state_bytes: int | None = None
     cpu_ms_per_token: float | None = None
     latency_ms_is: str = ""
+    skipped_prompt_lengths: dict[str, str] = field(default_factory=dict)  # length -> why it was not run
 
 
 @dataclass

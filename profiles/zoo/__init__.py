@@ -154,6 +154,15 @@ def _decoder_dataset(count: int, purpose: str) -> Dataset:
     return Dataset((windows(text, count, MAX_CONTEXT, seed=0 if purpose == "parity" else 1),), None)
 
 
+def _smollm2_dataset(count: int, purpose: str) -> Dataset:
+    """`_decoder_dataset`'s text and split, in SmolLM2's tokens (count x 1024)."""
+    from profiles.zoo.decoder import windows
+    from profiles.zoo.smollm2 import MAX_CONTEXT, token_text
+
+    text = token_text("train" if purpose == "calibration" else "held_out")
+    return Dataset((windows(text, count, MAX_CONTEXT, seed=0 if purpose == "parity" else 1),), None)
+
+
 def _minilm_dataset(count: int, purpose: str) -> Dataset:
     from profiles.zoo.minilm import sentence_dataset
 
@@ -265,6 +274,14 @@ ZOO: dict[str, ModelSpec] = {
             "generation",
             ZooFactory("profiles.zoo.decoder", "tiny_decoder"),
             _decoder_dataset,
+        ),
+        ModelSpec(
+            "smollm2_135m",
+            "smollm2_135m",
+            "SmolLM2-135M-Instruct, pretrained (extra 'llm'): Llama architecture, GQA, RoPE, RMSNorm, from its GGUF",
+            "generation",
+            ZooFactory("profiles.zoo.smollm2", "smollm2_135m"),
+            _smollm2_dataset,
         ),
         ModelSpec(
             "vit_small",

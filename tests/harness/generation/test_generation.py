@@ -365,3 +365,37 @@ def test_a_decoder_whose_forward_breaks_the_protocol_fails_with_the_rule(
     assert result["status"] == "failed" and result["generation"] is None
     assert reason in result["reason"], result["reason"]
     assert "IndexError" not in result["reason"]
+
+
+def test_prompt_lengths_a_decoder_cannot_hold_are_run_where_they_fit_and_named(tmp_path: Path) -> None:
+    """Issue 30 item 4: a 256-context decoder under prompt lengths 16/128/512 and 64 new tokens runs 16 and
+    128, and its record and table say 512 was not run and why."""
+    import io
+
+    from rich.console import Console
+
+    from harness.generation.measure import skipped_reasons
+    from harness.results.schema import load_results
+    from reports.generation import generation_table
+    from tests.synthetic import GENAI
+
+    spec = resolve_model(f"{ROOT / 'examples' / 'user_decoder.py'}:build")
+    loaded = load_model(spec)
+    loaded.module.max_context = 256
+    info = decoder_info(loaded)
+    assert info is not None
+    settings = GenerationSettings((16, 128, 512), 64, 8, 16)
+    reason = "512 + 64 new tokens exceed max_context 256"
+    assert settings.usable_lengths(256) == [16, 128] and settings.skipped_lengths(256) == {"512": reason}
+    prepare_reference(spec, loaded, info, settings, 2, 0, tmp_path)
+    with np.load(tmp_path / "generation.npz") as data:
+        recorded = {k: data[k] for k in data.files}
+    assert list(recorded["lengths"]) == [16, 128] and skipped_reasons(recorded) == {"512": reason}
+
+    run = load_results(GENAI)
+    results = [r for r in run.results if r.generation]
+    for result in results:
+        result.generation.skipped_prompt_lengths = {"512": reason}  # type: ignore[union-attr]
+    console = Console(file=io.StringIO(), width=200)
+    console.print(generation_table(results[0].model, results))
+    assert f"prompt lengths not run: {reason}" in console.file.getvalue()  # type: ignore[attr-defined]
