@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from harness.results.store import MIGRATIONS
 from tests.conftest import bench, one_error_line
 
 TINY = textwrap.dedent(
@@ -280,7 +281,7 @@ def test_a_store_from_a_newer_bench_is_refused(tmp_path: Path) -> None:
         conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (99, CURRENT_TIMESTAMP)")
     line = one_error_line(bench("run", "smoke", "--db", url, cwd=tmp_path))
     assert line == (
-        f"error: --db {url}: the store has migration 99, newer than this bench knows (up to 1);"
+        f"error: --db {url}: the store has migration 99, newer than this bench knows (up to {MIGRATIONS[-1][0]});"
         " upgrade ondevice-bench or give another --db"
     )
     assert _cases(store) == (0, 0)
