@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from profiles.catalog import VARIANTS, Device
+from profiles.catalog import VARIANTS
 from profiles.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -29,7 +29,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-DeviceChoice = Device | Literal["all"]
+DeviceChoice = Literal["cpu", "gpu", "ane", "all"]  # `Device` or "all": one Literal, so a bad value lists all four
 
 RECORDED = "recorded"  # validation context of a profile read back from a results file
 
