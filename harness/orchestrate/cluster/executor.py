@@ -19,6 +19,7 @@ left fails with that reason instead of waiting for a node that will not come bac
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -123,7 +124,7 @@ class RayExecutor:
         check_address(address)
         self.ray = import_ray()
         try:
-            self.ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level="WARNING")
+            self.ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"--cluster {address}: cannot connect to a Ray cluster there: {first}") from None
