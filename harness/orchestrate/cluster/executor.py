@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -61,9 +62,17 @@ def passed_environment() -> dict[str, str]:
 
 
 def _on_node(job: Job, environment: dict[str, str]) -> Iterator[Any]:
-    """The task: its node's id, each message of the job's worker, then the worker's outcome."""
+    """The task: its node's id, each message of the job's worker, then the worker's outcome.
+
+    The Ray worker's `__main__` is Ray's worker script, and a spawned child imports its parent's main
+    script again: Ray and all, seconds and memory a local worker never pays (and a measuring worker's
+    memory figures would carry). Without its `__file__`, multiprocessing leaves it out; the Ray worker
+    runs this one task and exits (`max_calls=1`)."""
     import ray
 
+    main = sys.modules["__main__"]
+    if getattr(main, "__spec__", None) is None:
+        main.__dict__.pop("__file__", None)
     os.environ.update(environment)
     yield ray.get_runtime_context().get_node_id()
     messages: queue.SimpleQueue[Any] = queue.SimpleQueue()

@@ -58,8 +58,9 @@ def cluster() -> Iterator[tuple[str, RayExecutor, dict[str, str]]]:
 
 
 def _stamp(path: str, send: Any) -> None:
-    """A job that says it started and writes its Ray worker's pid (its parent's), then ends."""
-    send(Stage("stamped"))
+    """A job that says it started (and whether Ray came into its process) and writes its Ray worker's pid
+    (its parent's), then ends."""
+    send(Stage("stamped", "ray imported" if "ray" in sys.modules else None))
     Path(path).write_text(str(os.getppid()))
 
 
@@ -126,7 +127,7 @@ def test_a_measuring_job_runs_only_on_the_node_with_its_device_and_others_anywhe
     outcomes = _parallel(executor, measuring)
     assert all(o.failure is None and o.node == names["cpu"] for o in outcomes)
     assert executor.run(gpu, relayed.append).node == names["gpu"]
-    assert relayed == [Stage("stamped")]  # the worker's messages come back to the driver
+    assert relayed == [Stage("stamped")]  # the worker's messages come back; a worker on a node imports no Ray
     assert executor.run(preparing).node in names.values()
 
 
