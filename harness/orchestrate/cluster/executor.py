@@ -210,6 +210,9 @@ class RayExecutor:
                     on_message(item)
         except ray.exceptions.RayError as exc:
             return ended(self._lost(exc, node))
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (the command line's): the task does not outlive the run
+            ray.cancel(stream, force=True)
+            raise
         if outcome is None:
             return ended("the task ended without the worker's outcome")
         outcome.node = node
