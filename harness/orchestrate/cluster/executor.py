@@ -138,7 +138,7 @@ class RayExecutor:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"--cluster {address}: cannot connect to a Ray cluster there: {first}") from None
         self.address = address
-        self.task = self.ray.remote(_on_node)
+        self.task = self.ray.remote(max_calls=1, max_retries=0)(_on_node)  # `.options` refuses max_calls
         self.names: dict[str, str] = {}
         self.lock = threading.Lock()
 
@@ -173,7 +173,7 @@ class RayExecutor:
     ) -> WorkerOutcome:
         ray = self.ray
         resources = job_resources(job)
-        stream = self.task.options(max_calls=1, max_retries=0, resources=resources).remote(job, passed_environment())
+        stream = self.task.options(resources=resources).remote(job, passed_environment())
         started = time.time()
         node: str | None = None
         outcome: WorkerOutcome | None = None

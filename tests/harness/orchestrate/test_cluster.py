@@ -26,10 +26,12 @@ from harness.process.isolation import WorkerOutcome
 from harness.process.messages import Stage
 from tests.bench.test_run_keys import GOLDEN, key_paths
 from tests.conftest import ROOT, bench, one_error_line
+from tests.harness.orchestrate.cluster_jobs import busy as _busy
+from tests.harness.orchestrate.cluster_jobs import hold as _hold
+from tests.harness.orchestrate.cluster_jobs import stamp as _stamp
 
 SMALL = ["--processes", "1", "--budget", "0.2", "--pair-budget", "2"]
 NO_RAY = "ray is not installed (pip install 'ondevice-bench[cluster]')"
-HOLD_S = 60.0  # how long a held job waits for its release file: far past any test's end
 
 
 @pytest.fixture(scope="module")
@@ -55,29 +57,6 @@ def cluster() -> Iterator[tuple[str, RayExecutor, dict[str, str]]]:
     finally:
         ray.shutdown()
         two.shutdown()
-
-
-def _stamp(path: str, send: Any) -> None:
-    """A job that says it started (and whether Ray came into its process) and writes its Ray worker's pid
-    (its parent's), then ends."""
-    send(Stage("stamped", "ray imported" if "ray" in sys.modules else None))
-    Path(path).write_text(str(os.getppid()))
-
-
-def _hold(path: str, send: Any) -> None:
-    """A job that writes its Ray worker's pid, then waits for a release that never comes."""
-    Path(path).write_text(str(os.getppid()))
-    release = Path(path).with_suffix(".release")
-    deadline = time.monotonic() + HOLD_S
-    while not release.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _busy(seconds: float, send: Any) -> None:
-    """A measuring job's stand-in: the CPU busy for `seconds`."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        pass
 
 
 def _parallel(executor: RayExecutor, jobs: list[Job]) -> list[WorkerOutcome]:
@@ -125,7 +104,7 @@ def test_a_measuring_job_runs_only_on_the_node_with_its_device_and_others_anywhe
     assert job_resources(preparing) == {} and job_resources(gpu) == {"bench-gpu": 1.0, "bench-measure": 1.0}
     relayed: list[Any] = []
     outcomes = _parallel(executor, measuring)
-    assert all(o.failure is None and o.node == names["cpu"] for o in outcomes)
+    assert [(o.failure, o.node) for o in outcomes] == [(None, names["cpu"])] * 3
     assert executor.run(gpu, relayed.append).node == names["gpu"]
     assert relayed == [Stage("stamped")]  # the worker's messages come back; a worker on a node imports no Ray
     assert executor.run(preparing).node in names.values()
