@@ -29,7 +29,7 @@ def device_reasons(backend: str, devices: list[str], executor: Executor = LOCAL)
     """Why each device cannot run the backend's cases: this host's backend says, or, for an executor that
     runs jobs elsewhere (a cluster), the executor (`Executor.device_reason`)."""
     instance = backends()[backend]()
-    return {device: executor.device_reason(device, lambda d=device: instance.available(d)) for device in devices}
+    return {d: executor.device_reason(backend, d, lambda d=d: instance.available(d)) for d in devices}
 
 
 def shard_of(cases: list[Case], shard: tuple[int, int]) -> list[Case]:

@@ -44,10 +44,10 @@ class Executor(Protocol):
         """Run the job; relay each message to `on_message` as it arrives; stop when `cancel` is set."""
         ...
 
-    def device_reason(self, device: str, on_this_host: Callable[[], str | None]) -> str | None:
-        """Why no machine this executor runs jobs on has `device` (None: one has), asked when a run is
-        planned; `on_this_host` is this host's answer (its backends'), which an executor that runs jobs
-        elsewhere does not ask."""
+    def device_reason(self, backend: str, device: str, on_this_host: Callable[[], str | None]) -> str | None:
+        """Why no machine this executor runs jobs on can run `backend` on `device` (None: one can), asked
+        when a run is planned; `on_this_host` is this host's backend's answer, which an executor that runs
+        jobs elsewhere does not ask."""
         ...
 
 
@@ -69,7 +69,7 @@ class LocalExecutor:
             job.preload,
         )
 
-    def device_reason(self, device: str, on_this_host: Callable[[], str | None]) -> str | None:
+    def device_reason(self, backend: str, device: str, on_this_host: Callable[[], str | None]) -> str | None:
         return on_this_host()
 
 

@@ -28,23 +28,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from harness.orchestrate.cluster.node import MEASURE, backend_reasons, device_resource, host_port, import_ray
 from harness.process.executor import Job
 from harness.process.isolation import WorkerOutcome, run_isolated
 from harness.process.scratch import INDUCTOR_CACHE, ORT_TELEMETRY
 from profiles.errors import ConfigError
 
-EXTRA = "cluster"
-MISSING = f"--cluster needs Ray, which is not installed: pip install 'ondevice-bench[{EXTRA}]'"
-MEASURE = "bench-measure"  # one per node: at most one measuring task on a machine at a time
 POLL_S = 0.5  # how often a waiting job looks at its cancel event
 PLACEABLE_CHECK_S = 2.0  # how often a job not yet started asks whether a node can still take it
 PASSED_PREFIX = "ONDEVICE_BENCH_"  # the driver's variables a job's worker reads (cache, backends)
 _END = object()  # the on-node queue's last item
-
-
-def device_resource(device: str) -> str:
-    """The custom resource a node advertises for a device it has (`harness.orchestrate.cluster.node`)."""
-    return f"bench-{device}"
 
 
 def job_resources(job: Job) -> dict[str, float]:
@@ -104,20 +97,6 @@ def _on_node(job: Job, environment: dict[str, str]) -> Iterator[Any]:
     yield finished[0] if finished else WorkerOutcome(failure="the node could not start the worker")
 
 
-def import_ray() -> Any:
-    """Ray, or the `ConfigError` naming the extra that installs it."""
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError(MISSING) from None
-    return ray
-
-
-def host_port(text: str) -> bool:
-    host, _, port = text.rpartition(":")
-    return bool(host) and port.isdigit()
-
-
 def check_address(address: str) -> str:
     """`ray://HOST:PORT` (Ray Client), `HOST:PORT` (the head's GCS) or `auto` (a cluster this host runs)."""
     if address != "auto" and not host_port(address.removeprefix("ray://")):
@@ -139,7 +118,9 @@ class RayExecutor:
             raise ConfigError(f"--cluster {address}: cannot connect to a Ray cluster there: {first}") from None
         self.address = address
         self.task = self.ray.remote(max_calls=1, max_retries=0)(_on_node)  # `.options` refuses max_calls
+        self.ask = self.ray.remote(max_calls=1, max_retries=0)(backend_reasons)
         self.names: dict[str, str] = {}
+        self.answers: dict[str, dict[str, dict[str, str | None]]] = {}  # node id: its backends' reasons
         self.lock = threading.Lock()
 
     def alive_nodes(self) -> list[dict[str, Any]]:
@@ -153,13 +134,34 @@ class RayExecutor:
                     self.names[node["NodeID"]] = f"{node['NodeManagerAddress']} ({node['NodeID'][:8]})"
             return self.names.get(node_id, node_id[:8])
 
-    def device_reason(self, device: str, on_this_host: Callable[[], str | None]) -> str | None:
-        """A device is the cluster's when a live node advertises it; which backend runs there, that node's
-        worker finds out (a refusal there is the case's `skipped` reason, as on one host)."""
+    def _answers(self, nodes: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, str | None]]]:
+        """Each node's `backend_reasons`, asked once per node in a task pinned to it (no measuring slot)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        with self.lock:
+            asked = [node["NodeID"] for node in nodes if node["NodeID"] not in self.answers]
+            refs = [
+                self.ask.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+                for node_id in asked
+            ]
+            self.answers.update(zip(asked, self.ray.get(refs), strict=True))
+            return self.answers
+
+    def device_reason(self, backend: str, device: str, on_this_host: Callable[[], str | None]) -> str | None:
+        """A case's device is the cluster's when a live node advertises it and that node's backend runs it
+        (its own answer, `backend_reasons`): the plan skips the rest with the reason, naming each node's."""
         resource = device_resource(device)
-        if any(node["Resources"].get(resource, 0) >= 1 for node in self.alive_nodes()):
-            return None
-        return f"no node of the cluster at {self.address} advertises {resource}"
+        nodes = [node for node in self.alive_nodes() if node["Resources"].get(resource, 0) >= 1]
+        if not nodes:
+            return f"no node of the cluster at {self.address} advertises {resource}"
+        answers = self._answers(nodes)
+        refusals = []
+        for node in nodes:
+            reason = answers[node["NodeID"]].get(backend, {}).get(device, f"no backend {backend} there")
+            if reason is None:
+                return None
+            refusals.append(f"{self.node_name(node['NodeID'])}: {reason}")
+        return f"no node of the cluster runs {backend} on {device} ({'; '.join(refusals)})"
 
     def _unplaceable(self, resources: dict[str, float]) -> str | None:
         """Why no live node can take a job asking for `resources` (None: one can, now or once free)."""

@@ -12,12 +12,40 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from harness.backends.registry import backends
-from harness.orchestrate.cluster.executor import MEASURE, device_resource, host_port, import_ray
 from profiles.errors import ConfigError
 
 DEVICES = ("cpu", "gpu", "ane")
+EXTRA = "cluster"
+MISSING = f"--cluster needs Ray, which is not installed: pip install 'ondevice-bench[{EXTRA}]'"
+MEASURE = "bench-measure"  # one per node: at most one measuring task on a machine at a time
+
+
+def device_resource(device: str) -> str:
+    """The custom resource a node advertises for a device it has."""
+    return f"bench-{device}"
+
+
+def import_ray() -> Any:
+    """Ray, or the `ConfigError` naming the extra that installs it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(MISSING) from None
+    return ray
+
+
+def host_port(text: str) -> bool:
+    host, _, port = text.rpartition(":")
+    return bool(host) and port.isdigit()
+
+
+def backend_reasons() -> dict[str, dict[str, str | None]]:
+    """What each backend of this host says of each device (None: available): a node's answer, asked by
+    the driver when it plans a run (`RayExecutor.device_reason`)."""
+    return {name: {device: cls().available(device) for device in DEVICES} for name, cls in backends().items()}
 
 
 def confirmed_devices() -> list[str]:

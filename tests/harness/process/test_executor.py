@@ -28,8 +28,8 @@ class _Recording:
         self.jobs.append(pickle.loads(pickle.dumps(job)))
         return LOCAL.run(job, on_message, cancel)
 
-    def device_reason(self, device: str, on_this_host: Callable[[], str | None]) -> str | None:
-        return LOCAL.device_reason(device, on_this_host)
+    def device_reason(self, backend: str, device: str, on_this_host: Callable[[], str | None]) -> str | None:
+        return LOCAL.device_reason(backend, device, on_this_host)
 
 
 def test_every_worker_of_a_run_goes_through_the_runs_executor(tmp_path: Path) -> None:
