@@ -1,6 +1,7 @@
 """The Ray executor on a real two-node cluster on this host (`ray.cluster_utils.Cluster`): node A is the
 head and advertises the CPU; node B advertises a GPU (this host has none, so its backends refuse the
-cases placed there, with B named); neither advertises the ANE. Each node has one measuring slot."""
+cases placed there, with B named); neither advertises the ANE. Each node has one measuring slot. The
+tests on the cluster are `slow` (CI installs no `cluster` extra); the refusals run everywhere."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from tests.harness.orchestrate.cluster_jobs import busy as _busy
 from tests.harness.orchestrate.cluster_jobs import hold as _hold
 from tests.harness.orchestrate.cluster_jobs import stamp as _stamp
 
+on_cluster = pytest.mark.slow  # a Ray cluster on this host: 100 s for the five tests on two cores, past CI's share
 SMALL = ["--processes", "1", "--budget", "0.2", "--pair-budget", "2"]
 NO_RAY = "ray is not installed (pip install 'ondevice-bench[cluster]')"
 
@@ -74,6 +76,7 @@ def _parallel(executor: RayExecutor, jobs: list[Job]) -> list[WorkerOutcome]:
     return outcomes  # type: ignore[return-value]
 
 
+@on_cluster
 def test_bench_run_smoke_on_the_cluster_writes_every_case_with_its_node_and_a_local_runs_keys(
     cluster, tmp_path: Path
 ) -> None:
@@ -101,6 +104,7 @@ def test_bench_run_smoke_on_the_cluster_writes_every_case_with_its_node_and_a_lo
     assert f"holds 6 of 6 cases of run {data['run_id']}" in proc.stdout
 
 
+@on_cluster
 def test_a_measuring_job_runs_only_on_the_node_with_its_device_and_others_anywhere(cluster, tmp_path: Path) -> None:
     _, executor, names = cluster
     measuring = [Job(_stamp, (str(tmp_path / f"m{i}"),), 60, device="cpu", measuring=True) for i in range(3)]
@@ -115,6 +119,7 @@ def test_a_measuring_job_runs_only_on_the_node_with_its_device_and_others_anywhe
     assert executor.run(preparing).node in names.values()
 
 
+@on_cluster
 def test_no_two_measuring_jobs_overlap_on_a_node(cluster, tmp_path: Path) -> None:
     _, executor, names = cluster
     jobs = [Job(_busy, (0.3,), 60, device="cpu", measuring=True) for _ in range(4)]
@@ -126,6 +131,7 @@ def test_no_two_measuring_jobs_overlap_on_a_node(cluster, tmp_path: Path) -> Non
     assert all(later[0] >= earlier[1] for earlier, later in pairwise(spans)), spans
 
 
+@on_cluster
 def test_killing_a_nodes_worker_fails_only_its_running_job_with_the_reason(cluster, tmp_path: Path) -> None:
     _, executor, names = cluster
     held = tmp_path / "held"
@@ -147,6 +153,7 @@ def test_killing_a_nodes_worker_fails_only_its_running_job_with_the_reason(clust
     assert executor.run(Job(_stamp, (str(tmp_path / "after"),), 60, device="gpu", measuring=True)).failure is None
 
 
+@on_cluster
 def test_the_runner_names_the_node_of_each_result_in_process(cluster, tmp_path: Path) -> None:
     from profiles.schema import load_profile
 
