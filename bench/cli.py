@@ -47,6 +47,8 @@ app = typer.Typer(
 )
 list_app = typer.Typer(help="List models, variants or profiles.", no_args_is_help=True)
 app.add_typer(list_app, name="list")
+node_app = typer.Typer(help="This host as a node of a Ray cluster (the extra 'cluster').", no_args_is_help=True)
+app.add_typer(node_app, name="node")
 
 PIPE_WIDTH = 250  # a CI log or a file has no terminal width: keep tables on one line per row
 # No console here reads markup: names and paths come from the user, and `[/]` or `[bold]` in one must
@@ -242,9 +244,14 @@ def run(
         typer.Option("--revision", help="the code under test, for bench history (default: this directory's commit)"),
     ] = None,
     label: Annotated[str | None, typer.Option("--label", help="free text the run carries, e.g. nightly")] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option("--cluster", help="run every worker on a Ray cluster: ray://HOST:PORT, HOST:PORT or auto"),
+    ] = None,
 ) -> None:
     """Convert, check parity and measure every case of a profile."""
     from harness.orchestrate.runner import Runner, exit_code
+    from harness.process.executor import LOCAL
     from harness.results.readings.timing import breakdown_line
     from profiles.schema import load_profile
     from reports.terminal import render
@@ -292,7 +299,14 @@ def run(
         baseline_run = load_results(baseline) if baseline else None
         store = ResultsStore(store_url)
         slice_ = parse_shard(shard) if shard else None
-        runner = Runner(resolved, runner_json, store, slice_, baseline_run, run_id, revision=revision, label=label)
+        executor = LOCAL
+        if cluster is not None:
+            from harness.orchestrate.cluster.executor import RayExecutor
+
+            executor = RayExecutor(cluster)
+        runner = Runner(
+            resolved, runner_json, store, slice_, baseline_run, run_id, executor, revision=revision, label=label
+        )
         if slice_ is not None and not runner.cases:  # not a mistake: another shard has the cases
             err.print(Text(f"nothing to do: {printable(empty_shard(resolved.profile, slice_))}"), soft_wrap=True)
             raise typer.Exit(0)
@@ -722,6 +736,21 @@ def _check_devices() -> int:
         out.print(line, soft_wrap=True)
         failed = failed or probe.error
     return 1 if failed else 0
+
+
+@node_app.command("start")
+def node_start(
+    head: Annotated[bool, typer.Option("--head", help="start a new cluster with this host as its head")] = False,
+    address: Annotated[str | None, typer.Option("--address", help="join the head at HOST:PORT")] = None,
+) -> None:
+    """`ray start`, advertising the devices this host's backends confirm and one measuring slot."""
+    import subprocess
+
+    from harness.orchestrate.cluster.node import confirmed_devices, node_resources, ray_start_command
+
+    command = ray_start_command(head, address, node_resources(confirmed_devices()))
+    out.print(Text(printable(" ".join(command))), soft_wrap=True)
+    raise typer.Exit(subprocess.run(command, check=False).returncode)
 
 
 @list_app.command("models")

@@ -1,10 +1,11 @@
-"""Expand a profile into cases, and refuse on this host what cannot run here, with the reason."""
+"""Expand a profile into cases, and refuse what cannot run where the executor runs jobs, with the reason."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from harness.backends.registry import backends, format_backend
+from harness.process.executor import LOCAL, Executor
 from profiles.catalog import VARIANTS, Variant
 from profiles.errors import ConfigError, NothingToRun
 from profiles.schema import Profile
@@ -24,9 +25,11 @@ class Case:
         return f"{self.model.name} {self.variant.name} {self.device}"
 
 
-def device_reasons(backend: str, devices: list[str]) -> dict[str, str | None]:
+def device_reasons(backend: str, devices: list[str], executor: Executor = LOCAL) -> dict[str, str | None]:
+    """Why each device cannot run the backend's cases: this host's backend says, or, for an executor that
+    runs jobs elsewhere (a cluster), the executor (`Executor.device_reason`)."""
     instance = backends()[backend]()
-    return {device: instance.available(device) for device in devices}
+    return {d: executor.device_reason(backend, d, lambda d=d: instance.available(d)) for d in devices}
 
 
 def shard_of(cases: list[Case], shard: tuple[int, int]) -> list[Case]:
@@ -47,13 +50,13 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def plan(profile: Profile, shard: tuple[int, int] | None = None) -> list[Case]:
+def plan(profile: Profile, shard: tuple[int, int] | None = None, executor: Executor = LOCAL) -> list[Case]:
     """Every model x variant x device (or one shard of them; none for an empty shard, which is not a
     mistake: `empty_shard`). Raises `ModelError` for an unknown model and `NothingToRun` when this host
     can run none of the cases."""
     models = [resolve_model(ref) for ref in profile.models]
     names = sorted({format_backend(VARIANTS[v].format) for v in profile.variants})
-    reasons = {b: device_reasons(b, list(profile.devices)) for b in names}
+    reasons = {b: device_reasons(b, list(profile.devices), executor) for b in names}
     cases = []
     for model in models:
         for name in profile.variants:

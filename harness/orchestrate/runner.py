@@ -77,13 +77,24 @@ class _Progress:
     failure: str | None = None
     skipped: str | None = None  # the runtime refused the device when loading
     weights_path: str = ""  # the prepared model's weights, for a layer-by-layer diagnosis
+    nodes: list[str] = field(default_factory=list)  # the cluster nodes its processes ran on, in order
+
+    @property
+    def node(self) -> str | None:
+        return ", ".join(dict.fromkeys(self.nodes)) or None
 
     @property
     def done(self) -> bool:
         return self.failure is not None or self.skipped is not None
 
 
-def _result(case: Case, status: Status, reason: str | None = None, artifact: ArtifactInfo | None = None) -> Result:
+def _result(
+    case: Case,
+    status: Status,
+    reason: str | None = None,
+    artifact: ArtifactInfo | None = None,
+    node: str | None = None,
+) -> Result:
     """A case's result; what the artifact's trace froze (`converters.tracing`) is among its warnings, on
     every status: a Core ML artifact that cannot be measured here still carries it."""
     artifact = artifact or ArtifactInfo()
@@ -98,6 +109,7 @@ def _result(case: Case, status: Status, reason: str | None = None, artifact: Art
         reason=reason,
         artifact=artifact,
         warnings=[str(note) for note in frozen] if isinstance(frozen, list) else [],
+        node=node,
     )
 
 
@@ -131,7 +143,7 @@ class Runner:
         self.json_error: str | None = None  # the results file stopped being written: why
         self.json_cases = 0  # results the results file holds
         self.observer = Observer()
-        self.cases = plan(self.profile, shard)
+        self.cases = plan(self.profile, shard, executor)
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.logs = cache_root() / "logs" / self.run_id
         environment = capture(self.profile.measure.threads)
@@ -363,9 +375,9 @@ class Runner:
                 self._measure_once(item, do_parity=round_index == 0)
                 if item.done:
                     if item.failure:
-                        self._emit(_result(item.case, "failed", item.failure, item.artifact))
+                        self._emit(_result(item.case, "failed", item.failure, item.artifact, item.node))
                     else:
-                        self._emit(_result(item.case, "skipped", item.skipped, item.artifact))
+                        self._emit(_result(item.case, "skipped", item.skipped, item.artifact, item.node))
                     self.observer.step(item.case.label, advance=measure.processes - round_index - 1)
                 elif round_index == measure.processes - 1:
                     self._emit(self._finish(item))
@@ -457,9 +469,18 @@ class Runner:
 
     def _measure_once(self, item: _Progress, do_parity: bool) -> None:
         log = self._log(f"measure-{item.case.label.replace(' ', '-')}")
-        outcome = self.executor.run(
-            Job(measure_case, (item.spec, do_parity), self.profile.measure.timeout_s, log, exit_at_once=True)
+        job = Job(
+            measure_case,
+            (item.spec, do_parity),
+            self.profile.measure.timeout_s,
+            log,
+            exit_at_once=True,
+            device=item.spec.device,
+            measuring=True,
         )
+        outcome = self.executor.run(job)
+        if outcome.node is not None:
+            item.nodes.append(outcome.node)
         unavailable = outcome.first(Unavailable)
         if unavailable is not None:
             item.skipped = unavailable.reason
@@ -498,7 +519,7 @@ class Runner:
         measure = self.profile.measure
         runs = item.measured
         latency = summarise(item.samples, item.spec.calls_per_sample or 1, seed=measure.seed)
-        result = _result(item.case, "ok", None, item.artifact)
+        result = _result(item.case, "ok", None, item.artifact, item.node)
         result.latency_ms = latency
         result.samples_ms = item.samples
         result.load_ms = LoadTimes(

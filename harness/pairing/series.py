@@ -138,7 +138,16 @@ class Series:
             reference_blocks=shares,
         )
         began = time.monotonic()
-        job = Job(measure_paired, (plan,), settings.timeout_s, self.log_path, exit_at_once=True, preload=TEMPLATE)
+        job = Job(
+            measure_paired,
+            (plan,),
+            settings.timeout_s,
+            self.log_path,
+            exit_at_once=True,
+            preload=TEMPLATE,
+            device=self.reference.spec.device,
+            measuring=True,
+        )
         outcome = self.executor.run(job)
         self.last_s = time.monotonic() - began
         self.elapsed_s += self.last_s

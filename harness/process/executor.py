@@ -33,6 +33,8 @@ class Job:
     per_message: bool = False  # the timeout runs from the worker's last message, not from its start
     exit_at_once: bool = False  # a measuring worker: it ends without finalising (`run_isolated` says why)
     preload: tuple[str, ...] | None = None  # fork it from the template that imported these (`run_isolated`)
+    device: str | None = None  # the device it runs a model on (None: it runs none), for an executor that places jobs
+    measuring: bool = False  # it times the device (an unpaired case or a paired process): it needs the machine alone
 
 
 class Executor(Protocol):
@@ -40,6 +42,12 @@ class Executor(Protocol):
         self, job: Job, on_message: Callable[[Any], None] | None = None, cancel: threading.Event | None = None
     ) -> WorkerOutcome:
         """Run the job; relay each message to `on_message` as it arrives; stop when `cancel` is set."""
+        ...
+
+    def device_reason(self, backend: str, device: str, on_this_host: Callable[[], str | None]) -> str | None:
+        """Why no machine this executor runs jobs on can run `backend` on `device` (None: one can), asked
+        when a run is planned; `on_this_host` is this host's backend's answer, which an executor that runs
+        jobs elsewhere does not ask."""
         ...
 
 
@@ -60,6 +68,9 @@ class LocalExecutor:
             job.exit_at_once,
             job.preload,
         )
+
+    def device_reason(self, backend: str, device: str, on_this_host: Callable[[], str | None]) -> str | None:
+        return on_this_host()
 
 
 LOCAL = LocalExecutor()

@@ -58,6 +58,7 @@ class WorkerOutcome:
     spawned_at: float = 0.0  # wall-clock times: the parent's start of the child, the child's `Ready`, the end
     ready_at: float | None = None
     ended_at: float = 0.0
+    node: str | None = None  # the machine it ran on, where an executor runs jobs on several (None: this host)
 
     @property
     def wall_s(self) -> float:

@@ -283,6 +283,7 @@ class Result:
     versus: PairedComparison | None = None  # against the model's reference on the same device, paired
     against_baseline: PairedComparison | None = None  # with --baseline: against the baseline's artifact
     generation: GenerationSummary | None = None  # decoders: TTFT, decode ms/token, tokens/s, memory per context
+    node: str | None = None  # the cluster node(s) its measuring processes ran on (`--cluster`); None: this host
 
     @property
     def case_key(self) -> tuple[str, str, str, str]:

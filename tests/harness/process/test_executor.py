@@ -28,6 +28,9 @@ class _Recording:
         self.jobs.append(pickle.loads(pickle.dumps(job)))
         return LOCAL.run(job, on_message, cancel)
 
+    def device_reason(self, backend: str, device: str, on_this_host: Callable[[], str | None]) -> str | None:
+        return LOCAL.device_reason(backend, device, on_this_host)
+
 
 def test_every_worker_of_a_run_goes_through_the_runs_executor(tmp_path: Path) -> None:
     overrides = {"measure.processes": 2, "measure.budget_s": 0.2, "paired.max_s": 2.0}
@@ -39,5 +42,8 @@ def test_every_worker_of_a_run_goes_through_the_runs_executor(tmp_path: Path) ->
     assert "measure_paired" in targets and set(targets) == {"prepare_model", "measure_case", "measure_paired"}
     measuring = [job for job in executor.jobs if job.target.__name__ == "measure_case"]
     assert all(job.exit_at_once and isinstance(job.args[0], WorkerSpec) for job in measuring)
+    timing = [job for job in executor.jobs if job.target.__name__ in ("measure_case", "measure_paired")]
+    assert all(job.measuring and job.device == "cpu" for job in timing)  # what a cluster places them by
+    assert not any(job.measuring or job.device for job in executor.jobs if job not in timing)
     assert [job.args[1] for job in measuring].count(True) == 2  # parity in each case's first process
     assert executor.jobs[0].per_message and all(job.log_path is not None for job in executor.jobs)
