@@ -7,9 +7,11 @@ usually well above the KV cache's own bytes per 1k tokens, shown beside it in pa
 
 from __future__ import annotations
 
+from io import StringIO
 from typing import Any
 
 from rich import box
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -46,16 +48,14 @@ def generation_table(
     Within `width` (a terminal narrower than the table) each header breaks onto
     two lines before any cell is cut: a header is wider than its figures."""
     table = _generation_table(model, results, enforced, wide, stacked=False)
-    if table is None or width is None or wide or _fits(table, width):
+    if table is None or width is None or wide or fits(table, width):
         return table
     return _generation_table(model, results, enforced, wide, stacked=True)
 
 
-def _fits(table: Table, width: int) -> bool:
-    from io import StringIO
-
-    from rich.console import Console
-
+def fits(table: Table, width: int) -> bool:
+    """Whether, drawn `width` wide, the table cuts no cell short (rich marks a cut with an ellipsis; only
+    parity may wrap)."""
     probe = Console(width=width, file=StringIO(), color_system=None)
     probe.print(table)
     return "…" not in probe.file.getvalue()  # type: ignore[attr-defined]

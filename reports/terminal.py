@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from io import StringIO
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -14,7 +13,7 @@ from rich.text import Text
 from harness.results.readings.decision import decide
 from harness.results.readings.queries import ordered_results
 from harness.results.schema import Result, RunRecord
-from reports.generation import generation_table
+from reports.generation import fits, generation_table
 from reports.plain import printable
 from reports.summary import shown, size_vs_fp32, skipped_lines, versus_text
 
@@ -154,14 +153,14 @@ def model_table(
     if width is None:
         return table
     for dropped in DROP_ORDER:
-        if _fits(table, width):
+        if fits(table, width):
             return table
         edgeless = _table(model, columns, rows, kept, edge=False)  # the outer margins go before a column does
-        if _fits(edgeless, width):
+        if fits(edgeless, width):
             return edgeless
         kept = [i for i in kept if columns[i][0] != dropped]
         table = _table(model, columns, rows, kept)
-    if not _fits(table, width):
+    if not fits(table, width):
         table = _table(model, columns, rows, identifying, compact=True)
     return table
 
@@ -199,14 +198,6 @@ def _table(
     for row in rows:
         table.add_row(*[row[index] for index in kept])
     return table
-
-
-def _fits(table: Table, width: int) -> bool:
-    """Whether, drawn `width` wide, the table cuts no cell short (rich marks a cut with an ellipsis; only
-    parity may wrap)."""
-    probe = Console(width=width, file=StringIO(), color_system=None)
-    probe.print(table)
-    return "…" not in probe.file.getvalue()  # type: ignore[attr-defined]
 
 
 def render(record: RunRecord, console: Console, wide: bool = False) -> None:
