@@ -5,7 +5,10 @@ The rule: candidates are the measured variants whose parity gate passed and that
 ratio to the model's reference (`Result.versus`, measured in one process, alternated), the statistic
 the harness trusts most; the reference itself stands at exactly 1. A candidate whose interval is not
 wholly above another's cannot be told apart from the fastest on latency: those are tied, and a tie is
-broken by artifact size, then peak memory, then the ratio itself. Without paired ratios (pairing off)
+broken by artifact size, then peak memory, then the ratio itself. An interval that spans more than a factor
+of `MAX_SPAN` (e.g. [0.00, 16488] from a pairing cut short) says nothing about latency: such a variant is
+not ranked at all, since as a tie it would win on size with no evidence it is not far slower, and the
+decision names it with the way to narrow it. Without paired ratios (pairing off)
 the unpaired medians, over the reference's median, take their place, and the decision says it rests on
 the weaker statistic: medians of separate processes carry the drift between them.
 """
@@ -22,10 +25,12 @@ from profiles.schema import Decide
 Basis = Literal["paired", "unpaired median"]
 TieBreak = Literal["size", "peak memory", "latency"]
 
+MAX_SPAN = 2.0  # an interval whose upper bound is over twice its lower bound ranks nothing
+
 RULE = (
     "per model and device: among variants whose parity gate passed, the lowest paired latency ratio to the "
     "reference; variants whose 95% intervals cannot be told apart from it are a tie, broken by size, then peak "
-    "memory"
+    "memory; an interval spanning more than 2x is too wide to rank"
 )
 
 
@@ -41,6 +46,11 @@ class Candidate:
     @property
     def bounds(self) -> tuple[float, float]:
         return self.interval if self.interval is not None else (self.ratio, self.ratio)
+
+    @property
+    def too_wide(self) -> bool:
+        low, high = self.bounds
+        return low <= 0 or high > MAX_SPAN * low
 
     def text(self) -> str:
         interval = f" [{self.interval[0]:.2f}, {self.interval[1]:.2f}]" if self.interval else " (no interval)"
@@ -177,6 +187,9 @@ def decide_group(model: str, device: str, results: list[Result], limits: Decide 
         for result in passing:
             if all(c.result is not result for c in candidates):
                 excluded[result.variant] = f"not paired with {reference}"
+    for wide in [c for c in candidates if c.too_wide]:
+        candidates.remove(wide)
+        excluded[wide.result.variant] = f"interval {wide.text()} too wide to rank: a longer [paired] max_s narrows it"
     if not candidates:
         return Decision(model, device, reference, None, None, excluded=excluded)
     ranked = sorted(candidates, key=lambda c: c.ratio)

@@ -47,6 +47,21 @@ def test_a_tie_on_latency_is_stated_and_broken_by_size() -> None:
     )
 
 
+def test_an_interval_too_wide_to_rank_is_named_not_chosen_for_its_size() -> None:
+    """A pairing cut short left `et-tiny` at [0.00, 16488]: as a tie it would win on size with no evidence."""
+    run = record(
+        [
+            case("torch-fp32", 1.00, 160_000),
+            case("onnx-fp32", 0.20, 163_000, (0.20, 0.19, 0.21)),
+            case("et-tiny", 0.30, 1_000, (0.30, 0.0, 16488.0)),
+        ]
+    )
+    (decision,) = decide(run)
+    assert decision.variant == "onnx-fp32" and decision.tied == []
+    assert [c.result.variant for c in decision.ranked] == ["onnx-fp32", "torch-fp32"]
+    assert decision.excluded["et-tiny"].startswith("interval 0.30x [0.00, 16488.00] too wide to rank")
+
+
 def test_equal_size_ties_fall_to_peak_memory() -> None:
     run = record(
         [
