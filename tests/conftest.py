@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,40 @@ def bench(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
         env={**os.environ, **(env or {})},
         timeout=600,
     )
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    """One real `bench run smoke` with a results file and a store, its stdout written to a file (no TTY, as
+    in CI). Tests that only read what such a run wrote share it, so the session pays for one run."""
+
+    returncode: int
+    stderr: str
+    log: Path  # the run's stdout
+    results: Path
+    store: Path
+
+    @property
+    def stdout(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
+    root = tmp_path_factory.mktemp("smoke")
+    results, store, log = root / "smoke.json", root / "store.sqlite", root / "log.txt"
+    with log.open("w") as handle:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench", "run", "smoke", "--json", str(results), "--db", f"sqlite:///{store}"],
+            cwd=root,
+            stdout=handle,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=600,
+        )
+    run = SmokeRun(proc.returncode, proc.stderr, log, results, store)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run
 
 
 def one_error_line(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from profiles.catalog import VARIANTS
-from tests.conftest import CONTRACT_RESULT_KEYS, bench
+from tests.conftest import CONTRACT_RESULT_KEYS, SmokeRun, bench
 
 LATENCY_KEYS = {"median", "mean", "std", "min", "p90", "p99", "ci95", "n", "process_medians"}
 
@@ -104,10 +104,8 @@ def _by_case(data: dict) -> dict[tuple[str, str], dict]:
     return {(r["model"], r["variant"]): r for r in data["results"]}
 
 
-def test_smoke_run_writes_the_full_contract(tmp_path: Path) -> None:
-    out = tmp_path / "r.json"
-    proc = bench("run", "smoke", "--json", str(out), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+def test_smoke_run_writes_the_full_contract(smoke_run: SmokeRun) -> None:
+    out = smoke_run.results
     data = json.loads(out.read_text())
     assert data["schema_version"] == 1
     assert {"os", "machine", "cpu", "cores", "python", "packages", "threads"} <= set(data["environment"])
@@ -131,7 +129,7 @@ def test_smoke_run_writes_the_full_contract(tmp_path: Path) -> None:
         assert result["parity"]["metrics"]["task_accuracy"] > 0.85
     assert cases[("digits_cnn", "onnx-fp32")]["runtime"]["providers"] == ["CPUExecutionProvider"]
     assert cases[("digits_cnn", "onnx-fp32")]["artifact"]["converter_path"] == "torch.onnx dynamo"
-    table = proc.stdout
+    table = smoke_run.stdout
     assert "torch-fp32" in table and "onnx-fp32" in table and f"results: {out}" in table
 
 
@@ -180,6 +178,7 @@ def test_user_model_from_outside_the_package_runs_end_to_end(user_dir: Path) -> 
     assert all(r["parity"]["inputs"] == "synthetic" and r["parity"]["passed"] for r in results)
 
 
+@pytest.mark.slow
 def test_crashing_and_hanging_models_fail_alone(user_dir: Path) -> None:
     profile = user_dir / "faults.toml"
     profile.write_text(

@@ -178,6 +178,7 @@ IMPORT_FAULTS = {
 }
 
 
+@pytest.mark.slow
 def test_user_modules_that_misbehave_at_import_fail_alone(tmp_path: Path) -> None:
     """The bench process never imports a user module: one that exits or hangs at import fails its own
     cases, one that prints floods only its worker's log, and one that raises is a one-line error."""
@@ -251,7 +252,9 @@ def _wait_for(predicate, seconds: float) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)], ids=["sigterm", "sigkill"]
+)
 def test_killing_bench_leaves_no_worker_behind(tmp_path: Path, sig: signal.Signals) -> None:
     (tmp_path / "hangs.py").write_text(HANGS_LATER)
     counter = tmp_path / "counter"
@@ -430,6 +433,7 @@ def test_sigterm_ends_ab_and_convert_as_it_ends_run(
     assert _wait_for(lambda: not _alive(worker), 10), "the preparing worker outlived bench"
 
 
+@pytest.mark.slow
 def test_a_comparison_writes_nothing_to_tmpdir_or_home(tmp_path: Path) -> None:
     """ONNX Runtime wrote `$HOME/.cache/Microsoft/DeveloperTools/.onnxruntime/` (its telemetry's device id
     and event store; with a read-only HOME, a coloured warning into redirected output) and TorchInductor

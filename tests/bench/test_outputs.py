@@ -164,6 +164,7 @@ def test_a_results_file_on_a_full_disk_does_not_skip_the_other_outputs(tmp_path:
     assert proc.stderr.splitlines()[-1] == f"error: --json {results}: not written: No space left on device"
 
 
+@pytest.mark.slow
 def test_a_store_on_a_full_disk_is_an_error_naming_what_it_holds(tmp_path: Path, small_disk: Path) -> None:
     """`database or disk is full` while writing the store was a warning, exit 0, and the output still
     said `run ... in sqlite://...`. A store that did not get every case is exit 1 with the store's own

@@ -5,33 +5,20 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from bench import cli
+from tests.conftest import SmokeRun
 
 STAMP = re.compile(r"^\[(\d+):(\d\d):(\d\d) elapsed, eta (\?|\d+:\d\d:\d\d), (\d+)/(\d+) steps\] (.*)$")
 
 
-def test_bench_run_smoke_into_a_file_logs_each_case_with_elapsed_and_eta(tmp_path: Path) -> None:
-    log = tmp_path / "log.txt"
-    with log.open("w") as handle:
-        proc = subprocess.run(
-            [sys.executable, "-m", "bench", "run", "smoke", "--json", str(tmp_path / "r.json")],
-            cwd=tmp_path,
-            stdout=handle,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=600,
-        )
-    assert proc.returncode == 0, proc.stderr
-    stamped = [m for m in map(STAMP.match, log.read_text().splitlines()) if m]
+def test_bench_run_smoke_into_a_file_logs_each_case_with_elapsed_and_eta(smoke_run: SmokeRun) -> None:
+    stamped = [m for m in map(STAMP.match, smoke_run.stdout.splitlines()) if m]
     finished = [m for m in stamped if m.group(7).startswith("finished ok digits_cnn")]
     assert {m.group(7) for m in finished} == {
         "finished ok digits_cnn torch-fp32 cpu",

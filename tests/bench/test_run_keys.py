@@ -4,15 +4,12 @@ the keys added since, and says where its time went."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from harness.results.readings.timing import breakdown_line
 from harness.results.schema import load_results
-from tests.conftest import bench
+from tests.conftest import SmokeRun
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "results" / "smoke-keys.txt"
 
@@ -31,27 +28,14 @@ def key_paths(value: Any, prefix: str = "") -> set[str]:
     return set()
 
 
-def smoke_run(out: Path) -> subprocess.CompletedProcess[str]:
-    proc = bench("run", "smoke", "--json", str(out / "smoke.json"), "--db", f"sqlite:///{out / 'store.sqlite'}")
-    assert proc.returncode == 0, proc.stderr
-    return proc
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    out = tmp_path_factory.mktemp("smoke")
-    return smoke_run(out), out / "smoke.json"
-
-
-def test_bench_run_smoke_writes_the_keys_it_wrote_before_the_redesign(smoke) -> None:
-    _, path = smoke
+def test_bench_run_smoke_writes_the_keys_it_wrote_before_the_redesign(smoke_run: SmokeRun) -> None:
+    path = smoke_run.results
     expected = set(GOLDEN.read_text().split())
     assert key_paths(json.loads(path.read_text())) == expected
 
 
-def test_a_run_records_its_phases_and_every_worker_process_and_prints_the_breakdown(smoke) -> None:
-    proc, path = smoke
-    timing = load_results(path).timing
+def test_a_run_records_its_phases_and_every_worker_process_and_prints_the_breakdown(smoke_run: SmokeRun) -> None:
+    timing = load_results(smoke_run.results).timing
     assert timing is not None
     kinds = [p.kind for p in timing.processes]
     assert kinds.count("prepare") == 1 and kinds.count("unpaired") == 4 and kinds.count("paired") >= 1
@@ -61,4 +45,4 @@ def test_a_run_records_its_phases_and_every_worker_process_and_prints_the_breakd
         assert process.startup_s is not None and 0 < process.startup_s < process.wall_s
         assert process.sampling_s < process.wall_s
     assert sum(p.sampling_s for p in timing.processes if p.kind == "unpaired") > 0
-    assert breakdown_line(timing) in proc.stdout
+    assert breakdown_line(timing) in smoke_run.stdout

@@ -151,6 +151,7 @@ def _converted(directory: Path, env: dict[str, str]) -> dict[str, str]:
     return {"row": " ".join(row.split()), "cache": row.split("│")[6].strip()}
 
 
+@pytest.mark.slow
 def test_the_cache_key_follows_what_the_model_computes(tmp_path: Path) -> None:
     """Two builds of one model differing only in a flag `forward` reads, or in a LayerNorm eps, must not
     share an artifact (and `--explain` says what changed); the same builds again must, and a run measures
@@ -221,6 +222,7 @@ def test_fingerprint_covers_buffers_settings_and_attributes() -> None:
     assert fingerprint_model(gelu[1]).attributes["approximate"] == "'tanh'"
 
 
+@pytest.mark.slow
 def test_a_rebuilt_artifact_says_the_cached_one_was_damaged(tmp_path: Path) -> None:
     """Issue 25 item 14: an artifact whose cached file was overwritten was rebuilt, but `bench convert
     --explain` said `miss: no earlier artifact`, as for a first build. It names the damage instead."""

@@ -67,6 +67,7 @@ def test_coreml_w8a8_is_skipped_off_macos_with_the_reason(digits) -> None:
         build_artifact(model, fingerprint, VARIANTS["coreml-w8a8"], ctx, cache)
 
 
+@pytest.mark.slow
 def test_sizes_follow_the_recipes(tmp_path: Path) -> None:
     """On the ResNet-18-like model (weights dominate), each variant's size is what its recipe implies."""
     spec = resolve_model("resnet18")

@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from harness.accuracy.diagnose import summarise
 from harness.results.schema import LayerComparison
@@ -139,6 +140,7 @@ BRANCHY = textwrap.dedent(
 FROZEN = "the exported graph froze a data-dependent branch at branchy.py:12: it computes one branch for every input"
 
 
+@pytest.mark.slow
 def test_a_branch_frozen_by_the_trace_is_named_on_the_artifact_result_and_diagnosis(tmp_path: Path) -> None:
     """Issue 25 item 13: a user model with `if x.sum() > 0` exports through the TorchScript trace (ONNX)
     and `torch.jit.trace` (Core ML), which keep the example's branch for every input, silently; ONNX

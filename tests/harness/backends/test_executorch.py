@@ -253,6 +253,7 @@ def test_a_program_built_elsewhere_is_staged_with_notes_read_from_the_program(di
         stage_programs([Side("garbage.pte", None, str(garbage), "executorch")], "cpu", work, 120, log)
 
 
+@pytest.mark.slow
 @requires_executorch
 def test_bench_ab_pairs_two_pte_builds_as_two_builds_of_one_variant(digits, tmp_path: Path) -> None:
     old = _bare_copy(digits[3]["et-xnnpack-fp32"], tmp_path / "old")
@@ -586,6 +587,7 @@ UNEXPORTABLE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @requires_executorch
 def test_a_model_torch_export_cannot_take_fails_only_its_executorch_cases(tmp_path: Path) -> None:
     (tmp_path / "unexportable.py").write_text(UNEXPORTABLE)

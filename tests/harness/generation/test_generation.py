@@ -324,7 +324,11 @@ def _genai(model: str, tmp_path: Path):
     ("factory", "rule"),
     [
         ("no_vocab", "the module has no attribute vocab_size (an int)"),
-        ("vocab_as_text", "the module's vocab_size is '64' (str); it must be an int of at least 1"),
+        pytest.param(
+            "vocab_as_text",
+            "the module's vocab_size is '64' (str); it must be an int of at least 1",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_a_generation_profile_refuses_a_model_off_the_decoder_protocol(
@@ -345,10 +349,11 @@ def test_a_generation_profile_refuses_a_model_off_the_decoder_protocol(
     ("factory", "reason"),
     [
         ("frozen_cache", "the keys cache did not grow by the 32 token(s) fed: 0 positions in, 0 out (expected 32)"),
-        (
+        pytest.param(
             "narrow_logits",
             "forward returned logits (1, 32, 52) for 32 token(s); the decoder protocol needs (1, 32, vocab_size) "
             "with vocab_size 64",
+            marks=pytest.mark.slow,
         ),
     ],
 )

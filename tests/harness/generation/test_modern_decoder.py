@@ -124,6 +124,7 @@ def test_executorch_int8_quantizes_activations_dynamically_and_keeps_the_next_to
     assert np.mean(predicted == wanted) > 0.8
 
 
+@pytest.mark.slow
 @requires_coremltools
 def test_every_coreml_build_declares_the_cache_as_state(modern, tmp_path) -> None:
     """Every Core ML recipe (and ExecuTorch's Core ML delegate) converts RMSNorm without eps, rotary

@@ -466,6 +466,7 @@ def build():
 '''
 
 
+@pytest.mark.slow
 def test_bench_ab_fails_when_a_paired_process_fails(tmp_path: Path) -> None:
     """A model that loads and runs once but fails once it is measured: every paired process errors. It
     used to read `no ratio inconclusive (paired process RuntimeError ...)`, exit 0; the comparison is an

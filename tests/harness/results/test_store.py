@@ -158,6 +158,7 @@ def test_two_bench_runs_write_one_store_at_once(tmp_path: Path) -> None:
         assert stored.results == from_file.results
 
 
+@pytest.mark.slow
 def test_four_runs_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
     """What four `bench run`s do first, at the same instant, ten times over: open a store that does not
     exist yet (migrations, the switch to WAL), then write a run. In the first round another writer holds

@@ -5,6 +5,7 @@ from __future__ import annotations
 from harness.results.readings.decision import decide
 from harness.results.schema import load_results
 from profiles.schema import Decide
+from tests.conftest import SmokeRun
 from tests.synthetic import CLASSIFIERS, case, record
 
 
@@ -113,18 +114,12 @@ def test_decide_limits_exclude_a_faster_variant_with_the_limit_named() -> None:
     }
 
 
-def test_a_run_writes_its_decisions_into_the_results_file(tmp_path) -> None:
+def test_a_run_writes_its_decisions_into_the_results_file(smoke_run: SmokeRun) -> None:
     """The file keeps the decision the renderers print: the same sentence, the ranking and the basis."""
-    from harness.results.schema import load_results as load
-    from tests.conftest import bench
-
-    out = tmp_path / "smoke.json"
-    proc = bench("run", "smoke", "--json", str(out), "--db", f"sqlite:///{tmp_path / 's.sqlite'}")
-    assert proc.returncode == 0, proc.stderr
-    run = load(out)
+    run = load_results(smoke_run.results)
     assert [d.sentence for d in run.decisions] == [d.sentence() for d in decide(run)]
     (stored,) = run.decisions
     assert stored.basis == "paired" and stored.reference == "torch-fp32"
     assert stored.variant in {r.variant for r in run.results}
     assert {r.variant for r in stored.ranked} == {r.variant for r in run.results if r.status == "ok"}
-    assert f"ship on cpu: {stored.sentence}" in " ".join(proc.stdout.split())
+    assert f"ship on cpu: {stored.sentence}" in " ".join(smoke_run.stdout.split())
