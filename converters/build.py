@@ -12,7 +12,7 @@ from converters.cache import ArtifactCache, arrays_sha256, cache_key, explain_mi
 from converters.fingerprint import Fingerprint
 from converters.registry import CONVERTERS
 from profiles.catalog import Variant
-from profiles.errors import ConversionError
+from profiles.errors import ConversionError, first_line
 from profiles.zoo import LoadedModel
 
 __all__ = ["build_artifact"]
@@ -54,8 +54,7 @@ def build_artifact(
             raise
         except Exception as exc:  # the plug-in boundary: a converter's failure fails its variant, not the run
             log.exception("converting %s failed", variant.name)
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise ConversionError(f"{type(exc).__name__}: {message}") from exc
+            raise ConversionError(first_line(exc)) from exc
         elapsed = time.perf_counter() - started
         ops, weights = converter.inspect(staging / converted.main_file)
         info = cache.store(

@@ -35,7 +35,7 @@ from typing import Any
 from converters.base import ConversionContext, Converted, Converter, VariantSkipped
 from converters.cache import FORMAT_PACKAGES, package_versions
 from profiles.catalog import Variant
-from profiles.errors import ConversionError
+from profiles.errors import ConversionError, first_line
 from profiles.zoo import DecoderInfo, LoadedModel, decoder_info
 
 ET_MISSING = "executorch is not installed (pip install 'ondevice-bench[executorch]')"
@@ -60,11 +60,6 @@ def quiet_stderr() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".strip()
 
 
 def import_exir() -> Any:

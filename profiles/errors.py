@@ -31,6 +31,7 @@ __all__ = [
     "ProtocolError",
     "SchemaError",
     "StoreError",
+    "first_line",
 ]
 
 
@@ -63,6 +64,13 @@ class NothingToRun(BenchError):
 
 class ConversionError(BenchError):
     pass
+
+
+def first_line(exc: BaseException) -> str:
+    """`Type: first line of the message`: how a third-party exception is named in a one-line reason (its
+    other lines are tracebacks or dumps of the graph, which go to the log)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".strip()
 
 
 class StoreError(BenchError):

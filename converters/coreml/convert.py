@@ -19,7 +19,7 @@ from converters.base import ConversionContext, Converted, Converter, VariantSkip
 from converters.coreml.inputs import cast_to_spec, spec_input_dtypes
 from converters.tracing import NOTE_KEY, tracer_notes
 from profiles.catalog import Variant
-from profiles.errors import ConversionError
+from profiles.errors import ConversionError, first_line
 from profiles.zoo import LoadedModel, decoder_info
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,6 @@ def import_coremltools() -> Any:
     except ImportError as exc:
         raise VariantSkipped("coremltools is not installed (pip install 'ondevice-bench[coreml]')") from exc
     return coremltools
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".strip()
 
 
 def trace_input_type(ct: Any, name: str, tensor: Any) -> Any:
@@ -90,8 +85,8 @@ def _convert(
             return mlmodel, "torch.jit.trace", frozen
         except Exception as trace_error:
             raise ConversionError(
-                f"coremltools failed on both paths: torch.export: {_first_line(export_error)}; "
-                f"torch.jit.trace: {_first_line(trace_error)}"
+                f"coremltools failed on both paths: torch.export: {first_line(export_error)}; "
+                f"torch.jit.trace: {first_line(trace_error)}"
             ) from trace_error
 
 
@@ -173,7 +168,7 @@ class CoreMLConverter(Converter):
             try:
                 mlmodel = convert_stateful(ct, model, info, precision, weight_config(ct, recipe), ctx)
             except Exception as exc:
-                raise ConversionError(f"coremltools failed on the stateful decoder: {_first_line(exc)}") from exc
+                raise ConversionError(f"coremltools failed on the stateful decoder: {first_line(exc)}") from exc
             path, target, frozen = "torch.export, KV cache as state", "iOS18", []
         else:
             mlmodel, path, frozen = _convert(ct, model, precision, getattr(ct.target, target), ctx)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from profiles.errors import ConversionError
+from profiles.errors import ConversionError, first_line
 from profiles.zoo import DECODER_INPUT_NAMES, DECODER_OUTPUT_NAMES, DecoderInfo, LoadedModel
 
 
@@ -36,6 +36,7 @@ def export_decoder(model: LoadedModel, info: DecoderInfo, path: Path, opset: int
             verbose=False,
         )
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ConversionError(f"torch.onnx export of the decoder with a dynamic KV cache failed: {first}") from exc
+        raise ConversionError(
+            f"torch.onnx export of the decoder with a dynamic KV cache failed: {first_line(exc)}"
+        ) from exc
     return "torch.onnx dynamo (KV cache in and out, dynamic lengths)"

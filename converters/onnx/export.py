@@ -11,7 +11,7 @@ from converters.base import ConversionContext, Converted, Converter
 from converters.onnx import quant as onnx_quant
 from converters.tracing import NOTE_KEY, tracer_notes
 from profiles.catalog import Variant
-from profiles.errors import ConversionError
+from profiles.errors import ConversionError, first_line
 from profiles.zoo import LoadedModel, decoder_info
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,9 @@ def export_fp32(model: LoadedModel, path: Path, opset: int) -> tuple[str, list[s
             with tracer_notes() as notes:
                 torch.onnx.export(model.module, model.example_inputs, str(path), dynamo=False, **kwargs)
         except Exception as script_error:
-            first = str(script_error).strip().splitlines()[0] if str(script_error).strip() else ""
             raise ConversionError(
                 f"torch.onnx export failed: dynamo: {type(dynamo_error).__name__}; "
-                f"torchscript: {type(script_error).__name__}: {first}"
+                f"torchscript: {first_line(script_error)}"
             ) from script_error
         return "torch.onnx torchscript", notes
 

@@ -12,6 +12,7 @@ Written against coremltools 9.0 (see the reference notes on the Apple platform).
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import platform
 import tempfile
@@ -28,6 +29,9 @@ from converters.coreml.inputs import cast_to_spec, spec_input_dtypes
 from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, ProbeKit, Session
 from harness.backends.probe import converted_probe, probe_model_inputs
 from harness.host import ROSETTA, mac_host, macos_version, proc_translated
+from profiles.errors import first_line
+
+logger = logging.getLogger(__name__)
 
 COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "ane": "CPU_AND_NE", "all": "ALL"}
 DEVICE_CLASSES = {"MLCPUComputeDevice": "cpu", "MLGPUComputeDevice": "gpu", "MLNeuralEngineComputeDevice": "ane"}
@@ -179,7 +183,8 @@ def visible_devices() -> set[str] | None:
 
     try:
         found = ct.models.MLModel.get_available_compute_devices()
-    except Exception:  # an old runtime without the call: say nothing rather than guess
+    except Exception as exc:  # an old runtime without the call: say nothing rather than guess
+        logger.info("Core ML did not list its compute devices: %s", first_line(exc))
         return None
     return {DEVICE_CLASSES.get(type(d).__name__, "unknown") for d in found}
 

@@ -47,9 +47,10 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from converters.executorch import DELEGATION_FILE, ET_MISSING, first_line, import_exir, quiet_stderr
+from converters.executorch import DELEGATION_FILE, ET_MISSING, import_exir, quiet_stderr
 from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, ProbeKit, Session
 from harness.backends.probe import converted_probe, probe_model_inputs
+from profiles.errors import first_line
 
 COMPUTE_UNITS = {"cpu": "cpu_only", "gpu": "cpu_and_gpu", "ane": "cpu_and_ne", "all": "all"}
 COREML = "CoreMLBackend"

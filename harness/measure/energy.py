@@ -9,6 +9,7 @@ way just before the sampling window (`idle_subtracted` says so) because they cou
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.results.schema import EnergyStats
+
+log = logging.getLogger(__name__)
 
 POWERCAP = Path("/sys/class/powercap")
 IDLE_WINDOW_S = 0.5
@@ -160,7 +163,8 @@ def counter_source(
             return candidate(), None
         except CounterUnreadable as exc:
             refused = str(exc)
-        except Exception:  # not installed, no permission, no device: try the next source
+        except Exception as exc:  # not installed, no permission, no device: try the next source
+            log.debug("energy source %s unavailable: %s", getattr(candidate, "__name__", candidate), exc)
             continue
     return RaplSource.find(root), refused
 

@@ -14,6 +14,7 @@ variant, two runtimes) is paired as different variants: with a lead-in and the f
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from harness.process.scratch import run_environment
 from harness.process.specs import WorkerSpec
 from harness.results.schema import PairedComparison
 from profiles.catalog import VARIANTS
-from profiles.errors import ConfigError, ModelError, ProtocolError
+from profiles.errors import ConfigError, ModelError, ProtocolError, first_line
 from profiles.paths import cache_root, file_name
 from profiles.schema import ResolvedProfile
 from profiles.zoo import resolve_model
@@ -96,8 +97,9 @@ def try_arms(specs: list[WorkerSpec], send: Callable[[Any], None]) -> None:
             session.runner(npz_arrays(spec.inputs_path, "arr_"))()
             session.sync()
             send(ArmChecked(index, None))
-        except Exception as exc:
-            send(ArmChecked(index, f"{type(exc).__name__}: {exc}".strip().splitlines()[0]))
+        except Exception as exc:  # any runtime's refusal is this arm's answer, logged in the worker's log
+            logging.getLogger(__name__).info("arm %d (%s) refused: %s", index, spec.artifact_path, exc)
+            send(ArmChecked(index, first_line(exc)))
         finally:
             backend.close()
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.process.executor import LOCAL, Executor, Job
 from harness.process.messages import ProgramStaged
+from profiles.errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ class StageJob:
 
 def stage_worker(jobs: list[StageJob], send: Callable[[Any], None]) -> None:
     """Worker: each job staged, one message each; one program that cannot be staged fails alone."""
-    from converters.executorch import first_line
     from harness.backends.registry import backends
 
     for index, job in enumerate(jobs):

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from profiles.errors import first_line
 from profiles.paths import save_torch
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,7 @@ def load_cached(path: Path, model: Any) -> bool:
     try:
         model.load_state_dict(torch.load(path, weights_only=True))
     except DAMAGE as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        log.warning("cached weights %s are damaged (%s: %s): rebuilding them", path, type(exc).__name__, first)
+        log.warning("cached weights %s are damaged (%s): rebuilding them", path, first_line(exc))
         path.unlink(missing_ok=True)
         return False
     return True

@@ -32,7 +32,7 @@ from harness.orchestrate.cluster.node import MEASURE, backend_reasons, device_re
 from harness.process.executor import Job
 from harness.process.isolation import WorkerOutcome, run_isolated
 from harness.process.scratch import INDUCTOR_CACHE, ORT_TELEMETRY
-from profiles.errors import ConfigError
+from profiles.errors import ConfigError, first_line
 
 POLL_S = 0.5  # how often a waiting job looks at its cancel event
 PLACEABLE_CHECK_S = 2.0  # how often a job not yet started asks whether a node can still take it
@@ -114,8 +114,8 @@ class RayExecutor:
         try:
             self.ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"--cluster {address}: cannot connect to a Ray cluster there: {first}") from None
+            reason = first_line(exc)
+            raise ConfigError(f"--cluster {address}: cannot connect to a Ray cluster there: {reason}") from None
         self.address = address
         self.task = self.ray.remote(max_calls=1, max_retries=0)(_on_node)  # `.options` refuses max_calls
         self.ask = self.ray.remote(max_calls=1, max_retries=0)(backend_reasons)

@@ -16,7 +16,7 @@ import torch
 from converters.base import ConversionContext, VariantSkipped
 from converters.build import build_artifact
 from converters.cache import ArtifactCache, key_inputs
-from converters.executorch import ET_MISSING, first_line
+from converters.executorch import ET_MISSING
 from converters.fingerprint import Fingerprint, fingerprint_model
 from harness.accuracy.diagnose import executorch_not_diagnosed
 from harness.backends.base import DeviceUnavailable, LoadRequest
@@ -36,7 +36,7 @@ from harness.orchestrate.ab import Side, stage_programs
 from harness.orchestrate.prepare import model_inputs
 from harness.pairing.sequential import ROUNDS_STATISTIC
 from profiles.catalog import VARIANTS
-from profiles.errors import ConfigError
+from profiles.errors import ConfigError, first_line
 from profiles.zoo import load_model, resolve_model
 from tests.conftest import ROOT, bench
 
