@@ -449,7 +449,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     message with the usual keys (`samples_ms`: decode steps at the first prompt length) plus `generation`."""
     from harness.backends.base import DeviceUnavailable, LoadRequest
     from harness.measure.energy import EnergyMeter
-    from harness.measure.loop import load_cold, memory_figures, reported, thermal_record
+    from harness.measure.loop import load_cold, memory_figures, reported, thermal_record, warm_load_ms
     from harness.measure.memory import PeakTracker
     from harness.measure.thermal import read_thermal, thermal_warning
     from harness.process.messages import Measured, Unavailable
@@ -498,11 +498,7 @@ def measure_generation(backend: Backend, spec: WorkerSpec, do_parity: bool, send
     placement = reported(session.placement)
     kv = kv_cache_record(session, empty.shape)
     del session, step
-    gc.collect()
-    started = time.perf_counter_ns()
-    warm = backend.load(request)
-    warm_ms = (time.perf_counter_ns() - started) / 1e6
-    del warm
+    warm_ms = warm_load_ms(backend, request)
 
     first = lengths[0]
     send(

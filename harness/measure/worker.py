@@ -4,14 +4,21 @@ spawned process and sends one `Measured` message (or `Unavailable` when the runt
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.measure.loop import calibrate, load_cold, memory_figures, reported, sample, thermal_record
+from harness.measure.loop import (
+    calibrate,
+    load_cold,
+    memory_figures,
+    reported,
+    sample,
+    thermal_record,
+    warm_load_ms,
+)
 from harness.process.specs import WorkerSpec, npz_arrays
 
 if TYPE_CHECKING:
@@ -78,11 +85,7 @@ def measure_unpaired(backend: Backend, spec: WorkerSpec, do_parity: bool, send: 
     placement = reported(session.placement)
 
     del session, call
-    gc.collect()
-    started = time.perf_counter_ns()
-    warm = backend.load(request)
-    warm_ms = (time.perf_counter_ns() - started) / 1e6
-    del warm
+    warm_ms = warm_load_ms(backend, request)
 
     send(
         Measured(
