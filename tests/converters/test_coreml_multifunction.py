@@ -1,0 +1,115 @@
+"""The Core ML multifunction package of a base and its LoRA adapters, built on Linux and read from disk."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import peft
+import pytest
+import torch
+from torch import nn
+
+from converters.coreml.multifunction import (
+    MultifunctionPackage,
+    build_multifunction,
+    function_names,
+    function_spec,
+    package_bytes,
+)
+from profiles.catalog import VARIANTS
+from profiles.errors import ConfigError, ModelError
+from profiles.zoo import LoadedModel
+
+ADAPTERS = ("python_source", "unicode_names")
+
+
+class TinyMLP(nn.Module):
+    """Small enough to convert in about a second, big enough that its weights dwarf the package's metadata."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(64, 256)
+        self.fc2 = nn.Linear(256, 256)
+        self.head = nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+def base_model() -> LoadedModel:
+    torch.manual_seed(0)
+    return LoadedModel(TinyMLP().eval(), (torch.randn(1, 64),))
+
+
+def lora(base: nn.Module, seed: int) -> peft.PeftModel:
+    """An unfused LoRA adapter whose B is random (`init_lora_weights=False`), so adapters differ from the base
+    and from each other, as trained ones would."""
+    torch.manual_seed(seed)
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["fc1", "fc2"], init_lora_weights=False)
+    return peft.get_peft_model(copy.deepcopy(base), config).eval()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> MultifunctionPackage:
+    base = base_model()
+    adapters = {name: lora(base.module, seed) for seed, name in enumerate(ADAPTERS, start=1)}
+    return build_multifunction(base, adapters, VARIANTS["coreml-fp16"], tmp_path_factory.mktemp("multifunction"))
+
+
+def test_the_package_is_smaller_than_the_separate_ones_by_most_of_the_base_per_extra_adapter(
+    built: MultifunctionPackage,
+) -> None:
+    """Acceptance: the one package is smaller than the sum of the separate packages by at least 80% of the
+    base's size per extra adapter. Read from the files on disk; the separate packages counted are the N
+    adapted models (the N full models an app would ship otherwise), so the first adapter is the one that is
+    not extra: sum - multifunction >= 0.8 * base * (N - 1)."""
+    base = package_bytes(built.base.path)
+    separate = [package_bytes(a.path) for a in built.adapters]
+    joined = package_bytes(built.path)
+    print(f"base {base} B, separate {separate} B, multifunction {joined} B")
+    assert built.size_bytes == joined and built.base.size_bytes == base
+    assert joined < sum(separate) - 0.8 * base * (len(separate) - 1)
+    # each unfused adapter adds its low-rank matrices alone: a small fraction of the base's size
+    assert max(separate) - base < 0.2 * base and joined - base < 0.2 * base * len(separate)
+
+
+def test_the_package_declares_every_function_and_the_base_as_default(built: MultifunctionPackage) -> None:
+    import coremltools as ct
+
+    spec = ct.models.MLModel(str(built.path), skip_model_load=True).get_spec()
+    assert function_names(spec) == ["base", *ADAPTERS] == list(built.functions)
+    assert spec.description.defaultFunctionName == "base" == built.default_function
+    assert spec.specificationVersion >= 9 and built.deployment_target == "iOS18"  # multifunction: iOS18 / macOS 15
+
+
+def test_each_function_has_its_own_view_of_inputs_and_outputs(built: MultifunctionPackage) -> None:
+    """A multifunction spec keeps inputs per function only; the view puts them where readers look."""
+    import coremltools as ct
+
+    spec = ct.models.MLModel(str(built.path), skip_model_load=True).get_spec()
+    assert list(spec.description.input) == []
+    for name in built.functions:
+        view = function_spec(spec, name)
+        assert [i.name for i in view.description.input] == ["x"]
+        assert len(view.description.output) == 1 and not view.description.functions
+    assert function_spec(spec, None).description.input[0].name == "x"
+    with pytest.raises(ConfigError, match=r"^the model has no function 'missing'; it has base, python_source"):
+        function_spec(spec, "missing")
+
+
+def test_a_merged_adapter_is_refused_before_any_conversion(tmp_path: Path) -> None:
+    """Merged weights differ from the base's, so nothing would be shared: refused in one line."""
+    base = base_model()
+    merged = lora(base.module, 1)
+    merged.merge_adapter()
+    fused = lora(base.module, 2).merge_and_unload()
+    with pytest.raises(ModelError, match=r"^adapter 'a' has merged LoRA layers"):
+        build_multifunction(base, {"a": merged}, VARIANTS["coreml-fp16"], tmp_path / "merged")
+    with pytest.raises(ModelError, match=r"^adapter 'b' has no peft LoRA layer"):
+        build_multifunction(base, {"b": fused}, VARIANTS["coreml-fp16"], tmp_path / "fused")
+    with pytest.raises(ModelError, match="is the base's function name"):
+        build_multifunction(base, {"base": lambda: merged}, VARIANTS["coreml-fp16"], tmp_path / "named")
+    with pytest.raises(ConfigError, match=r"^variant onnx-fp32 is onnx"):
+        build_multifunction(base, {"c": lambda: merged}, VARIANTS["onnx-fp32"], tmp_path / "onnx")
+    assert not list(tmp_path.rglob("*.mlpackage"))
