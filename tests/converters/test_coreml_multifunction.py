@@ -113,3 +113,15 @@ def test_a_merged_adapter_is_refused_before_any_conversion(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match=r"^variant onnx-fp32 is onnx"):
         build_multifunction(base, {"c": lambda: merged}, VARIANTS["onnx-fp32"], tmp_path / "onnx")
     assert not list(tmp_path.rglob("*.mlpackage"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["coreml-w8", "coreml-w4", "coreml-pal4"])
+def test_a_compressed_base_is_shared_too(variant: str, tmp_path: Path) -> None:
+    """Weight compression is deterministic, so the compressed base weights are identical in every function
+    and stored once (the CI test holds this for fp16)."""
+    base = base_model()
+    adapters = {name: lora(base.module, seed) for seed, name in enumerate(ADAPTERS, start=1)}
+    built = build_multifunction(base, adapters, VARIANTS[variant], tmp_path)
+    separate = [a.size_bytes for a in built.adapters]
+    assert built.size_bytes < sum(separate) - 0.8 * built.base.size_bytes * (len(separate) - 1)
