@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
-import peft
 import pytest
-import torch
-from torch import nn
 
 from converters.coreml.multifunction import (
     MultifunctionPackage,
@@ -19,42 +15,14 @@ from converters.coreml.multifunction import (
 )
 from profiles.catalog import VARIANTS
 from profiles.errors import ConfigError, ModelError
-from profiles.zoo import LoadedModel
-
-ADAPTERS = ("python_source", "unicode_names")
-
-
-class TinyMLP(nn.Module):
-    """Small enough to convert in about a second, big enough that its weights dwarf the package's metadata."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(64, 256)
-        self.fc2 = nn.Linear(256, 256)
-        self.head = nn.Linear(256, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
-
-
-def base_model() -> LoadedModel:
-    torch.manual_seed(0)
-    return LoadedModel(TinyMLP().eval(), (torch.randn(1, 64),))
-
-
-def lora(base: nn.Module, seed: int) -> peft.PeftModel:
-    """An unfused LoRA adapter whose B is random (`init_lora_weights=False`), so adapters differ from the base
-    and from each other, as trained ones would."""
-    torch.manual_seed(seed)
-    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["fc1", "fc2"], init_lora_weights=False)
-    return peft.get_peft_model(copy.deepcopy(base), config).eval()
+from tests.lora_kit import ADAPTERS, adapters_of, base_model, lora
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> MultifunctionPackage:
     base = base_model()
-    adapters = {name: lora(base.module, seed) for seed, name in enumerate(ADAPTERS, start=1)}
-    return build_multifunction(base, adapters, VARIANTS["coreml-fp16"], tmp_path_factory.mktemp("multifunction"))
+    out = tmp_path_factory.mktemp("multifunction")
+    return build_multifunction(base, adapters_of(base), VARIANTS["coreml-fp16"], out)
 
 
 def test_the_package_is_smaller_than_the_separate_ones_by_most_of_the_base_per_extra_adapter(
@@ -121,7 +89,6 @@ def test_a_compressed_base_is_shared_too(variant: str, tmp_path: Path) -> None:
     """Weight compression is deterministic, so the compressed base weights are identical in every function
     and stored once (the CI test holds this for fp16)."""
     base = base_model()
-    adapters = {name: lora(base.module, seed) for seed, name in enumerate(ADAPTERS, start=1)}
-    built = build_multifunction(base, adapters, VARIANTS[variant], tmp_path)
+    built = build_multifunction(base, adapters_of(base), VARIANTS[variant], tmp_path)
     separate = [a.size_bytes for a in built.adapters]
     assert built.size_bytes < sum(separate) - 0.8 * built.base.size_bytes * (len(separate) - 1)
