@@ -195,6 +195,12 @@ def default_function(spec: Any) -> str:
     return spec.description.defaultFunctionName or "main"
 
 
+def core_ml_function_name(spec: Any, name: str | None) -> str | None:
+    """The `function_name` Core ML is given for function `name` (None: the default): the default's own name
+    for a multifunction model, None for a single-function one, which has no function names to give."""
+    return (name or default_function(spec)) if spec.description.functions else None
+
+
 def function_spec(spec: Any, name: str | None) -> Any:
     """A single-function view of `spec` for function `name` (None: the default): its description holds
     that function's inputs, outputs and states, which a multifunction spec keeps per function only (its

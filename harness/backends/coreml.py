@@ -5,9 +5,7 @@ Compute units are a request, not a placement: a float32-typed model never runs o
 and a virtualised Mac may expose no Neural Engine or GPU. So a `gpu` or `ane` case whose compute plan
 has no op preferring that device is refused at load, never measured under its name.
 
-A multifunction package (one function per adapter over a shared base, `converters.coreml.multifunction`)
-is compiled once and loaded a function at a time (`CoreMLBackend.load_function`); `measure_switch` times
-activating one function after another, cold and warm.
+A multifunction package is compiled once and loaded a function at a time (switching: `harness.measure.switch`).
 
 Written against coremltools 9.0 (see the reference notes on the Apple platform). On any other OS,
 `available()` says why and no case is measured.
@@ -19,7 +17,6 @@ import importlib.util
 import logging
 import os
 import platform
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -31,7 +28,7 @@ import numpy as np
 
 from converters.coreml.decoder import state_bytes
 from converters.coreml.inputs import cast_to_spec, spec_input_dtypes
-from converters.coreml.multifunction import default_function, function_spec
+from converters.coreml.multifunction import core_ml_function_name, function_spec
 from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, ProbeKit, Session
 from harness.backends.probe import converted_probe, probe_model_inputs
 from harness.host import ROSETTA, mac_host, macos_version, proc_translated
@@ -55,7 +52,6 @@ SPEC_TARGETS = {
 }
 PREDICT_WARMUP = 5
 PREDICT_CALLS = 20
-WARM_SWITCHES = 5
 
 
 def _release(version: tuple[int, ...]) -> str:
@@ -159,8 +155,7 @@ def plan_refusal(plan: dict[str, Any], device: str, visible: Collection[str] | N
 
 
 def read_compute_plan(compiled_path: str, units: Any, function: str = "main") -> dict[str, Any]:
-    """The summarised MLComputePlan of one function of a compiled model for these compute units (macOS 14.4+);
-    a single-function model's one function is `main`."""
+    """The summarised MLComputePlan of one function of a compiled model for these compute units (macOS 14.4+)."""
     if macos_version() < COMPUTE_PLAN_MACOS:
         return {"source": plan_unavailable(macos_version())}
     from coremltools.models.compute_plan import MLComputePlan
@@ -214,13 +209,11 @@ class PlanRead:
 
 
 class CoreMLSession(Session):
-    """One loaded function; `spec` is that function's view (`function_spec`), its inputs, outputs and state."""
-
-    def __init__(self, model: Any, spec: Any, request: LoadRequest, compiled: Compiled, function: str) -> None:
+    def __init__(self, model: Any, spec: Any, request: LoadRequest, compiled: Compiled, function: str | None) -> None:
         import coremltools as ct
 
         self.model = model
-        self.function = function
+        self.function = function  # the multifunction package's function loaded, `spec` its view; None: one function
         self.plan: PlanRead | None = None  # set by `CoreMLBackend.admit`
         self.input_names = [i.name for i in spec.description.input]
         self.input_dtypes = spec_input_dtypes(spec)
@@ -294,7 +287,7 @@ class CoreMLBackend(Backend):
     def __init__(self) -> None:
         self.spec: Any = None
         self.compiled: Compiled | None = None
-        self.plans: dict[str, PlanRead] = {}  # by function
+        self.plans: dict[str | None, PlanRead] = {}  # by function
         self.workdir: tempfile.TemporaryDirectory[str] | None = None
 
     def available(self, device: str) -> str | None:
@@ -311,24 +304,19 @@ class CoreMLBackend(Backend):
 
         self.spec = ct.models.MLModel(request.artifact_path, skip_model_load=True).get_spec()
 
-    def load(self, request: LoadRequest) -> Session:
+    def load(self, request: LoadRequest, function: str | None = None) -> CoreMLSession:
         """The first call compiles the .mlpackage (also kept apart as `compile_ms`) and loads the compiled
         model: the cold load, what an app pays. A later call loads the same compiled model again: the warm
         load. The compute plan is a second load no app pays: `admit` reads it, untimed. A multifunction
-        package loads its default function."""
-        return self.load_function(request, None)
-
-    def load_function(self, request: LoadRequest, function: str | None) -> CoreMLSession:
-        """`load` of one function of the package (None: its default). The package is compiled once, every
-        function with it, as an app ships one compiled model; each load then loads the named function alone
-        (`CompiledMLModel(..., function_name=...)`, the compiled form of `MLModel(path, function_name=...)`)."""
+        package compiles once, all its functions, and each load loads `function` alone (None: the default),
+        `MLModel(path, function_name=...)` in its compiled form."""
         import coremltools as ct
 
         view = function_spec(self.spec, function)  # an unknown name is refused before any Core ML call
+        name = core_ml_function_name(self.spec, function)
         reason = macos_reason(macos_version(), request.device, self.spec.specificationVersion)
         if reason is not None:
             raise DeviceUnavailable(reason)
-        name = function or default_function(self.spec)
         units = getattr(ct.ComputeUnit, COMPUTE_UNITS[request.device])
         if self.compiled is None:
             self.compiled = self._compile(request.artifact_path)
@@ -336,12 +324,12 @@ class CoreMLBackend(Backend):
         return CoreMLSession(model, view, request, self.compiled, name)
 
     def admit(self, session: Session, request: LoadRequest) -> None:
-        """Reads the compute plan of the session's function once (timed apart as `compute_plan_ms`) and refuses
-        a device no op prefers."""
+        """Reads each function's compute plan once (timed apart as `compute_plan_ms`) and refuses a device no
+        op prefers."""
         assert isinstance(session, CoreMLSession) and self.compiled is not None
         if session.function not in self.plans:
             started = time.perf_counter_ns()
-            plan = read_compute_plan(self.compiled.path, session.units, session.function)
+            plan = read_compute_plan(self.compiled.path, session.units, session.function or "main")
             self.plans[session.function] = PlanRead(plan, (time.perf_counter_ns() - started) / 1e6)
         session.plan = self.plans[session.function]
         refusal = plan_refusal(session.plan.plan, request.device, visible_devices())
@@ -362,82 +350,3 @@ class CoreMLBackend(Backend):
         self.workdir = None
         self.compiled = None
         self.plans = {}
-
-
-@dataclass(frozen=True)
-class SwitchTime:
-    """What activating function `second` of a multifunction package costs in a process where `first` is
-    loaded and has run, in ms. The package is compiled once before (`compile_ms`, all functions); `cold_ms`
-    is the first load of `second` in the process, `warm_ms` each load of it again after its earlier instance
-    was released and `first` ran in between. Cold is first in this process, not first on this Mac: Core ML
-    keeps device specialisations of compiled models across processes until the system purges them."""
-
-    first: str
-    second: str
-    device: str
-    compile_ms: float
-    first_load_ms: float  # `first`'s load, the process's first (compile excluded)
-    cold_ms: float
-    cold_first_inference_ms: float  # `second`'s first predict after its cold load
-    warm_ms: tuple[float, ...]
-
-    @property
-    def warm_median_ms(self) -> float:
-        return statistics.median(self.warm_ms)
-
-
-def predict_once(session: CoreMLSession, inputs: list[np.ndarray]) -> float:
-    """One predict on the function's inputs, in ms; a stateful function (a decoder's KV cache) gets a new
-    state, as a new sequence would."""
-    feed = session._feed(inputs)
-    state = session.model.make_state() if session.state_bytes is not None else None
-    started = time.perf_counter_ns()
-    session.model.predict(feed, state)
-    return (time.perf_counter_ns() - started) / 1e6
-
-
-def _timed_load(backend: CoreMLBackend, request: LoadRequest, function: str) -> tuple[CoreMLSession, float]:
-    started = time.perf_counter_ns()
-    session = backend.load_function(request, function)
-    return session, (time.perf_counter_ns() - started) / 1e6
-
-
-def measure_switch(
-    request: LoadRequest, first: str, second: str, inputs: list[np.ndarray], repeats: int = WARM_SWITCHES
-) -> SwitchTime:
-    """Switch from function `first` to `second` of the package at `request.artifact_path` (see `SwitchTime`),
-    in this process: load and run `first`, load `second` (cold) and run it, release it, then `repeats`
-    times run `first`, load `second` again (warm), run it and release it. `inputs` are the functions'
-    inputs in their declared order (adapters of one base share them). A host that cannot run Core ML on
-    the device raises `DeviceUnavailable` with the reason, before any work."""
-    backend = CoreMLBackend()
-    reason = backend.available(request.device)
-    if reason is not None:
-        raise DeviceUnavailable(reason)
-    backend.prepare(request)
-    try:
-        backend.compiled = backend._compile(request.artifact_path)
-        active, first_load_ms = _timed_load(backend, request, first)
-        predict_once(active, inputs)
-        switched, cold_ms = _timed_load(backend, request, second)
-        cold_first_inference_ms = predict_once(switched, inputs)
-        del switched
-        warm = []
-        for _ in range(repeats):
-            predict_once(active, inputs)
-            switched, elapsed = _timed_load(backend, request, second)
-            warm.append(elapsed)
-            predict_once(switched, inputs)
-            del switched
-        return SwitchTime(
-            first,
-            second,
-            request.device,
-            backend.compiled.compile_ms,
-            first_load_ms,
-            cold_ms,
-            cold_first_inference_ms,
-            tuple(warm),
-        )
-    finally:
-        backend.close()

@@ -11,8 +11,9 @@ import pytest
 
 from converters.coreml.multifunction import MultifunctionPackage, build_multifunction
 from harness.backends.base import DeviceUnavailable, LoadRequest
-from harness.backends.coreml import CoreMLBackend, measure_switch
+from harness.backends.coreml import CoreMLBackend
 from harness.host import macos_version
+from harness.measure.switch import measure_switch
 from profiles.catalog import VARIANTS
 from profiles.errors import ConfigError
 from tests.lora_kit import ADAPTERS, adapters_of, base_model
@@ -57,7 +58,7 @@ def test_each_function_computes_its_own_adapter(package: MultifunctionPackage) -
     backend.prepare(request)
     outputs = {}
     for name, module in modules.items():
-        session = backend.load_function(request, name)
+        session = backend.load(request, name)
         outputs[name] = session.run(_inputs())[0]
         expected = module(x).detach().numpy()
         assert np.allclose(outputs[name], expected, atol=1e-4), name
@@ -68,7 +69,7 @@ def test_each_function_computes_its_own_adapter(package: MultifunctionPackage) -
     assert not np.allclose(outputs["base"], outputs[ADAPTERS[0]], atol=1e-3)  # the adapters are not the base
     assert np.allclose(backend.load(request).run(_inputs())[0], outputs["base"])  # the default is the base
     with pytest.raises(ConfigError, match="no function 'missing'"):
-        backend.load_function(request, "missing")
+        backend.load(request, "missing")
     backend.close()
 
 
@@ -88,7 +89,7 @@ def test_each_function_gets_its_own_compute_plan(package: MultifunctionPackage) 
     backend = CoreMLBackend()
     backend.prepare(request)
     for name in package.functions:
-        session = backend.load_function(request, name)
+        session = backend.load(request, name)
         backend.admit(session, request)
         assert session.placement()["source"] == "MLComputePlan" and session.placement()["by_device"]
     assert set(backend.plans) == set(package.functions)
