@@ -1,8 +1,8 @@
 """A Core ML multifunction package: one base model and a set of LoRA adapters in one `.mlpackage`, one
 function each, the weights they share stored once.
 
-Every function is converted by the Core ML converter with one recipe (fp16 or a weight compression of
-`converters.coreml.convert`, a stateful decoder through its stateful path), each to a package of its own,
+Every function is converted by the Core ML converter with one recipe (any Core ML variant of the catalog:
+fp16, a weight compression; a decoder through the stateful path), each to a package of its own,
 then joined by coremltools' `MultiFunctionDescriptor` and `save_multifunction`. That save de-duplicates
 constants across functions (`common::const_deduplication`, `_deduplicate_const_across_functions`): a
 constant whose value is identical in two functions is written once and both functions read it.
@@ -35,7 +35,7 @@ from profiles.zoo import LoadedModel
 
 MULTIFUNCTION_TARGET = "iOS18"
 PACKAGE = "model.mlpackage"
-Adapter = Any  # a torch module with unmerged peft LoRA layers, or a zero-argument callable returning one
+BASE_FUNCTION = "base"  # the base's function, the package's default
 
 
 @dataclass(frozen=True)
@@ -78,16 +78,16 @@ def package_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _check_names(base_name: str, names: list[str]) -> None:
+def _check_names(names: list[str]) -> None:
     """Function names become directory names of the separate packages and the `function_name` an app
     passes to Core ML: identifiers are safe in both."""
     if not names:
         raise ModelError("a multifunction package needs at least one adapter beside the base")
-    for name in [base_name, *names]:
+    for name in [BASE_FUNCTION, *names]:
         if not name.isidentifier():
             raise ModelError(f"function name {name!r} is not an identifier (letters, digits, underscores)")
-    if base_name in names:
-        raise ModelError(f"adapter name {base_name!r} is the base's function name")
+    if BASE_FUNCTION in names:
+        raise ModelError(f"adapter name {BASE_FUNCTION!r} is the base's function name")
 
 
 def unfused_refusal(name: str, module: Any) -> str | None:
@@ -141,44 +141,40 @@ def _convert_function(
 
 
 def build_multifunction(
-    base: LoadedModel,
-    adapters: Mapping[str, Adapter],
-    variant: Variant,
-    out_dir: Path,
-    ctx: ConversionContext | None = None,
-    base_name: str = "base",
+    base: LoadedModel, adapters: Mapping[str, Any], variant: Variant, out: Path, ctx: ConversionContext | None = None
 ) -> MultifunctionPackage:
     """Convert the base and each adapter (unfused: see the module docstring) with `variant`'s recipe into
-    `out_dir/functions/NAME/model.mlpackage`, then join them into `out_dir/model.mlpackage`, whose default
-    function is the base's. An adapter is a module or a zero-argument callable building one, called
+    `out/functions/NAME/model.mlpackage`, then join them into `out/model.mlpackage`, whose default
+    function is the base's. An adapter, by its function name (an identifier), is a module with unmerged
+    peft LoRA layers (a `PeftModel` or the model inside it) or a zero-argument callable building one, called
     only when its turn comes, so one adapted copy of the base is in memory at a time; it is put in eval
-    mode and run on the base's example inputs. `out_dir` must be empty or absent."""
+    mode and run on the base's example inputs. `out` must be empty or absent."""
     import torch
 
     ct = import_coremltools()
-    _check_names(base_name, list(adapters))
+    _check_names(list(adapters))
     recipe = multifunction_variant(ct, variant)
     ctx = ctx if ctx is not None else ConversionContext()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if any(out_dir.iterdir()):
-        raise ConfigError(f"{out_dir} is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    if any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty")
     for name, adapter in adapters.items():  # the modules at hand, before minutes of conversion
         if isinstance(adapter, torch.nn.Module) and (refusal := unfused_refusal(name, adapter)) is not None:
             raise ModelError(refusal)
-    base_package, target = _convert_function(base_name, base, recipe, out_dir, ctx)
+    base_package, target = _convert_function(BASE_FUNCTION, base, recipe, out, ctx)
     packages = []
     for name, adapter in adapters.items():
         module = adapter if isinstance(adapter, torch.nn.Module) else adapter()
         if (refusal := unfused_refusal(name, module)) is not None:
             raise ModelError(refusal)
         adapted = LoadedModel(unwrapped(module).eval(), base.example_inputs, base.factory)
-        packages.append(_convert_function(name, adapted, recipe, out_dir, ctx)[0])
+        packages.append(_convert_function(name, adapted, recipe, out, ctx)[0])
         del module, adapted
     desc = ct.utils.MultiFunctionDescriptor()
     for package in (base_package, *packages):
         desc.add_function(str(package.path), "main", package.name)
-    desc.default_function_name = base_name
-    joined = out_dir / PACKAGE
+    desc.default_function_name = BASE_FUNCTION
+    joined = out / PACKAGE
     try:
         ct.utils.save_multifunction(desc, str(joined))
     except Exception as exc:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+import peft
 import pytest
+import torch
 
 from converters.coreml.multifunction import (
     MultifunctionPackage,
@@ -15,6 +18,7 @@ from converters.coreml.multifunction import (
 )
 from profiles.catalog import VARIANTS
 from profiles.errors import ConfigError, ModelError
+from profiles.zoo import LoadedModel
 from tests.lora_kit import ADAPTERS, adapters_of, base_model, lora
 
 
@@ -36,7 +40,7 @@ def test_the_package_is_smaller_than_the_separate_ones_by_most_of_the_base_per_e
     separate = [package_bytes(a.path) for a in built.adapters]
     joined = package_bytes(built.path)
     print(f"base {base} B, separate {separate} B, multifunction {joined} B")
-    assert built.size_bytes == joined and built.base.size_bytes == base
+    assert built.size_bytes == joined and built.base.size_bytes == base and built.full_models_bytes == sum(separate)
     assert joined < sum(separate) - 0.8 * base * (len(separate) - 1)
     # each unfused adapter adds its low-rank matrices alone: a small fraction of the base's size
     assert max(separate) - base < 0.2 * base and joined - base < 0.2 * base * len(separate)
@@ -90,5 +94,27 @@ def test_a_compressed_base_is_shared_too(variant: str, tmp_path: Path) -> None:
     and stored once (the CI test holds this for fp16)."""
     base = base_model()
     built = build_multifunction(base, adapters_of(base), VARIANTS[variant], tmp_path)
+    separate = [a.size_bytes for a in built.adapters]
+    assert built.size_bytes < sum(separate) - 0.8 * built.base.size_bytes * (len(separate) - 1)
+
+
+@pytest.mark.slow
+def test_a_decoder_keeps_its_kv_cache_state_in_every_function(tmp_path: Path) -> None:
+    """A decoder converts through the stateful path: each function declares the cache as its own state."""
+    import coremltools as ct
+
+    from profiles.zoo.decoder import TinyDecoder
+
+    torch.manual_seed(0)
+    decoder = TinyDecoder().eval()
+    empty, _ = decoder.empty_cache()
+    past = torch.zeros((*empty.shape[:3], 2, empty.shape[4]))
+    base = LoadedModel(decoder, (torch.tensor([list(b"def main")]), past, past.clone()))
+    config = peft.LoraConfig(r=8, target_modules=["qkv", "mlp_in"], init_lora_weights=False)
+    adapters = {name: peft.get_peft_model(copy.deepcopy(decoder), config) for name in ADAPTERS}
+    built = build_multifunction(base, adapters, VARIANTS["coreml-fp16"], tmp_path)
+    spec = ct.models.MLModel(str(built.path), skip_model_load=True).get_spec()
+    for function in spec.description.functions:
+        assert [s.name for s in function.state] == ["key_cache", "value_cache"], function.name
     separate = [a.size_bytes for a in built.adapters]
     assert built.size_bytes < sum(separate) - 0.8 * built.base.size_bytes * (len(separate) - 1)
