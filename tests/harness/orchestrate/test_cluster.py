@@ -1,7 +1,8 @@
 """The Ray executor on a real two-node cluster on this host (`ray.cluster_utils.Cluster`): node A is the
 head and advertises the CPU; node B advertises a GPU (this host has none, so its backends refuse the
 cases placed there, with B named); neither advertises the ANE. Each node has one measuring slot. The
-tests on the cluster are `slow` (CI installs no `cluster` extra); the refusals run everywhere."""
+tests on the cluster are `slow` (100 s on two cores, past CI's share of its 15 minutes); the refusals run
+everywhere."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from tests.harness.orchestrate.cluster_jobs import busy as _busy
 from tests.harness.orchestrate.cluster_jobs import hold as _hold
 from tests.harness.orchestrate.cluster_jobs import stamp as _stamp
 
-on_cluster = pytest.mark.slow  # a Ray cluster on this host: 100 s for the five tests on two cores, past CI's share
+on_cluster = pytest.mark.slow
 SMALL = ["--processes", "1", "--budget", "0.2", "--pair-budget", "2"]
 NO_RAY = "ray is not installed (pip install 'ondevice-bench[cluster]')"
 
