@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from harness.results.readings.queries import accuracy_metric, measured, ordered_results
-from harness.results.schema import DecisionRecord, RankedVariant, Result, RunRecord
+from harness.results.schema import REFERENCE_ORDER, DecisionRecord, RankedVariant, Result, RunRecord
 from profiles.schema import Decide
 
 Basis = Literal["paired", "unpaired median"]
@@ -180,8 +180,12 @@ def decide_group(model: str, device: str, results: list[Result], limits: Decide 
     candidates = [c for c in (_paired(r, reference) for r in passing) if c is not None]
     if len(candidates) <= 1:  # nothing paired against the reference: fall back to the medians
         basis = "unpaired median"
-        ref_result = next((r for r in results if r.variant == reference), None) if reference else None
-        if ref_result is None or not measured(ref_result):
+        # the paired reference, else the model's reference (REFERENCE_ORDER), else the fastest passing variant:
+        # a ratio to fp32 eager says what shipping a variant buys; a ratio to the chosen one itself says nothing
+        by_variant = {r.variant: r for r in results if measured(r)}
+        order = ([reference] if reference else []) + list(REFERENCE_ORDER)
+        ref_result = next((by_variant[v] for v in order if v in by_variant), None)
+        if ref_result is None:
             ref_result = min(passing, key=lambda r: r.latency_ms.median) if passing else None  # type: ignore[union-attr]
         reference = ref_result.variant if ref_result else None
         candidates = [c for c in (_unpaired(r, ref_result) for r in passing) if c is not None]

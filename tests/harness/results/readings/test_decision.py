@@ -88,8 +88,9 @@ def test_without_pairing_the_medians_decide_and_the_decision_says_so() -> None:
     run = record([case("torch-fp32", 1.00, 160_000), case("onnx-fp32", 0.20, 160_000), case("onnx-x", 0.5, 1)])
     (decision,) = decide(run)
     assert decision.basis == "unpaired median"
-    assert decision.variant == "onnx-fp32"
+    assert decision.variant == "onnx-fp32" and decision.reference == "torch-fp32"
     assert "by unpaired medians (no paired ratio: a weaker basis than pairing)" in decision.sentence()
+    assert "of torch-fp32" in decision.sentence()  # against fp32 eager, not the fastest variant itself
 
 
 def test_committed_run_skips_excluded_and_no_interval_said() -> None:
