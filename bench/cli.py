@@ -755,12 +755,15 @@ def node_start(
 
 @list_app.command("models")
 def list_models() -> None:
-    """The zoo (user models: package.module:factory)."""
+    """The zoo and its adapters (user models: package.module:factory; user adapters: BASE+peft_dir)."""
     from profiles.zoo import ZOO
+    from profiles.zoo.adapters import ZOO_ADAPTERS
 
     table = Table("model", "task", "description", header_style="bold")
     for spec in ZOO.values():
         table.add_row(spec.name, spec.task, spec.description)
+    for adapter in ZOO_ADAPTERS.values():
+        table.add_row(f"{adapter.base}+{adapter.name}", ZOO[adapter.base].task, adapter.description)
     out.print(table)
 
 

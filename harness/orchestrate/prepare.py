@@ -71,15 +71,17 @@ def check_user_models(refs: list[str], timeout_s: float, log_dir: Path, executor
     """Import each user model's module in a worker of its own. A module that raises on import, or has
     no such factory, is a `ModelError` (bad input: exit 2); one that crashes or hangs is returned as a
     failure reason for that model's cases, and the run goes on with the others."""
+    from profiles.catalog import ADAPTER_SEPARATOR
     from profiles.errors import ModelError
     from profiles.paths import file_name
     from profiles.zoo import ZOO
 
     failures = {}
     for ref in refs:
-        if ref in ZOO:
+        base = ref.rpartition(ADAPTER_SEPARATOR)[0] if ADAPTER_SEPARATOR in ref else ref  # BASE+ADAPTER
+        if base in ZOO:
             continue
-        outcome = executor.run(Job(check_model, (ref,), timeout_s, log_dir / f"import-{file_name(ref)}.log"))
+        outcome = executor.run(Job(check_model, (base,), timeout_s, log_dir / f"import-{file_name(ref)}.log"))
         rejected = outcome.first(ModelRejected)
         if rejected is not None:
             raise ModelError(rejected.message)

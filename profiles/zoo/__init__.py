@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from profiles.catalog import ADAPTER_SEPARATOR
 from profiles.errors import ModelError, ProtocolError
 from profiles.zoo.adapters import AdapterRef, attach, domain_arrays, is_adapter_ref, parse_adapter_ref
 
@@ -319,7 +320,7 @@ class AdapterFactory:
 
 
 def _adapter_spec(ref: str) -> ModelSpec:
-    base_ref = ref.rpartition("+")[0]
+    base_ref = ref.rpartition(ADAPTER_SEPARATOR)[0]
     if is_adapter_ref(base_ref):
         raise ModelError(f"model '{ref}': one adapter per model (BASE+ADAPTER); {base_ref} has one already")
     base = resolve_model(base_ref) if base_ref else None  # an unknown base is named before its adapter

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from profiles.catalog import ADAPTER_SEPARATOR
 from profiles.errors import ModelError, first_line
 
-SEPARATOR = "+"
+SEPARATOR = ADAPTER_SEPARATOR
 
 
 @dataclass(frozen=True)
