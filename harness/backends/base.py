@@ -81,6 +81,7 @@ class Backend(ABC):
     directory_suffixes: ClassVar[tuple[str, ...]] = ()  # those of `suffixes` whose artifacts are directories
     probe_kits: ClassVar[tuple[ProbeKit, ...]]  # `bench devices --check`: one line per device of each kit
     baseline_refusal: ClassVar[str | None] = None  # why the baseline gate cannot pair its artifacts, or None
+    template: ClassVar[str | None] = None  # the `harness.process.templates` module its workers fork from
 
     @classmethod
     def staging(cls, notes: dict[str, Any] | None) -> bool | None:

@@ -5,6 +5,8 @@ Compute units are a request, not a placement: a float32-typed model never runs o
 and a virtualised Mac may expose no Neural Engine or GPU. So a `gpu` or `ane` case whose compute plan
 has no op preferring that device is refused at load, never measured under its name.
 
+A multifunction package is compiled once and loaded a function at a time (switching: `harness.measure.switch`).
+
 Written against coremltools 9.0 (see the reference notes on the Apple platform). On any other OS,
 `available()` says why and no case is measured.
 """
@@ -26,6 +28,7 @@ import numpy as np
 
 from converters.coreml.decoder import state_bytes
 from converters.coreml.inputs import cast_to_spec, spec_input_dtypes
+from converters.coreml.multifunction import core_ml_function_name, function_spec
 from harness.backends.base import Backend, DeviceUnavailable, LoadRequest, ProbeKit, Session
 from harness.backends.probe import converted_probe, probe_model_inputs
 from harness.host import ROSETTA, mac_host, macos_version, proc_translated
@@ -151,8 +154,8 @@ def plan_refusal(plan: dict[str, Any], device: str, visible: Collection[str] | N
     return reason
 
 
-def read_compute_plan(compiled_path: str, units: Any) -> dict[str, Any]:
-    """The summarised MLComputePlan of a compiled model for these compute units (macOS 14.4+)."""
+def read_compute_plan(compiled_path: str, units: Any, function: str = "main") -> dict[str, Any]:
+    """The summarised MLComputePlan of one function of a compiled model for these compute units (macOS 14.4+)."""
     if macos_version() < COMPUTE_PLAN_MACOS:
         return {"source": plan_unavailable(macos_version())}
     from coremltools.models.compute_plan import MLComputePlan
@@ -169,7 +172,7 @@ def read_compute_plan(compiled_path: str, units: Any) -> dict[str, Any]:
                 yield from walk(inner)
 
     return summarise_plan(
-        walk(program.functions["main"].block),
+        walk(program.functions[function].block),
         plan.get_compute_device_usage_for_mlprogram_operation,
         plan.get_estimated_cost_for_mlprogram_operation,
     )
@@ -206,10 +209,11 @@ class PlanRead:
 
 
 class CoreMLSession(Session):
-    def __init__(self, model: Any, spec: Any, request: LoadRequest, compiled: Compiled) -> None:
+    def __init__(self, model: Any, spec: Any, request: LoadRequest, compiled: Compiled, function: str | None) -> None:
         import coremltools as ct
 
         self.model = model
+        self.function = function  # the multifunction package's function loaded, `spec` its view; None: one function
         self.plan: PlanRead | None = None  # set by `CoreMLBackend.admit`
         self.input_names = [i.name for i in spec.description.input]
         self.input_dtypes = spec_input_dtypes(spec)
@@ -249,7 +253,7 @@ class CoreMLSession(Session):
         (only an MLModel exposes `last_predict_duration_in_nano_seconds`; the timed CompiledMLModel does not)."""
         import coremltools as ct
 
-        model = ct.models.MLModel(self.package_path, compute_units=self.units)
+        model = ct.models.MLModel(self.package_path, compute_units=self.units, function_name=self.function)
         for _ in range(PREDICT_WARMUP):
             model.predict(self.feed)
         values = []
@@ -283,7 +287,7 @@ class CoreMLBackend(Backend):
     def __init__(self) -> None:
         self.spec: Any = None
         self.compiled: Compiled | None = None
-        self.plan: PlanRead | None = None
+        self.plans: dict[str | None, PlanRead] = {}  # by function
         self.workdir: tempfile.TemporaryDirectory[str] | None = None
 
     def available(self, device: str) -> str | None:
@@ -300,30 +304,35 @@ class CoreMLBackend(Backend):
 
         self.spec = ct.models.MLModel(request.artifact_path, skip_model_load=True).get_spec()
 
-    def load(self, request: LoadRequest) -> Session:
+    def load(self, request: LoadRequest, function: str | None = None) -> CoreMLSession:
         """The first call compiles the .mlpackage (also kept apart as `compile_ms`) and loads the compiled
         model: the cold load, what an app pays. A later call loads the same compiled model again: the warm
-        load. The compute plan is a second load no app pays: `admit` reads it, untimed."""
+        load. The compute plan is a second load no app pays: `admit` reads it, untimed. A multifunction
+        package compiles once, all its functions, and each load loads `function` alone (None: the default),
+        `MLModel(path, function_name=...)` in its compiled form."""
         import coremltools as ct
 
+        view = function_spec(self.spec, function)  # an unknown name is refused before any Core ML call
+        name = core_ml_function_name(self.spec, function)
         reason = macos_reason(macos_version(), request.device, self.spec.specificationVersion)
         if reason is not None:
             raise DeviceUnavailable(reason)
         units = getattr(ct.ComputeUnit, COMPUTE_UNITS[request.device])
         if self.compiled is None:
             self.compiled = self._compile(request.artifact_path)
-        model = ct.models.CompiledMLModel(self.compiled.path, compute_units=units)
-        return CoreMLSession(model, self.spec, request, self.compiled)
+        model = ct.models.CompiledMLModel(self.compiled.path, compute_units=units, function_name=name)
+        return CoreMLSession(model, view, request, self.compiled, name)
 
     def admit(self, session: Session, request: LoadRequest) -> None:
-        """Reads the compute plan once (timed apart as `compute_plan_ms`) and refuses a device no op prefers."""
+        """Reads each function's compute plan once (timed apart as `compute_plan_ms`) and refuses a device no
+        op prefers."""
         assert isinstance(session, CoreMLSession) and self.compiled is not None
-        if self.plan is None:
+        if session.function not in self.plans:
             started = time.perf_counter_ns()
-            plan = read_compute_plan(self.compiled.path, session.units)
-            self.plan = PlanRead(plan, (time.perf_counter_ns() - started) / 1e6)
-        session.plan = self.plan
-        refusal = plan_refusal(self.plan.plan, request.device, visible_devices())
+            plan = read_compute_plan(self.compiled.path, session.units, session.function or "main")
+            self.plans[session.function] = PlanRead(plan, (time.perf_counter_ns() - started) / 1e6)
+        session.plan = self.plans[session.function]
+        refusal = plan_refusal(session.plan.plan, request.device, visible_devices())
         if refusal is not None:
             raise DeviceUnavailable(refusal)
 
@@ -340,4 +349,4 @@ class CoreMLBackend(Backend):
             self.workdir.cleanup()
         self.workdir = None
         self.compiled = None
-        self.plan = None
+        self.plans = {}

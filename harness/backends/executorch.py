@@ -409,6 +409,7 @@ class ExecuTorchBackend(Backend):
     name = "executorch"
     format = "executorch"
     devices: ClassVar[tuple[str, ...]] = tuple(COMPUTE_UNITS)
+    template: ClassVar[str | None] = "harness.process.templates.executorch"
     suffixes = (".pte",)
     probe_kits = (
         ProbeKit(_probe_artifact, probe_model_inputs, executorch_placed),

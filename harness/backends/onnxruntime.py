@@ -149,6 +149,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     format = "onnx"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "gpu", "ane")
+    template: ClassVar[str | None] = "harness.process.templates.onnxruntime"
     suffixes = (".onnx",)
     probe_kits = (ProbeKit(_probe_artifact, _probe_inputs, onnxruntime_placed),)
 

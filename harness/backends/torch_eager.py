@@ -96,6 +96,7 @@ class TorchBackend(Backend):
     name = "torch"
     format = "torch"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "gpu")
+    template: ClassVar[str | None] = "harness.process.templates.torch_eager"
     probe_kits = (ProbeKit(_probe_artifact, probe_model_inputs, _probe_placed),)
     baseline_refusal = "a torch state dict runs with the current code; pairing needs a self-contained artifact"
 

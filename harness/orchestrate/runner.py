@@ -29,6 +29,7 @@ from harness.orchestrate.staging import StageJob, stage_isolated
 from harness.pairing.series import Series, pairing_settings, run_series
 from harness.pairing.worker import Arm
 from harness.process.executor import LOCAL, Executor, Job
+from harness.process.isolation import PAIRED_TEMPLATE
 from harness.process.messages import Diagnosis, Measured, Unavailable
 from harness.process.scratch import run_environment
 from harness.process.specs import WorkerSpec
@@ -226,6 +227,7 @@ class Runner:
         started = time.monotonic()
         with run_environment(work_dir):
             try:
+                self._start_templates(runnable)
                 unimportable = check_user_models(
                     list(per_model), self.profile.measure.timeout_s, self._log_dir(), self.executor
                 )
@@ -382,6 +384,12 @@ class Runner:
                 elif round_index == measure.processes - 1:
                     self._emit(self._finish(item))
 
+    def _start_templates(self, runnable: list[Case]) -> None:
+        templates = {_template(case.backend) for case in runnable}
+        if runnable and self.profile.paired.enabled:
+            templates.add(PAIRED_TEMPLATE)
+        self.executor.start_templates(t for t in templates if t is not None)
+
     def _pair(self, progress: list[_Progress]) -> None:
         """The paired phase, after every case's unpaired processes: each variant against its model's
         reference on the same device (all of one model and device in one series of processes), and,
@@ -475,6 +483,7 @@ class Runner:
             self.profile.measure.timeout_s,
             log,
             exit_at_once=True,
+            preload=_template(item.case.backend),
             device=item.spec.device,
             measuring=True,
         )
@@ -548,6 +557,12 @@ class Runner:
         if interrupted:
             result.warnings.append(f"interrupted: {len(runs)} of {measure.processes} processes measured")
         return result
+
+
+def _template(backend: str) -> tuple[str, ...] | None:
+    """What a case's measuring process forks from: its backend's template (`harness.process.templates`)."""
+    module = backends()[backend].template
+    return (module,) if module else None
 
 
 def artifact_changed(artifact: ArtifactInfo) -> str | None:

@@ -26,7 +26,7 @@ import numpy as np
 from harness.pairing.sequential import FAST_THIRD_STATISTIC, LOOKS, PROCESS_STATISTICS, ROUNDS_STATISTIC, decide
 from harness.pairing.worker import Arm, PairedPlan, measure_paired, reference_share
 from harness.process.executor import LOCAL, Executor, Job
-from harness.process.isolation import TEMPLATE, WorkerOutcome
+from harness.process.isolation import PAIRED_TEMPLATE, WorkerOutcome
 from harness.process.messages import PairedMeasured, PairedRefused
 from harness.results.schema import PairedComparison, PairedProcess, ProcessTiming, Statistic
 from profiles.schema import Profile
@@ -144,7 +144,7 @@ class Series:
             settings.timeout_s,
             self.log_path,
             exit_at_once=True,
-            preload=TEMPLATE,
+            preload=PAIRED_TEMPLATE,
             device=self.reference.spec.device,
             measuring=True,
         )

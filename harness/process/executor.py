@@ -14,12 +14,12 @@ the executor too.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.process.isolation import WorkerOutcome, run_isolated
+from harness.process.isolation import WorkerOutcome, run_isolated, start_templates
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,11 @@ class Executor(Protocol):
         self, job: Job, on_message: Callable[[Any], None] | None = None, cancel: threading.Event | None = None
     ) -> WorkerOutcome:
         """Run the job; relay each message to `on_message` as it arrives; stop when `cancel` is set."""
+        ...
+
+    def start_templates(self, preloads: Iterable[tuple[str, ...]]) -> None:
+        """Start the templates these jobs will fork from, so their imports overlap the run's preparation
+        rather than delay its first measurement (an executor that starts its processes elsewhere: nothing)."""
         ...
 
     def device_reason(self, backend: str, device: str, on_this_host: Callable[[], str | None]) -> str | None:
@@ -68,6 +73,9 @@ class LocalExecutor:
             job.exit_at_once,
             job.preload,
         )
+
+    def start_templates(self, preloads: Iterable[tuple[str, ...]]) -> None:
+        start_templates(preloads)
 
     def device_reason(self, backend: str, device: str, on_this_host: Callable[[], str | None]) -> str | None:
         return on_this_host()

@@ -12,21 +12,24 @@ A child leads a process group of its own, and when it ends the parent kills that
 the child started (a user's factory that runs `sleep 150`, a runtime's helper) ends with it, instead of
 being orphaned and outliving the case.
 
-Paired processes start from a template (`preload`): on Linux, multiprocessing's forkserver, which
-imports the runtimes once and forks a fresh child per paired process, so a process that times
-milliseconds no longer pays seconds of imports (torch, ONNX Runtime and ExecuTorch's extension). The
-unpaired processes, whose memory figures a fork would change, spawn afresh (`harness.process.template`).
+Every measuring process starts from a template (`preload`): on Linux, a forkserver of multiprocessing's
+that imported one runtime once (`harness.process.templates`: one per backend, and one with every
+runtime for the paired processes) and forks a fresh child per case, so a process that times
+milliseconds no longer pays seconds of imports (torch, ONNX Runtime and ExecuTorch's extension). Each
+template holds only what a spawned worker of its runtime would have imported, and its children map its
+resident library pages in again, so a forked child's memory figures rest on a spawned one's basis.
 Every child is still a process of its own that dies with its case. What a fork would share is set in
 the child: its environment is the parent's at the call (the template's is the one it started with),
 and each runtime's thread count is set through the runtime's own call (`torch.set_num_threads`, ONNX
 Runtime's session options, ExecuTorch's thread pool reset), since the variables read at import were
-read in the template. The template is not used on macOS: Core ML and Metal are not fork-safe, so the
-Mac path spawns every child afresh, as before (`template_start_method`).
+read in the template. Templates are not used on macOS: Core ML and Metal are not fork-safe, so the
+Mac path spawns every child afresh (`template_start_method`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import multiprocessing as mp
 import os
 import signal
@@ -35,18 +38,19 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from multiprocessing import forkserver, resource_tracker
+from multiprocessing import forkserver, popen_forkserver, reduction, resource_tracker, spawn, util
+from multiprocessing.context import ForkServerProcess, set_spawning_popen
 from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.process.messages import Ready, WorkerError
 
 T = TypeVar("T")
-# What the template imports before it forks a child (`preload`): one module, which imports the runtimes
-# and the backends; named, not imported, so the parent never pays for it.
-TEMPLATE = ("harness.process.template",)
+# The paired processes' template (`preload`): a module that imports every runtime and the backends;
+# named, not imported, so the parent never pays for it.
+PAIRED_TEMPLATE = ("harness.process.templates.paired",)
 PR_SET_PDEATHSIG = 1
 WATCHDOG_INTERVAL_S = 0.5
 
@@ -75,20 +79,56 @@ def template_start_method() -> str:
     return "forkserver" if sys.platform.startswith("linux") else "spawn"
 
 
-def _template(preload: tuple[str, ...]) -> Any:
-    """The forkserver context with `preload` imported in the server. One server per parent process and
-    one preload list: a second list stops the first server, which the next start replaces."""
-    global _preloaded
-    context = mp.get_context("forkserver")
-    if _preloaded != preload:
-        if _preloaded is not None:
-            forkserver._forkserver._stop()
-        context.set_forkserver_preload(list(preload))
-        _preloaded = preload
-    return context
+class _TemplatePopen(popen_forkserver.Popen):
+    """multiprocessing's forkserver start, from the template of the process's `preload` rather than the
+    one server multiprocessing keeps per interpreter: the body of CPython's `Popen._launch` (3.10 to
+    3.13) with the server named. The child's side is multiprocessing's own."""
+
+    def _launch(self, process_obj: Any) -> None:
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        buffer = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buffer)
+            reduction.dump(process_obj, buffer)
+        finally:
+            set_spawning_popen(None)
+        self.sentinel, data = _server(process_obj.preload).connect_to_new_process(self._fds)
+        parent_copy = os.dup(data)  # the child's sentinel of its parent, as multiprocessing keeps it
+        self.finalizer = util.Finalize(self, util.close_fds, (parent_copy, self.sentinel))
+        with open(data, "wb", closefd=True) as stream:
+            stream.write(buffer.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
 
 
-_preloaded: tuple[str, ...] | None = None
+class _TemplateProcess(ForkServerProcess):
+    preload: tuple[str, ...] = ()
+
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:  # multiprocessing calls it by this name
+        return _TemplatePopen(process_obj)
+
+
+def _server(preload: tuple[str, ...]) -> forkserver.ForkServer:
+    """The template that imported `preload`, started on first use; it lives as long as this process."""
+    with _servers_lock:
+        server = _servers.get(preload)
+        if server is None:
+            server = _servers[preload] = forkserver.ForkServer()
+            server.set_forkserver_preload(list(preload))
+        return server
+
+
+def start_templates(preloads: Iterable[tuple[str, ...]]) -> None:
+    """Start each template now (where templates are used); it imports its runtimes while the caller
+    goes on."""
+    if template_start_method() == "forkserver":
+        for preload in preloads:
+            _server(preload).ensure_running()
+
+
+_servers: dict[tuple[str, ...], forkserver.ForkServer] = {}
+_servers_lock = threading.Lock()
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -217,13 +257,15 @@ def run_isolated(
     platform allows (`template_start_method`).
     """
     forked = preload is not None and template_start_method() == "forkserver"
-    context = _template(preload) if forked and preload is not None else mp.get_context("spawn")
-    parent_conn, child_conn = context.Pipe(duplex=False)
+    parent_conn, child_conn = mp.Pipe(duplex=False)
     log = str(log_path) if log_path else None
     environment = dict(os.environ) if forked else None
-    process = context.Process(
-        target=_child, args=(target, args, child_conn, log, os.getpid(), exit_at_once, environment), daemon=True
-    )
+    arguments = (target, args, child_conn, log, os.getpid(), exit_at_once, environment)
+    if forked and preload is not None:
+        process: Any = _TemplateProcess(target=_child, args=arguments, daemon=True)
+        process.preload = preload
+    else:
+        process = mp.get_context("spawn").Process(target=_child, args=arguments, daemon=True)
     outcome = WorkerOutcome(spawned_at=time.time())
     _start_without_sigint(process)
     child_conn.close()

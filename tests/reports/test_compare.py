@@ -211,13 +211,13 @@ def test_a_baseline_without_a_matching_case_fails_the_run(runs: dict[str, Path])
 
 
 def test_a_baseline_comparison_without_a_paired_process_is_shown_without_a_ratio(runs: dict[str, Path]) -> None:
-    """`--pair-budget 1` with two variants: the variants' series spends the whole budget, so the gate's
+    """`--pair-budget 0.1` with two variants: the variants' series spends the whole budget, so the gate's
     series gets no paired process. Its comparison has no ratio and used to crash the table
     (`ValueError: not enough values to unpack` in `_latency_text`); it reads "no ratio"."""
     out = runs["root"] / "starved.json"
     proc = bench(
         "run", "gate.toml", "-v", "torch-fp32", "-v", "onnx-fp32", "--processes", "1", "--budget", "0.2",
-        "--pair-budget", "1", "--baseline", str(runs["base"]), "--json", str(out), cwd=runs["root"],
+        "--pair-budget", "0.1", "--baseline", str(runs["base"]), "--json", str(out), cwd=runs["root"],
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr

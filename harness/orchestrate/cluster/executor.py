@@ -25,7 +25,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from harness.orchestrate.cluster.node import MEASURE, backend_reasons, device_resource, host_port, import_ray
@@ -146,6 +146,10 @@ class RayExecutor:
             ]
             self.answers.update(zip(asked, self.ray.get(refs), strict=True))
             return self.answers
+
+    def start_templates(self, preloads: Iterable[tuple[str, ...]]) -> None:
+        """Nothing to start from the driver: each task is a process of its own on a node (`max_calls=1`), which
+        starts its job's template there."""
 
     def device_reason(self, backend: str, device: str, on_this_host: Callable[[], str | None]) -> str | None:
         """A case's device is the cluster's when a live node advertises it and that node's backend runs it

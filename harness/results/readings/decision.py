@@ -6,9 +6,11 @@ ratio to the model's reference (`Result.versus`, measured in one process, altern
 the harness trusts most; the reference itself stands at exactly 1. A candidate whose interval is not
 wholly above another's cannot be told apart from the fastest on latency: those are tied, and a tie is
 broken by artifact size, then peak memory, then the ratio itself. An interval that spans more than a factor
-of `MAX_SPAN` (e.g. [0.00, 16488] from a pairing cut short) says nothing about latency: such a variant is
-not ranked at all, since as a tie it would win on size with no evidence it is not far slower, and the
-decision names it with the way to narrow it. Without paired ratios (pairing off)
+of `MAX_SPAN` and reaches the reference's latency (e.g. [0.00, 16488] from a pairing cut short) says
+nothing about latency: such a variant is not ranked at all, since as a tie it would win on size with no
+evidence it is not far slower, and the decision names it with the way to narrow it. A wide interval wholly
+below 1 (three short paired processes' [0.10, 0.32]) still says the variant is faster than the
+reference, and is ranked. Without paired ratios (pairing off)
 the unpaired medians, over the reference's median, take their place, and the decision says it rests on
 the weaker statistic: medians of separate processes carry the drift between them.
 """
@@ -25,7 +27,7 @@ from profiles.schema import Decide
 Basis = Literal["paired", "unpaired median"]
 TieBreak = Literal["size", "peak memory", "latency"]
 
-MAX_SPAN = 2.0  # an interval whose upper bound is over twice its lower bound ranks nothing
+MAX_SPAN = 2.0  # an interval over twice its lower bound at its upper, reaching 1, ranks nothing
 
 RULE = (
     "per model and device: among variants whose parity gate passed, the lowest paired latency ratio to the "
@@ -50,7 +52,7 @@ class Candidate:
     @property
     def too_wide(self) -> bool:
         low, high = self.bounds
-        return low <= 0 or high > MAX_SPAN * low
+        return low <= 0 or (high > MAX_SPAN * low and high >= 1.0)
 
     def text(self) -> str:
         interval = f" [{self.interval[0]:.2f}, {self.interval[1]:.2f}]" if self.interval else " (no interval)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pickle
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ class _Recording:
     ) -> WorkerOutcome:
         self.jobs.append(pickle.loads(pickle.dumps(job)))
         return LOCAL.run(job, on_message, cancel)
+
+    def start_templates(self, preloads: Iterable[tuple[str, ...]]) -> None:
+        LOCAL.start_templates(preloads)
 
     def device_reason(self, backend: str, device: str, on_this_host: Callable[[], str | None]) -> str | None:
         return LOCAL.device_reason(backend, device, on_this_host)

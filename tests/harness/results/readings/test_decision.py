@@ -63,6 +63,14 @@ def test_an_interval_too_wide_to_rank_is_named_not_chosen_for_its_size() -> None
     assert decision.excluded["et-tiny"].startswith("interval 0.30x [0.00, 16488.00] too wide to rank")
 
 
+def test_a_wide_interval_wholly_faster_than_the_reference_is_ranked() -> None:
+    """Three short paired processes (the smoke profile) gave [0.10, 0.32]: wide, but the variant is faster
+    than the reference at either end, so it is chosen rather than the reference."""
+    run = record([case("torch-fp32", 1.00, 160_000), case("onnx-fp32", 0.18, 163_000, (0.18, 0.10, 0.32))])
+    (decision,) = decide(run)
+    assert decision.variant == "onnx-fp32" and decision.excluded == {}
+
+
 def test_equal_size_ties_fall_to_peak_memory() -> None:
     run = record(
         [
