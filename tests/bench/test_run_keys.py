@@ -31,7 +31,10 @@ def key_paths(value: Any, prefix: str = "") -> set[str]:
 def test_bench_run_smoke_writes_the_keys_it_wrote_before_the_redesign(smoke_run: SmokeRun) -> None:
     path = smoke_run.results
     expected = set(GOLDEN.read_text().split())
-    assert key_paths(json.loads(path.read_text())) == expected
+    # `decisions[].excluded` maps variants to reasons, and which variants it names is the measurement's
+    # outcome (smoke's one short paired process may be too wide to rank on a noisy machine), not the contract.
+    written = {p for p in key_paths(json.loads(path.read_text())) if not p.startswith("decisions[].excluded.")}
+    assert written == expected
 
 
 def test_a_run_records_its_phases_and_every_worker_process_and_prints_the_breakdown(smoke_run: SmokeRun) -> None:

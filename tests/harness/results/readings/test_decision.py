@@ -129,5 +129,9 @@ def test_a_run_writes_its_decisions_into_the_results_file(smoke_run: SmokeRun) -
     (stored,) = run.decisions
     assert stored.basis == "paired" and stored.reference == "torch-fp32"
     assert stored.variant in {r.variant for r in run.results}
-    assert {r.variant for r in stored.ranked} == {r.variant for r in run.results if r.status == "ok"}
+    # One short paired process: on a noisy machine the interval may be too wide to rank, which excludes it.
+    assert {r.variant for r in stored.ranked} | set(stored.excluded) == {
+        r.variant for r in run.results if r.status == "ok"
+    }
+    assert all("too wide to rank" in why for why in stored.excluded.values())
     assert f"ship on cpu: {stored.sentence}" in " ".join(smoke_run.stdout.split())
