@@ -87,7 +87,7 @@ def recipe_model(model: LoadedModel, variant: Variant, ctx: ConversionContext) -
         return model, ctx
     if model.unfused is None:
         raise VariantSkipped(
-            f"{variant.name} keeps a LoRA adapter's branch: it converts BASE+ADAPTER models, and this one has no adapter",
+            f"{variant.name} keeps a LoRA adapter's branch: it converts BASE+ADAPTER models, and this one has none",
             about_model=True,
         )
     view = LoadedModel(model.unfused, model.example_inputs, model.factory, peft=model.peft)

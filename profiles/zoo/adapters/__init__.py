@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from profiles.catalog import ADAPTER_SEPARATOR
 from profiles.errors import ModelError, first_line
@@ -179,7 +179,7 @@ def domain_arrays(parsed: AdapterRef, count: int, purpose: str) -> tuple[tuple[A
 class AdapterTask:
     """The adapter's task metric on its domain's held-out rows beside the base's on the same rows."""
 
-    metric: str  # "perplexity" (decoders, per token) or "accuracy" (classifiers with labels)
+    metric: Literal["perplexity", "accuracy"]  # perplexity per token (decoders), accuracy (labelled classifiers)
     adapter: float
     base: float
     lower_is_better: bool
