@@ -53,7 +53,8 @@ def _parity(result: Result | None) -> str:
 
 
 def adapter_rows(record: RunRecord) -> list[AdapterRow]:
-    """One row per adapter model and unfused-adapter variant of the run, its fused variant beside it."""
+    """One row per adapter model and unfused-adapter variant of the run, its fused variant beside it; by
+    adapter in the run's order, then by format."""
     rows = []
     bases = {adapter.model: adapter.base for adapter in record.adapters or []}
     by_case = {(r.model, r.variant, r.device): r for r in record.results}
@@ -76,7 +77,8 @@ def adapter_rows(record: RunRecord) -> list[AdapterRow]:
         where = result.format if result.device == "cpu" else f"{result.format} {result.device}"
         parity = f"{_parity(fused)}/{_parity(result)}"
         rows.append(AdapterRow(result.model, bases[result.model], where, full, added, switch, ratio, parity))
-    return rows
+    order = list(bases)
+    return sorted(rows, key=lambda row: (order.index(row.model), row.format))
 
 
 def set_lines(rows: list[AdapterRow]) -> list[str]:

@@ -1,12 +1,14 @@
 """Adapters through `bench run`: a user's own base and peft adapter directory, written here with peft and
-outside the package (acceptance 4), and the built-in `adapters` profile on its vision adapter, the CI-sized
-run of the same path as the whole profile (tests/bench/test_builtin_profiles.py)."""
+outside the package (acceptance 4, in CI: the path of the `adapters` profile at its smallest), and the
+built-in `adapters` profile on its vision adapter (slow)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import bench
 
@@ -83,6 +85,7 @@ def test_a_users_peft_adapter_directory_runs_end_to_end(tmp_path: Path) -> None:
     assert "adapters" in stdout and "onnx" in stdout and "no dataset to judge its task on" in stdout
 
 
+@pytest.mark.slow  # about 100 s here, most of it training the adapter in the worker on a fresh cache
 def test_the_adapters_profile_runs_its_vision_adapter_and_it_beats_its_base(tmp_path: Path) -> None:
     variants = ["-v", "torch-fp32", "-v", "onnx-fp32", "-v", "onnx-lora-unfused"]
     data, stdout = _run(tmp_path, "adapters", "-m", "digits_cnn+rotated", *variants)
