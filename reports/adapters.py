@@ -7,7 +7,7 @@
   the same process (warm). A Core ML multifunction package, whose functions share the base, measures its
   own switch (`harness.measure.switch`, macOS 15).
 - unfused/fused: the unfused variant's latency over the fused one's, paired in one process (per call, per
-  decode step for a decoder), with its 95% interval (`Result.versus_fused`).
+  decode step for a decoder), with its 95% interval (`Result.versus_fused`), header `unfused/fused [CI]`.
 - parity: each variant against the adapter's own torch reference (the fused eager model), fused/unfused.
 
 Under the table, per base and format with two or more adapters, the base once with every adapter's branch
@@ -118,7 +118,7 @@ def adapter_line(adapter: AdapterRecord) -> str:
     )
 
 
-COLUMNS = ("adapter", "format", "size added", "switch ms c/w", "unfused/fused [95% CI]", "parity f/u")
+COLUMNS = ("adapter", "format", "size added", "switch ms c/w", "unfused/fused [CI]", "parity f/u")
 
 
 def render_adapters(record: RunRecord, console: Console) -> None:

@@ -39,6 +39,11 @@ def adapters_run() -> RunRecord:
             "onnx-fp32", ratio, interval, "regression", 0.01, "", FAST_THIRD_STATISTIC, [process]
         )
         results += [fused, unfused]
+        if name.endswith("python_source"):  # the widest format's name too
+            for variant in ("et-xnnpack-fp32", "et-lora-unfused"):
+                program = case(variant, 1.0, BASE_BYTES, model=name)
+                program.format = "executorch"
+                results.append(program)
         task = AdapterTaskMetric("perplexity", 3.2, 9.6, 64, "64 held-out rows")
         adapters.append(AdapterRecord(name, "tiny_decoder", name.split("+")[1], [8], ["qkv"], 12_288, 49_152, task))
     run = record(results, "adapters")
@@ -52,7 +57,8 @@ def test_the_adapters_table_fits_100_columns_and_says_what_each_adapter_costs() 
     text = stream.getvalue()
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 100 and "…" not in text
-    row = next(line for line in lines if line.split()[:1] == ["tiny_decoder+python_source"])
+    row = next(line for line in lines if line.split()[:2] == ["tiny_decoder+python_source", "onnx"])
+    assert any(line.split()[:2] == ["tiny_decoder+python_source", "executorch"] for line in lines)
     assert row.split()[1:] == ["onnx", "+50.0", "kB", "12.50/3.25", "1.08x", "[1.05,", "1.12]", "pass/pass"]
     words = " ".join(text.split())  # the lines under the table wrap at the console's width
     assert "tiny_decoder on onnx: the base once and 2 adapters' branches 1.1 MB, against 2 full models 2.0 MB" in words
