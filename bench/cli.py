@@ -254,6 +254,7 @@ def run(
     from harness.process.executor import LOCAL
     from harness.results.readings.timing import breakdown_line
     from profiles.schema import load_profile
+    from reports.adapters import render_adapters
     from reports.terminal import render
 
     overrides = _overrides(
@@ -318,6 +319,7 @@ def run(
                 record = runner.run(observer)
     reporting_started = time.monotonic()
     render(record, out)
+    render_adapters(record, out)
     code = exit_code(record)
     if baseline_run is not None:
         from reports.compare import compare_runs, render_comparison
@@ -437,6 +439,7 @@ def report(
 ) -> None:
     """Render results files: the terminal view, and HTML, Markdown or pytest-benchmark JSON on request."""
     from harness.results.schema import load_results
+    from reports.adapters import render_adapters
     from reports.terminal import render
 
     outputs = {"--html": html_path, "--markdown": markdown_path, "--pytest-benchmark": pytest_benchmark_path}
@@ -446,6 +449,7 @@ def report(
     runs = [load_results(path) for path in results]
     for run in runs:
         render(run, out, wide)
+        render_adapters(run, out)
     if not _print_outcomes(_write_reports(runs, html_path, markdown_path, pytest_benchmark_path)):
         raise typer.Exit(1)
 
@@ -755,12 +759,15 @@ def node_start(
 
 @list_app.command("models")
 def list_models() -> None:
-    """The zoo (user models: package.module:factory)."""
+    """The zoo and its adapters (user models: package.module:factory; user adapters: BASE+peft_dir)."""
     from profiles.zoo import ZOO
+    from profiles.zoo.adapters import ZOO_ADAPTERS
 
     table = Table("model", "task", "description", header_style="bold")
     for spec in ZOO.values():
         table.add_row(spec.name, spec.task, spec.description)
+    for adapter in ZOO_ADAPTERS.values():
+        table.add_row(f"{adapter.base}+{adapter.name}", ZOO[adapter.base].task, adapter.description)
     out.print(table)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from dataclasses import replace
 from typing import Any
 
 from converters.base import ConversionContext, VariantSkipped
@@ -45,7 +46,8 @@ def build_artifact(
     try:
         started = time.perf_counter()
         try:
-            converted = converter.convert(model, variant, staging, ctx)
+            source, context = recipe_model(model, variant, ctx)
+            converted = converter.convert(source, variant, staging, context)
         except VariantSkipped as skip:
             if skip.about_model:
                 cache.store_skip(key, str(skip), about)
@@ -75,3 +77,18 @@ def build_artifact(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {**info, "cache_hit": False, "cache_explanation": explanation}
+
+
+def recipe_model(model: LoadedModel, variant: Variant, ctx: ConversionContext) -> tuple[LoadedModel, ConversionContext]:
+    """What a recipe converts: the model (an adapter model's fused module) or, for an unfused-adapter recipe,
+    the base with its LoRA branch kept (`profiles.zoo.adapters`), with a memo of its own (the converters
+    keep one export per model in `ctx.scratch`, and the two must not share it)."""
+    if not variant.unfused_adapter:
+        return model, ctx
+    if model.unfused is None:
+        raise VariantSkipped(
+            f"{variant.name} keeps a LoRA adapter's branch: it converts BASE+ADAPTER models, and this one has none",
+            about_model=True,
+        )
+    view = LoadedModel(model.unfused, model.example_inputs, model.factory, peft=model.peft)
+    return view, replace(ctx, scratch=ctx.scratch.setdefault("lora-unfused", {}))

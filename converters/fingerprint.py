@@ -169,6 +169,10 @@ def fingerprint_model(model: LoadedModel, name: str = "") -> Fingerprint:
     for tensor_name, tensor in [*model.module.named_parameters(), *model.module.named_buffers()]:
         parts["weights"].update(f"{tensor_name}={canonical(tensor)}".encode())
     attributes = dict(module_attributes(model.module))
+    if model.unfused is not None:  # an adapter: its factors and settings (rank, scaling), not only their merge
+        for tensor_name, tensor in model.unfused.named_parameters():
+            parts["weights"].update(f"unfused.{tensor_name}={canonical(tensor)}".encode())
+        attributes |= {f"unfused.{name}": value for name, value in module_attributes(model.unfused)}
     for attribute, value in attributes.items():
         parts["attributes"].update(f"{attribute}={value}\n".encode())
     settings = dict(module_settings(model))

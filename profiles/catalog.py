@@ -26,6 +26,11 @@ class Variant:
     recipe: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def unfused_adapter(self) -> bool:
+        """A recipe that keeps a LoRA adapter's branch in the graph: it converts only `BASE+ADAPTER` models."""
+        return self.recipe.get("lora") == "unfused"
+
+    @property
     def calibrated(self) -> bool:
         """True when the recipe runs calibration inputs (so they are part of its cache key)."""
         return self.recipe.get("quant") == "int8-static" or bool(self.recipe.get("activations"))
@@ -118,7 +123,21 @@ VARIANTS: dict[str, Variant] = {
             "4-bit weight-only MatMul (MatMulNBits), block 32, symmetric",
             {"opset": _OPSET, "quant": "matmul-4bit", "block_size": 32, "min_matmul_share_of_compute": 0.5},
         ),
+        Variant(
+            "onnx-lora-unfused",
+            "onnx",
+            "fp32",
+            "an adapter model with its LoRA branch kept in the graph (W x + B A x), fp32",
+            {"opset": _OPSET, "lora": "unfused", "fused": "onnx-fp32"},
+        ),
         Variant("et-xnnpack-fp32", "executorch", "fp32", "ExecuTorch .pte, XNNPACK delegate", {"delegate": "xnnpack"}),
+        Variant(
+            "et-lora-unfused",
+            "executorch",
+            "fp32",
+            "ExecuTorch .pte, XNNPACK delegate, an adapter model with its LoRA branch kept in the graph",
+            {"delegate": "xnnpack", "lora": "unfused", "fused": "et-xnnpack-fp32"},
+        ),
         Variant(
             "et-xnnpack-int8",
             "executorch",
@@ -142,3 +161,14 @@ VARIANTS: dict[str, Variant] = {
         ),
     ]
 }
+
+
+ADAPTER_SEPARATOR = "+"  # `BASE+ADAPTER` (`profiles.zoo.adapters`)
+
+
+def all_variants(models: list[str]) -> list[str]:
+    """What `variants = ["all"]` means: every recipe, the unfused-adapter ones only when a model has an
+    adapter. They build nothing for any other model, and `all` must not grow a profile of plain models
+    (`default`, `genai`) by cases that could only be skipped."""
+    with_adapter = any(ADAPTER_SEPARATOR in model for model in models)
+    return [name for name, variant in VARIANTS.items() if with_adapter or not variant.unfused_adapter]

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from profiles.catalog import VARIANTS
+from profiles.catalog import VARIANTS, all_variants
 from profiles.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -226,7 +226,7 @@ class Profile(_Strict):
         if _recorded(info):
             return value
         if value == ["all"]:
-            return list(VARIANTS)
+            return all_variants(info.data.get("models") or [])
         for name in value:
             if name not in VARIANTS:
                 raise ValueError(f"unknown variant '{name}'; allowed: all, {', '.join(VARIANTS)}")

@@ -12,6 +12,8 @@ from harness.results.readings.decision import RULE, decide
 from harness.results.readings.queries import ordered_results
 from harness.results.schema import Result, RunRecord
 from reports import charts
+from reports.adapters import COLUMNS as ADAPTER_COLUMNS
+from reports.adapters import AdapterRow, adapter_line, adapter_rows, set_lines
 from reports.pareto import pareto_points
 from reports.summary import shown, skipped_lines, versus_text
 from reports.terminal import bytes_text, latency_text, ms_text, size_text
@@ -59,6 +61,21 @@ class _Formatter:
         return "-" if value is None else f"{value:.4g}"
 
 
+@dataclass
+class _Adapters:
+    """The runs' adapters table (`reports.adapters`) and its lines: per base and format, N adapters against
+    N full models, and each adapter's task metric against its base's."""
+
+    rows: list[AdapterRow]
+    lines: list[str]
+
+
+def _adapters(runs: list[RunRecord]) -> _Adapters | None:
+    rows = [row for run in runs for row in adapter_rows(run)]
+    lines = set_lines(rows) + [adapter_line(a) for run in runs for a in run.adapters or []]
+    return _Adapters(rows, lines) if rows or lines else None
+
+
 def render_html(runs: list[RunRecord]) -> str:
     environment = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     template = environment.from_string(resources.files("reports").joinpath("templates/report.html").read_text())
@@ -92,6 +109,8 @@ def render_html(runs: list[RunRecord]) -> str:
         metric_keys={model: metric_keys(results) for model, results in by_model.items()},
         shown={model: shown(results) for model, results in by_model.items()},
         skipped={model: skipped_lines(results) for model, results in by_model.items()},
+        adapters=_adapters(runs),
+        adapter_columns=ADAPTER_COLUMNS,
     )
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from harness.results.readings.decision import RULE, decide
 from harness.results.readings.queries import ordered_results
 from harness.results.schema import Result, RunRecord
+from reports.adapters import COLUMNS as ADAPTER_COLUMNS
+from reports.adapters import adapter_line, adapter_rows, set_lines
 from reports.summary import shown, skipped_lines, versus_text
 from reports.terminal import latency_text, size_text
 
@@ -48,7 +50,19 @@ def render_markdown(runs: list[RunRecord]) -> str:
         lines += [f"- {md_escape(line)}" for line in skipped_lines(results)]
         lines += [""] if skipped_lines(results) else []
         lines += _baseline_section(results)
+        lines += _adapters_section(run)
     return "\n".join(lines)
+
+
+def _adapters_section(run: RunRecord) -> list[str]:
+    """A run with adapter models: the adapters table (`reports.adapters`) and a line per adapter."""
+    if not run.adapters:
+        return []
+    lines = ["**Adapters**:", "", "| " + " | ".join(ADAPTER_COLUMNS) + " |", "|---" * len(ADAPTER_COLUMNS) + "|"]
+    rows = adapter_rows(run)
+    lines += ["| " + " | ".join(md_escape(cell) for cell in row.cells) + " |" for row in rows]
+    notes = [*set_lines(rows), *(adapter_line(adapter) for adapter in run.adapters)]
+    return [*lines, "", *(f"- {md_escape(note)}" for note in notes), ""]
 
 
 def _baseline_section(results: list[Result]) -> list[str]:

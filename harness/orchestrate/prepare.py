@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.process.executor import LOCAL, Executor, Job
 from harness.process.messages import ArtifactBuilt, ModelChecked, ModelRejected, PreparedModel, Stage
-from harness.results.schema import ArtifactInfo, ProcessTiming
+from harness.results.schema import AdapterRecord, AdapterTaskMetric, ArtifactInfo, ProcessTiming
 from profiles.paths import save_torch
 from profiles.schema import Profile
 
@@ -71,15 +71,17 @@ def check_user_models(refs: list[str], timeout_s: float, log_dir: Path, executor
     """Import each user model's module in a worker of its own. A module that raises on import, or has
     no such factory, is a `ModelError` (bad input: exit 2); one that crashes or hangs is returned as a
     failure reason for that model's cases, and the run goes on with the others."""
+    from profiles.catalog import ADAPTER_SEPARATOR
     from profiles.errors import ModelError
     from profiles.paths import file_name
     from profiles.zoo import ZOO
 
     failures = {}
     for ref in refs:
-        if ref in ZOO:
+        base = ref.rpartition(ADAPTER_SEPARATOR)[0] if ADAPTER_SEPARATOR in ref else ref  # BASE+ADAPTER
+        if base in ZOO:
             continue
-        outcome = executor.run(Job(check_model, (ref,), timeout_s, log_dir / f"import-{file_name(ref)}.log"))
+        outcome = executor.run(Job(check_model, (base,), timeout_s, log_dir / f"import-{file_name(ref)}.log"))
         rejected = outcome.first(ModelRejected)
         if rejected is not None:
             raise ModelError(rejected.message)
@@ -151,6 +153,8 @@ def prepare_model(
             parity["labels"] = np.asarray(labels)
         np.savez(out / "parity.npz", **parity)
         save_torch(loaded.module.state_dict(), out / "weights.pt")
+    if with_reference and loaded.peft is not None:
+        send(Stage("judging the adapter against its base"))
     send(
         PreparedModel(
             fingerprint=fingerprint.digest,
@@ -159,6 +163,7 @@ def prepare_model(
             weights_path=str(out / "weights.pt"),
             parity_source=source,
             task=task,
+            adapter=adapter_record(spec, loaded, decoder is not None) if with_reference else None,
         )
     )
 
@@ -184,6 +189,28 @@ def prepare_model(
                 send(ArtifactBuilt(name, "failed", f"conversion failed: {exc}"))
 
 
+def adapter_record(spec: Any, loaded: Any, decoder: bool) -> AdapterRecord | None:
+    """What a `BASE+ADAPTER` model's adapter adds (rank, adapted modules, its factors' bytes) and its task
+    metric on held-out rows against the base's (`profiles.zoo.adapters.task_metric`); None for a model
+    without an adapter."""
+    from profiles.zoo.adapters import lora_layout, task_metric
+
+    if spec.adapter is None or loaded.peft is None:
+        return None
+    layout = lora_layout(loaded.peft)
+    task = task_metric(spec, loaded, decoder)
+    return AdapterRecord(
+        model=spec.name,
+        base=spec.adapter.base,
+        adapter=spec.adapter.adapter,
+        ranks=list(layout.ranks),
+        targets=list(layout.targets),
+        parameters=layout.parameters,
+        weight_bytes=layout.bytes_fp32,
+        task=None if task is None else AdapterTaskMetric(task.metric, task.adapter, task.base, task.rows, task.data),
+    )
+
+
 def generation_settings(profile: Profile) -> Any:
     from harness.generation.measure import GenerationSettings
 
@@ -206,6 +233,7 @@ class Prepared:
     weights_path: str = ""
     parity_source: str = ""
     task: str = "generic"
+    adapter: AdapterRecord | None = None  # a `BASE+ADAPTER` model's adapter
     failure: str | None = None  # the model itself failed (factory, reference outputs): all its cases fail
     rejected: str | None = None  # the model breaks the protocol (bad input): the command stops, exit 2
     artifacts: dict[str, ArtifactBuilt] = field(default_factory=dict)
@@ -240,6 +268,7 @@ def prepare_isolated(
             prepared.weights_path = message.weights_path
             prepared.parity_source = message.parity_source
             prepared.task = message.task
+            prepared.adapter = message.adapter
         elif isinstance(message, ModelRejected):
             prepared.rejected = message.message
         elif isinstance(message, ArtifactBuilt):

@@ -254,6 +254,8 @@ class Runner:
                         if prepared.rejected:
                             raise ProtocolError(prepared.rejected)
                         self.observer.step(f"{model_ref}: prepared")
+                        if prepared.adapter is not None:
+                            self.record.adapters = [*(self.record.adapters or []), prepared.adapter]
                         for case in cases:
                             progress += self._plan_measurement(case, prepared)
                 progress = self._stage_programs(progress, work_dir)
@@ -399,6 +401,7 @@ class Runner:
         measured = {current_key(item.case): item for item in progress if not item.done and item.measured}
         results = {r.case_key: r for r in self.record.results if r.case_key in measured and r.status == "ok"}
         versus: list[Series] = []
+        fused: list[Series] = []
         gates: list[Series] = []
         if self.profile.paired.enabled:
             groups: dict[tuple[str, str], list[_Progress]] = {}
@@ -406,6 +409,7 @@ class Runner:
                 groups.setdefault((measured[key].case.model.ref, key[2]), []).append(measured[key])
             for (model, device), items in groups.items():
                 by_variant = {item.case.variant.name: item for item in items}
+                fused += self._fused_series(model, device, by_variant)
                 reference = next((by_variant[v] for v in REFERENCE_ORDER if v in by_variant), None)
                 others = [item for item in items if item is not reference]
                 if reference is None or not others:
@@ -437,7 +441,7 @@ class Runner:
                             self.executor,
                         )
                     )
-        series = versus + gates
+        series = fused + versus + gates  # an adapter's own comparison first: a tight budget still gives it one
         if not series:
             return
 
@@ -446,10 +450,12 @@ class Runner:
             self.observer.step(f"{one.label}: {one.processes} paired processes, {len(one.open_arms)} open", 0)
             for key, comparison in one.results.items():
                 result = results[key]
-                if comparison is result.versus or comparison is result.against_baseline:
+                if any(comparison is c for c in (result.versus, result.versus_fused, result.against_baseline)):
                     continue  # written after an earlier process of this series
                 if one in gates:
                     result.against_baseline = comparison
+                elif one in fused:
+                    result.versus_fused = comparison
                 else:
                     result.versus = comparison
                 self._update(result)
@@ -457,6 +463,27 @@ class Runner:
         run_series(series, self.profile.paired.max_s * len(series), write_finished)
         for one in series:
             self.timing.processes += one.timings
+
+    def _fused_series(self, model: str, device: str, by_variant: dict[str, _Progress]) -> list[Series]:
+        """Each unfused-adapter variant against the fused variant its recipe names (`onnx-lora-unfused`
+        against `onnx-fp32`), in a series of its own: the unfused adapter's overhead, per call or, for a
+        decoder, per decode step, paired in one process like any two variants."""
+        found = []
+        for name, item in by_variant.items():
+            fused = by_variant.get(str(item.case.variant.recipe.get("fused", "")))
+            if item.case.variant.unfused_adapter and fused is not None:
+                found.append(
+                    Series(
+                        Arm(fused.spec),
+                        {current_key(item.case): Arm(item.spec)},
+                        fused.case.variant.name,
+                        pairing_settings(self.profile, across_variants=True),
+                        self._log(f"paired-{model}-{name}-{device}"),
+                        f"{model} on {device}: {name} against {fused.case.variant.name}",
+                        self.executor,
+                    )
+                )
+        return found
 
     def _baseline_spec(self, current: _Progress) -> WorkerSpec | None:
         """The current case's spec with the baseline's artifact, or None (and a note saying why)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.results.schema import (
+    AdapterRecord,
     ArtifactInfo,
     DiagnosisReport,
     EnergyStats,
@@ -68,6 +69,7 @@ class PreparedModel:
     weights_path: str
     parity_source: str
     task: str
+    adapter: AdapterRecord | None = None  # a `BASE+ADAPTER` model: what the adapter adds, its task metric
 
 
 @dataclass(frozen=True)

@@ -260,6 +260,37 @@ class GenerationSummary:
 
 
 @dataclass
+class AdapterTaskMetric:
+    """An adapter's task metric on its domain's held-out rows beside its base's on the same rows
+    (`profiles.zoo.adapters.task_metric`): held-out perplexity per token (decoders) or accuracy."""
+
+    metric: Literal["perplexity", "accuracy"]
+    adapter: float
+    base: float
+    rows: int
+    data: str  # which rows: the adapter's own domain, or the base's dataset for a user adapter
+
+    @property
+    def beats_base(self) -> bool:
+        return self.adapter < self.base if self.metric == "perplexity" else self.adapter > self.base
+
+
+@dataclass
+class AdapterRecord:
+    """A `BASE+ADAPTER` model of the run: what its LoRA adapter adds to the base, and its task metric.
+    Measured once per model, in the worker that prepared it; its cases' results carry the rest."""
+
+    model: str  # the results' model name, `BASE+ADAPTER`
+    base: str
+    adapter: str  # a zoo adapter's name, or the user's peft directory
+    ranks: list[int]
+    targets: list[str]  # the base's modules it adapts
+    parameters: int
+    weight_bytes: int  # its LoRA factors in fp32: what peft's adapter file holds, less its header
+    task: AdapterTaskMetric | None = None  # None: no dataset to judge it on
+
+
+@dataclass
 class Result:
     model: str
     variant: str
@@ -282,6 +313,8 @@ class Result:
     thermal_states: list[ThermalState] = field(default_factory=list)  # per process
     versus: PairedComparison | None = None  # against the model's reference on the same device, paired
     against_baseline: PairedComparison | None = None  # with --baseline: against the baseline's artifact
+    # an unfused-adapter variant (`*-lora-unfused`): against the fused variant of its recipe, paired
+    versus_fused: PairedComparison | None = field(default=None, metadata=OMIT_NONE)
     generation: GenerationSummary | None = None  # decoders: TTFT, decode ms/token, tokens/s, memory per context
     node: str | None = None  # the cluster node(s) its measuring processes ran on (`--cluster`); None: this host
 
@@ -375,6 +408,7 @@ class RunRecord:
     revision_describe: str | None = None  # `git describe --always --dirty` of that directory, where it is one
     label: str | None = None  # `bench run --label`: free text, e.g. "nightly"
     machine_key: str = ""  # the history series' machine (`machine_key`)
+    adapters: list[AdapterRecord] | None = field(default=None, metadata=OMIT_NONE)  # its BASE+ADAPTER models
 
     def __post_init__(self) -> None:
         """A record without a machine key (a file written before it was recorded) takes its environment's."""

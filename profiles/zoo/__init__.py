@@ -20,6 +20,9 @@ of context) and judges it token by token (greedy continuations, perplexity):
 `tiny_decoder` (profiles/zoo/decoder.py) is the zoo's; `examples/` has a user decoder in a file. Under a
 profile with a ``[generation]`` table every model must follow these rules (`decoder_protocol` names the
 first one broken); elsewhere a model that does not is measured as a plain model.
+
+A model with an adapter is ``BASE+ADAPTER``: the base's factory plus a LoRA adapter, a zoo adapter or the
+user's peft directory (the protocol is in `profiles.zoo.adapters`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from profiles.catalog import ADAPTER_SEPARATOR
 from profiles.errors import ModelError, ProtocolError
+from profiles.zoo.adapters import AdapterRef, attach, domain_arrays, is_adapter_ref, parse_adapter_ref
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class ModelSpec:
     task: str  # "classification" | "embedding" | "generation" | "generic"
     factory: Callable[[], Any]
     dataset: Callable[[int, str], Dataset] | None = None  # (count, "parity" | "calibration")
+    adapter: AdapterRef | None = None  # a `BASE+ADAPTER` model
 
 
 @dataclass
@@ -60,6 +66,12 @@ class LoadedModel:
     module: Any  # torch.nn.Module in eval mode
     example_inputs: tuple[Any, ...]  # torch tensors, batch 1
     factory: Any = None  # the function that built it (a user factory: the imported function itself)
+    peft: Any = None  # a `BASE+ADAPTER` model: the peft model (`module` is its fused copy)
+
+    @property
+    def unfused(self) -> Any:
+        """The base with the LoRA branch kept in the graph (`profiles.zoo.adapters`), or None."""
+        return None if self.peft is None else self.peft.base_model.model
 
     @property
     def input_names(self) -> list[str]:
@@ -295,11 +307,44 @@ ZOO: dict[str, ModelSpec] = {
 }
 
 
+@dataclass(frozen=True)
+class AdapterFactory:
+    """A `BASE+ADAPTER` model's factory: the base's, with the adapter merged (the plain protocol's view;
+    `load_model` also keeps the unfused model)."""
+
+    ref: str
+
+    def __call__(self) -> Any:
+        loaded = load_model(resolve_model(self.ref))
+        return loaded.module, loaded.example_inputs
+
+
+def _adapter_spec(ref: str) -> ModelSpec:
+    base_ref = ref.rpartition(ADAPTER_SEPARATOR)[0]
+    if is_adapter_ref(base_ref):
+        raise ModelError(f"model '{ref}': one adapter per model (BASE+ADAPTER); {base_ref} has one already")
+    base = resolve_model(base_ref) if base_ref else None  # an unknown base is named before its adapter
+    parsed = parse_adapter_ref(ref)
+    assert base is not None
+    dataset = base.dataset
+    if parsed.zoo is not None:
+
+        def dataset(count: int, purpose: str) -> Dataset:
+            found = domain_arrays(parsed, count, purpose)
+            assert found is not None
+            return Dataset(*found)
+
+    what = parsed.zoo.description if parsed.zoo else f"the peft adapter in {parsed.directory}"
+    return ModelSpec(ref, ref, f"{base.name} with {what}", base.task, AdapterFactory(ref), dataset, parsed)
+
+
 def resolve_model(ref: str) -> ModelSpec:
-    """A zoo name or a user factory reference, checked for its form (and a file path for its existence)
-    without importing anything; raises `ModelError` in one line."""
+    """A zoo name, a user factory reference or `BASE+ADAPTER`, checked for its form (and a file path for
+    its existence) without importing anything; raises `ModelError` in one line."""
     if ref in ZOO:
         return ZOO[ref]
+    if is_adapter_ref(ref):
+        return _adapter_spec(ref)
     target, _, attr = ref.rpartition(":")
     if ":" not in ref or not target or not attr:
         raise ModelError(
@@ -315,6 +360,10 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     """Call the factory (importing a user factory first) and check what it returned against the protocol."""
     import torch
 
+    if spec.adapter is not None:
+        base = load_model(resolve_model(spec.adapter.base))
+        fused, peft = attach(spec.adapter, base.module)
+        return LoadedModel(fused, base.example_inputs, base.factory, peft=peft)
     try:
         factory = spec.factory.resolve() if isinstance(spec.factory, (ZooFactory, UserFactory)) else spec.factory
         built = factory()

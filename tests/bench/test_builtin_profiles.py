@@ -1,7 +1,9 @@
 """Every built-in profile exits 0 on this host with the smallest budgets: a variant this host cannot run
 is `skipped` with its reason, never `failed` (the `genai` profile once broke when ExecuTorch variants
 joined `all`, and no test ran it). `smoke` runs in every CI run; the profiles whose conversions
-take minutes on 2 cores (`ci`: 3 min, `default`, `genai`, `llm`) are `slow`."""
+take minutes on 2 cores (`ci`: 3 min, `default`, `genai`, `llm`, `adapters`: its decoder adapters' ExecuTorch
+programs) are `slow`; `adapters`' path (`BASE+ADAPTER`, fused and unfused, paired, the adapters table) runs
+in CI in tests/bench/test_adapters_run.py."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pytest
 from profiles.schema import builtin_profiles
 from tests.conftest import bench
 
-MINUTES_TO_CONVERT = {"ci", "default", "genai", "llm"}
+MINUTES_TO_CONVERT = {"ci", "default", "genai", "llm", "adapters"}
 
 
 def _profiles() -> list[object]:

@@ -8,11 +8,14 @@ import pytest
 
 from harness.results.schema import (
     SCHEMA_VERSION,
+    AdapterRecord,
+    AdapterTaskMetric,
     DiagnosisReport,
     Environment,
     GenerationSummary,
     GpuMemory,
     LatencyStats,
+    PairedComparison,
     ParityResult,
     Result,
     RunRecord,
@@ -167,3 +170,21 @@ def test_a_record_s_keys_are_the_ones_measured(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     write_results(run, path)
     assert load_results(path) == run
+
+
+def test_adapter_records_are_additive_and_round_trip(tmp_path: Path) -> None:
+    """A run without adapter models writes no adapter keys (the files before them are the files after);
+    one with them keeps each adapter's record and each unfused variant's paired ratio to its fused one."""
+    plain = json.loads(to_json(record()))
+    assert "adapters" not in plain and "versus_fused" not in plain["results"][0]
+    run = record()
+    task = AdapterTaskMetric("perplexity", 3.5, 9.0, 64, "held-out rows")
+    run.adapters = [AdapterRecord("m+a", "m", "a", [8], ["fc1"], 1024, 4096, task)]
+    run.results[0].versus_fused = PairedComparison(
+        "onnx-fp32", 1.08, [1.02, 1.15], "regression", 0.01, "", "log-ratio of the fastest third of each arm's blocks"
+    )
+    path = tmp_path / "r.json"
+    write_results(run, path)
+    loaded = load_results(path)
+    assert loaded == run
+    assert loaded.adapters is not None and loaded.adapters[0].task is not None and loaded.adapters[0].task.beats_base
