@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.results.readings.history import ChangePoint, HistoryPoint, SeriesKey
+from harness.results.readings.history import ChangePoint, ChangePointRow, HistoryPoint, SeriesKey
 from harness.results.schema import (
     Environment,
     PairedComparison,
@@ -364,7 +364,7 @@ class ResultsStore:
             " c.ratio, c.ratio_lo, c.ratio_hi"
             " FROM cases c JOIN runs r ON r.run_id = c.run_id WHERE c.status = 'ok' AND c.median_ms IS NOT NULL"
         )
-        params: dict[str, Any] = {}
+        params: dict[str, list[str]] = {}
         expanding = []
         for column, values in (("model", models), ("variant", variants), ("device", devices)):
             if values:
@@ -395,7 +395,7 @@ class ResultsStore:
                     [change.row() for change in found],
                 )
 
-    def change_points(self) -> list[dict[str, Any]]:
+    def change_points(self) -> list[ChangePointRow]:
         """The stored change points, oldest first (as `bench history --update` last wrote them)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -404,7 +404,7 @@ class ResultsStore:
                     " ORDER BY machine_key, model, variant, device, figure, created_at"
                 )
             ).mappings()
-            return [dict(row) for row in rows]
+            return [ChangePointRow(**row) for row in rows]
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -33,7 +33,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal, TypedDict
 
 from harness.results.stats import CV_WARN
 from profiles.errors import ConfigError
@@ -117,6 +117,57 @@ class Point:
         return self.revision[:12] if self.revision and len(self.revision) == 40 else self.revision or self.run_id
 
 
+class ChangePointRow(TypedDict):
+    """A row of the store's `change_points` table: the series' key, then the change."""
+
+    machine_key: str
+    model: str
+    variant: str
+    device: str
+    figure: Figure
+    run_id: str
+    revision: str
+    created_at: str
+    before_value: float
+    after_value: float
+    ratio: float
+    direction: Direction
+    p_value: float
+    found_at: str
+
+
+class ChangePointJson(ChangePointRow):
+    """A change point in `bench history --json`: its row, and the index of its run in the series' points."""
+
+    index: int
+
+
+class PointJson(TypedDict):
+    run_id: str
+    created_at: str
+    revision: str | None
+    revision_describe: str | None
+    label: str | None
+    hostname: str | None
+    value: float
+    low: float | None
+    high: float | None
+    high_variation: bool
+    noisy: str | None
+
+
+class SeriesJson(TypedDict):
+    """A series in `bench history --json`: its key, its points and its change points."""
+
+    machine_key: str
+    model: str
+    variant: str
+    device: str
+    figure: Figure
+    points: list[PointJson]
+    change_points: list[ChangePointJson]
+
+
 @dataclass
 class ChangePoint:
     """Where a series moved to a new level: the first run at it, the medians of the quiet runs before and
@@ -140,10 +191,15 @@ class ChangePoint:
     def direction(self) -> Direction:
         return "regression" if self.after > self.before else "improvement"
 
-    def row(self) -> dict[str, Any]:
+    def row(self) -> ChangePointRow:
         """The `change_points` row of the store."""
+        key = self.series
         return {
-            **asdict(self.series),
+            "machine_key": key.machine_key,
+            "model": key.model,
+            "variant": key.variant,
+            "device": key.device,
+            "figure": key.figure,
             "run_id": self.run_id,
             "revision": self.revision,
             "created_at": self.created_at,
@@ -162,11 +218,16 @@ class HistorySeries:
     points: list[Point]
     change_points: list[ChangePoint] = field(default_factory=list)
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> SeriesJson:
+        key = self.key
         return {
-            **asdict(self.key),
-            "points": [asdict(point) for point in self.points],
-            "change_points": [{**change.row(), "index": change.index} for change in self.change_points],
+            "machine_key": key.machine_key,
+            "model": key.model,
+            "variant": key.variant,
+            "device": key.device,
+            "figure": key.figure,
+            "points": [PointJson(**asdict(point)) for point in self.points],
+            "change_points": [ChangePointJson(**change.row(), index=change.index) for change in self.change_points],
         }
 
 
