@@ -104,3 +104,31 @@ def test_onnx_and_executorch_fp32_reproduce_torch_greedy_64_tokens_on_every_held
         assert np.array_equal(greedy(onnx_step, prompt, 64, empty), expected)
         assert np.array_equal(greedy(et_step, prompt, 64, empty), expected)
     backend.close()
+
+
+@pytest.mark.slow
+def test_every_coreml_build_declares_its_cache_as_state(smollm2, tmp_path) -> None:
+    """Acceptance 3 of issue 30 on the real LLM (slow: six conversions of 135M weights): every Core ML
+    recipe builds on Linux as an iOS18 model holding the whole KV cache as state, at the decoder's own
+    layers, KV heads, context and head width."""
+    ct = pytest.importorskip("coremltools", reason="coremltools is not installed: pip install 'ondevice-bench[coreml]'")
+
+    from converters.base import ConversionContext
+    from converters.build import build_artifact
+    from converters.cache import ArtifactCache
+    from converters.fingerprint import fingerprint_model
+    from profiles.catalog import VARIANTS
+
+    empty, _ = smollm2.module.empty_cache()
+    shape = [*empty.shape[:3], smollm2.module.max_context, empty.shape[4]]
+    names = ["coreml-fp32", "coreml-fp16", "coreml-w8", "coreml-w4", "coreml-pal6", "coreml-pal4"]
+    with ConversionContext() as ctx:
+        built = {
+            name: build_artifact(smollm2, fingerprint_model(smollm2), VARIANTS[name], ctx, ArtifactCache(tmp_path))
+            for name in names
+        }
+    for name, artifact in built.items():
+        spec = ct.models.MLModel(artifact["path"], skip_model_load=True).get_spec()
+        states = {s.name: list(s.type.stateType.arrayType.shape) for s in spec.description.state}
+        assert states == {"key_cache": shape, "value_cache": shape}, name
+        assert artifact["deployment_target"] == "iOS18", name
