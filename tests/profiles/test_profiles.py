@@ -25,7 +25,9 @@ def test_builtin_profiles_load_and_validate() -> None:
 
 
 def test_variants_all_expands_to_the_catalog() -> None:
-    assert load_profile("default").profile.variants == list(VARIANTS)
+    """`all` is every recipe; the unfused-adapter ones only for a profile with a `BASE+ADAPTER` model."""
+    assert load_profile("default").profile.variants == [n for n, v in VARIANTS.items() if not v.unfused_adapter]
+    assert load_profile("adapters", {"variants": ["all"]}).profile.variants == list(VARIANTS)
 
 
 def test_overrides_replace_profile_keys() -> None:
